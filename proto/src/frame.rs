@@ -1,0 +1,324 @@
+//! Length-prefixed frames: a little-endian `u32` length, then a bincode payload.
+//!
+//! The length is checked against [`MAX_FRAME_LEN`] before any buffer is
+//! allocated, and the decoder is bounded to the same limit, so a hostile peer
+//! cannot make either side allocate more than one frame's worth of memory.
+
+use std::io::{Read, Write};
+use std::os::fd::{AsFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::unix::net::UnixStream;
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::{Error, RemoteError, PROTOCOL_VERSION};
+
+/// Largest frame either side accepts or sends (1 MiB).
+pub const MAX_FRAME_LEN: u32 = 1 << 20;
+
+/// Largest data chunk carried in one frame (leaves room for the envelope).
+pub const MAX_CHUNK_LEN: usize = 512 * 1024;
+
+type Config = bincode::config::Configuration<
+    bincode::config::LittleEndian,
+    bincode::config::Varint,
+    bincode::config::Limit<{ MAX_FRAME_LEN as usize }>,
+>;
+
+fn config() -> Config {
+    bincode::config::standard().with_limit::<{ MAX_FRAME_LEN as usize }>()
+}
+
+/// Encode a message to its payload bytes (without the length prefix).
+pub fn encode<T: Serialize>(msg: &T) -> Result<Vec<u8>, Error> {
+    let bytes =
+        bincode::serde::encode_to_vec(msg, config()).map_err(|e| Error::Encode(e.to_string()))?;
+    // bincode does not apply the limit when encoding: check it here.
+    if bytes.len() > MAX_FRAME_LEN as usize {
+        return Err(Error::FrameTooLarge {
+            len: bytes.len() as u64,
+            max: MAX_FRAME_LEN,
+        });
+    }
+    Ok(bytes)
+}
+
+/// Decode a payload; trailing bytes are an error.
+pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {
+    if bytes.len() > MAX_FRAME_LEN as usize {
+        return Err(Error::FrameTooLarge {
+            len: bytes.len() as u64,
+            max: MAX_FRAME_LEN,
+        });
+    }
+    let (msg, used) = bincode::serde::decode_from_slice(bytes, config())
+        .map_err(|e| Error::Decode(e.to_string()))?;
+    if used != bytes.len() {
+        return Err(Error::Decode(format!(
+            "{} trailing bytes after the message",
+            bytes.len() - used
+        )));
+    }
+    Ok(msg)
+}
+
+/// Write one frame.
+pub fn write_frame<W: Write, T: Serialize>(w: &mut W, msg: &T) -> Result<(), Error> {
+    let payload = encode(msg)?;
+    let mut buf = Vec::with_capacity(4 + payload.len());
+    buf.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+    buf.extend_from_slice(&payload);
+    w.write_all(&buf)?;
+    w.flush()?;
+    Ok(())
+}
+
+/// Read one frame. `Ok(None)` is a clean end of stream at a frame boundary.
+pub fn read_frame<R: Read, T: DeserializeOwned>(r: &mut R) -> Result<Option<T>, Error> {
+    let mut len = [0u8; 4];
+    let mut got = 0;
+    while got < 4 {
+        match r.read(&mut len[got..]) {
+            Ok(0) if got == 0 => return Ok(None),
+            Ok(0) => return Err(Error::Decode("stream ended inside a frame header".into())),
+            Ok(n) => got += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let len = u32::from_le_bytes(len);
+    if len > MAX_FRAME_LEN {
+        return Err(Error::FrameTooLarge {
+            len: len as u64,
+            max: MAX_FRAME_LEN,
+        });
+    }
+    let mut payload = vec![0u8; len as usize];
+    r.read_exact(&mut payload).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::UnexpectedEof {
+            Error::Decode("stream ended inside a frame".into())
+        } else {
+            Error::Io(e)
+        }
+    })?;
+    decode(&payload).map(Some)
+}
+
+/// The first frame each way.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hello {
+    pub version: u32,
+}
+
+/// One end of a control channel (a Unix stream socket).
+#[derive(Debug)]
+pub struct Channel {
+    stream: UnixStream,
+}
+
+impl Channel {
+    pub fn new(stream: UnixStream) -> Self {
+        Channel { stream }
+    }
+
+    /// A connected pair: one end for the supervisor, one for the helper.
+    pub fn pair() -> Result<(Channel, UnixStream), Error> {
+        let (a, b) = UnixStream::pair()?;
+        Ok((Channel::new(a), b))
+    }
+
+    /// Take the helper's inherited control descriptor ([`crate::CONTROL_FD`]).
+    ///
+    /// Fails cleanly when the descriptor is not open or is not a socket, which is
+    /// what happens when someone runs a helper by hand.
+    pub fn from_inherited() -> Result<Channel, Error> {
+        let fd = crate::CONTROL_FD;
+        // SAFETY: fstat on an arbitrary descriptor number only reads metadata.
+        let mut st: libc::stat = unsafe { std::mem::zeroed() };
+        let rc = unsafe { libc::fstat(fd, &mut st) };
+        if rc != 0 || (st.st_mode & libc::S_IFMT) != libc::S_IFSOCK {
+            return Err(Error::invalid(
+                "control channel",
+                "file descriptor 3 is not a socket; helpers are started by tupper-supervisor",
+            ));
+        }
+        // Keep it from leaking into anything the helper executes.
+        unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+        // SAFETY: the descriptor is open (fstat succeeded) and nothing else owns it.
+        let owned = unsafe { OwnedFd::from_raw_fd(fd) };
+        Ok(Channel::new(UnixStream::from(owned)))
+    }
+
+    pub fn send<T: Serialize>(&mut self, msg: &T) -> Result<(), Error> {
+        write_frame(&mut self.stream, msg)
+    }
+
+    /// Receive one message; a closed channel is [`Error::Closed`].
+    pub fn recv<T: DeserializeOwned>(&mut self) -> Result<T, Error> {
+        read_frame(&mut self.stream)?.ok_or(Error::Closed)
+    }
+
+    /// Receive one message, or `None` when the peer closed the channel cleanly.
+    pub fn recv_opt<T: DeserializeOwned>(&mut self) -> Result<Option<T>, Error> {
+        read_frame(&mut self.stream)
+    }
+
+    /// Send our `Hello` and check the peer's.
+    pub fn handshake(&mut self) -> Result<(), Error> {
+        self.send(&Hello {
+            version: PROTOCOL_VERSION,
+        })?;
+        let theirs: Hello = self.recv()?;
+        if theirs.version != PROTOCOL_VERSION {
+            return Err(Error::VersionMismatch {
+                ours: PROTOCOL_VERSION,
+                theirs: theirs.version,
+            });
+        }
+        Ok(())
+    }
+
+    /// Send a request and wait for its reply, turning a remote error into `Err`.
+    pub fn call<Req: Serialize, Rep: DeserializeOwned>(&mut self, req: &Req) -> Result<Rep, Error> {
+        self.send(req)?;
+        let reply: Result<Rep, RemoteError> = self.recv()?;
+        reply.map_err(Error::Remote)
+    }
+
+    /// Send a reply (helper side).
+    pub fn reply<Rep: Serialize>(&mut self, reply: &Result<Rep, RemoteError>) -> Result<(), Error> {
+        self.send(reply)
+    }
+
+    pub fn stream(&self) -> &UnixStream {
+        &self.stream
+    }
+
+    pub fn into_stream(self) -> UnixStream {
+        self.stream
+    }
+}
+
+impl AsFd for Channel {
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.stream.as_fd()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::messages::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn round_trip_over_a_socket() {
+        let (mut a, b) = Channel::pair().unwrap();
+        let mut b = Channel::new(b);
+        let t = std::thread::spawn(move || {
+            b.handshake().unwrap();
+            let req: StorageRequest = b.recv().unwrap();
+            assert_eq!(
+                req,
+                StorageRequest::Snapshot {
+                    image: "busybox".into(),
+                    container: "0123abcd".into()
+                }
+            );
+            b.reply::<StorageReply>(&Ok(StorageReply::Done)).unwrap();
+        });
+        a.handshake().unwrap();
+        let rep: StorageReply = a
+            .call(&StorageRequest::Snapshot {
+                image: "busybox".into(),
+                container: "0123abcd".into(),
+            })
+            .unwrap();
+        assert_eq!(rep, StorageReply::Done);
+        t.join().unwrap();
+    }
+
+    #[test]
+    fn absurd_length_is_refused_before_allocation() {
+        let mut bytes: &[u8] = &[0xff, 0xff, 0xff, 0xff, 1, 2, 3];
+        match read_frame::<_, Hello>(&mut bytes) {
+            Err(Error::FrameTooLarge { len, .. }) => assert_eq!(len, u32::MAX as u64),
+            other => panic!("expected FrameTooLarge, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn vec_length_inside_a_frame_is_bounded() {
+        // A chunk that claims 2^40 bytes inside a small frame must not allocate.
+        let mut payload = vec![1u8]; // variant index of ImportChunk
+        payload.push(253); // varint u64 marker
+        payload.extend_from_slice(&(1u64 << 40).to_le_bytes());
+        assert!(decode::<StorageRequest>(&payload).is_err());
+    }
+
+    #[test]
+    fn version_mismatch_is_reported() {
+        let (mut a, b) = Channel::pair().unwrap();
+        let mut b = Channel::new(b);
+        let t = std::thread::spawn(move || {
+            let _: Hello = b.recv().unwrap();
+            b.send(&Hello { version: 999 }).unwrap();
+        });
+        match a.handshake() {
+            Err(Error::VersionMismatch { theirs: 999, .. }) => {}
+            other => panic!("expected VersionMismatch, got {other:?}"),
+        }
+        t.join().unwrap();
+    }
+
+    #[test]
+    fn truncated_frame_is_an_error_not_eof() {
+        let mut bytes: &[u8] = &[10, 0, 0, 0, 1, 2];
+        assert!(matches!(
+            read_frame::<_, Hello>(&mut bytes),
+            Err(Error::Decode(_))
+        ));
+        let mut empty: &[u8] = &[];
+        assert!(matches!(read_frame::<_, Hello>(&mut empty), Ok(None)));
+    }
+
+    #[test]
+    fn oversized_message_is_not_sent() {
+        let big = StorageRequest::ImportChunk(vec![0u8; MAX_FRAME_LEN as usize + 1]);
+        assert!(matches!(encode(&big), Err(Error::FrameTooLarge { .. })));
+    }
+
+    proptest! {
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..4096)) {
+            let _ = decode::<StorageRequest>(&bytes);
+            let _ = decode::<NsRequest>(&bytes);
+            let _ = decode::<NetRequest>(&bytes);
+            let _ = decode::<Result<NsReply, RemoteError>>(&bytes);
+            let mut r: &[u8] = &bytes;
+            let _ = read_frame::<_, StorageRequest>(&mut r);
+        }
+
+        #[test]
+        fn arbitrary_frames_never_panic(len in 0u32..64, bytes in proptest::collection::vec(any::<u8>(), 0..64)) {
+            let mut framed = len.to_le_bytes().to_vec();
+            framed.extend_from_slice(&bytes);
+            let mut r: &[u8] = &framed;
+            let _ = read_frame::<_, NetRequest>(&mut r);
+        }
+
+        #[test]
+        fn spawn_round_trips(cmd in proptest::collection::vec(".*", 0..8), host in "[a-z]{1,20}") {
+            let req = NsRequest::Spawn(SpawnRequest {
+                container: "abc".into(),
+                command: cmd,
+                env: vec!["A=B".into()],
+                hostname: host,
+                workdir: "/".into(),
+                tty: false,
+            });
+            let bytes = encode(&req).unwrap();
+            prop_assert_eq!(decode::<NsRequest>(&bytes).unwrap(), req);
+        }
+    }
+}

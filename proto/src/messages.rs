@@ -1,0 +1,110 @@
+//! Requests and replies, one pair of enums per helper.
+//!
+//! Every request is answered by one frame holding `Result<Reply, RemoteError>`.
+
+use serde::{Deserialize, Serialize};
+
+/// Requests to `tupper-storage`. A channel may carry several in sequence.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum StorageRequest {
+    /// Make sure the store exists and is mounted (creates the loop image on
+    /// first use). Every other request does this implicitly.
+    Init,
+    /// Start importing an image from a tarball (plain, gzip or zstd) that
+    /// follows as `ImportChunk` frames, ended by `ImportEnd`. No reply is sent
+    /// for `ImportBegin` or the chunks: the reply to `ImportEnd` (or the
+    /// first error, after which the helper discards the rest) ends the import.
+    ImportBegin { name: String },
+    /// Up to [`crate::frame::MAX_CHUNK_LEN`] bytes of the tarball.
+    ImportChunk(Vec<u8>),
+    /// The tarball is complete.
+    ImportEnd,
+    /// Snapshot the caller's image into a writable container root.
+    Snapshot { image: String, container: String },
+    /// Remove a container root of the caller.
+    RemoveContainer { container: String },
+    /// Remove an image of the caller.
+    RemoveImage { name: String },
+    /// List the caller's images.
+    ListImages,
+    /// List the caller's container roots.
+    ListContainers,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImageInfo {
+    pub name: String,
+    /// Seconds since the epoch when the import finished.
+    pub created: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum StorageReply {
+    Done,
+    Imported {
+        name: String,
+        entries: u64,
+        bytes: u64,
+    },
+    Images(Vec<ImageInfo>),
+    Containers(Vec<String>),
+}
+
+/// What to run and how; the root filesystem is always the caller's container
+/// root `containers/<uid>/<container>` in the store, never a path from the request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SpawnRequest {
+    /// Container id (validated with [`crate::validate::container_id`]).
+    pub container: String,
+    /// argv; `command[0]` is looked up in the container's `PATH` when it has no `/`.
+    pub command: Vec<String>,
+    /// `KEY=VALUE` strings.
+    pub env: Vec<String>,
+    pub hostname: String,
+    /// Working directory inside the container.
+    pub workdir: String,
+    /// Standard input is a terminal that becomes the controlling terminal.
+    pub tty: bool,
+}
+
+/// Requests to `tupper-ns`.
+///
+/// `Spawn` is answered by the helper with `NsReply::Spawned` once the
+/// container init sits in its namespaces, pivoted into its root, waiting.
+/// The helper then exits; the container init (a child of the supervisor)
+/// keeps the channel and waits for `Start`. On `Start` it executes the
+/// command: success closes the channel (close-on-exec) with no reply; a
+/// failure is answered with an error of kind `CommandNotFound` or
+/// `NotExecutable`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum NsRequest {
+    Spawn(SpawnRequest),
+    Start,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum NsReply {
+    /// Host pid of the container init.
+    Spawned { pid: i32 },
+}
+
+/// Requests to `tupper-net`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum NetRequest {
+    /// Give the container whose init has host pid `pid` an `eth0` on the bridge.
+    Attach { pid: i32, container: String },
+    /// Return the container's address lease and remove its host interface.
+    Release { container: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum NetReply {
+    Attached {
+        /// Container address with prefix, e.g. `10.88.0.2/16`.
+        address: String,
+        gateway: String,
+        /// Host side of the veth pair.
+        host_interface: String,
+    },
+    Released,
+}

@@ -1,0 +1,148 @@
+//! Validation shared by the supervisor and every helper.
+
+use crate::Error;
+
+/// Image and container names: `[a-z0-9][a-z0-9_.-]{0,62}`.
+pub fn name(s: &str) -> Result<(), Error> {
+    let bytes = s.as_bytes();
+    let ok = !bytes.is_empty()
+        && bytes.len() <= 63
+        && (bytes[0].is_ascii_lowercase() || bytes[0].is_ascii_digit())
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"_.-".contains(b));
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::invalid(
+            format!("name {s:?}"),
+            "names are 1 to 63 characters of a-z, 0-9, '_', '.', '-' and start with a letter or digit",
+        ))
+    }
+}
+
+/// Length of a container id in hex digits.
+pub const CONTAINER_ID_LEN: usize = 32;
+
+/// Container ids: exactly 32 lowercase hex digits.
+pub fn container_id(s: &str) -> Result<(), Error> {
+    if s.len() == CONTAINER_ID_LEN
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    {
+        Ok(())
+    } else {
+        Err(Error::invalid(
+            format!("container id {s:?}"),
+            "container ids are 32 lowercase hexadecimal digits",
+        ))
+    }
+}
+
+/// Hostnames: 1..=63 characters of letters, digits and '-', not starting or ending with '-'.
+pub fn hostname(s: &str) -> Result<(), Error> {
+    let b = s.as_bytes();
+    let ok = !b.is_empty()
+        && b.len() <= 63
+        && b.iter()
+            .all(|c| c.is_ascii_alphanumeric() || *c == b'-' || *c == b'.')
+        && b[0] != b'-'
+        && b[b.len() - 1] != b'-';
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::invalid(
+            format!("hostname {s:?}"),
+            "hostnames are 1 to 63 letters, digits, '-' or '.', not starting or ending with '-'",
+        ))
+    }
+}
+
+/// Environment entries: `KEY=VALUE` with a non-empty key without `=` or NUL.
+pub fn env_entry(s: &str) -> Result<(), Error> {
+    match s.split_once('=') {
+        Some((k, _)) if !k.is_empty() && !s.contains('\0') => Ok(()),
+        _ => Err(Error::invalid(
+            format!("environment entry {s:?}"),
+            "expected KEY=VALUE",
+        )),
+    }
+}
+
+/// A command: at least one argument, no NUL bytes.
+pub fn command(argv: &[String]) -> Result<(), Error> {
+    if argv.is_empty() || argv[0].is_empty() {
+        return Err(Error::invalid("command", "no command given"));
+    }
+    if argv.iter().any(|a| a.contains('\0')) {
+        return Err(Error::invalid(
+            "command",
+            "arguments may not contain NUL bytes",
+        ));
+    }
+    Ok(())
+}
+
+/// An absolute path inside the container without `..` components or NUL.
+pub fn container_path(s: &str) -> Result<(), Error> {
+    if !s.starts_with('/') || s.contains('\0') || s.split('/').any(|c| c == "..") {
+        return Err(Error::invalid(
+            format!("path {s:?}"),
+            "expected an absolute path without '..'",
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names() {
+        for good in ["busybox", "a", "alpine-3.19", "my_img.v2", "0abc"] {
+            assert!(name(good).is_ok(), "{good}");
+        }
+        let long = "a".repeat(64);
+        for bad in [
+            "",
+            "../x",
+            "..",
+            ".",
+            "-x",
+            "_x",
+            "A",
+            "a/b",
+            "a b",
+            "x\0",
+            long.as_str(),
+            "é",
+        ] {
+            assert!(name(bad).is_err(), "{bad:?}");
+        }
+        assert!(name(&"a".repeat(63)).is_ok());
+    }
+
+    #[test]
+    fn ids() {
+        assert!(container_id(&"0123456789abcdef".repeat(2)).is_ok());
+        assert!(container_id("../../etc").is_err());
+        assert!(container_id(&"A".repeat(32)).is_err());
+        assert!(container_id(&"a".repeat(31)).is_err());
+    }
+
+    #[test]
+    fn hostnames_envs_commands_paths() {
+        assert!(hostname("tupperware").is_ok());
+        assert!(hostname("-x").is_err());
+        assert!(hostname("a/b").is_err());
+        assert!(env_entry("A=b=c").is_ok());
+        assert!(env_entry("=x").is_err());
+        assert!(env_entry("novalue").is_err());
+        assert!(command(&[]).is_err());
+        assert!(command(&["sh".into()]).is_ok());
+        assert!(container_path("/").is_ok());
+        assert!(container_path("/a/../b").is_err());
+        assert!(container_path("rel").is_err());
+    }
+}
