@@ -26,7 +26,7 @@ pub fn system_config_path() -> PathBuf {
     Path::new(SYSCONFDIR).join("tupperware.toml")
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SystemConfig {
     pub store: StoreConfig,
@@ -85,16 +85,6 @@ impl Default for RuntimeConfig {
     fn default() -> Self {
         RuntimeConfig {
             state_dir: PathBuf::from("/run/tupperware"),
-        }
-    }
-}
-
-impl Default for SystemConfig {
-    fn default() -> Self {
-        SystemConfig {
-            store: StoreConfig::default(),
-            network: NetworkConfig::default(),
-            runtime: RuntimeConfig::default(),
         }
     }
 }

@@ -12,8 +12,9 @@ pub enum StorageRequest {
     Init,
     /// Start importing an image from a tarball (plain, gzip or zstd) that
     /// follows as `ImportChunk` frames, ended by `ImportEnd`. No reply is sent
-    /// for `ImportBegin` or the chunks: the reply to `ImportEnd` (or the
-    /// first error, after which the helper discards the rest) ends the import.
+    /// for `ImportBegin` or the chunks: the helper answers exactly once, after
+    /// `ImportEnd`. When extraction fails early it discards the remaining
+    /// chunks and answers with the error; nothing of the image is left.
     ImportBegin { name: String },
     /// Up to [`crate::frame::MAX_CHUNK_LEN`] bytes of the tarball.
     ImportChunk(Vec<u8>),
