@@ -1,0 +1,81 @@
+//! Giving back what a container took: its lease and (with `--rm`) its root.
+//! Also run at the start of every `run` for containers whose supervisor died.
+
+use proto::{ErrorKind, NetReply, NetRequest, StorageReply, StorageRequest};
+
+use crate::error::Error;
+use crate::helpers::{call_once, Helper};
+use crate::process::PidFd;
+use crate::state::{StateDir, Status};
+
+fn already_gone(e: &Error) -> bool {
+    e.remote_kind() == Some(ErrorKind::NotFound)
+}
+
+/// Release the lease and, for `--rm` containers, the snapshot. Returns whether
+/// everything was released (the record can go).
+pub fn release(rec: &crate::state::Record, snapshot_exists: bool) -> bool {
+    let mut ok = true;
+    if rec.network_attached {
+        let r: Result<NetReply, _> = call_once(
+            Helper::Net,
+            &NetRequest::Release {
+                container: rec.id.clone(),
+            },
+        );
+        if let Err(e) = r {
+            if !already_gone(&e) {
+                eprintln!("tupper: {e}");
+                ok = false;
+            }
+        }
+    }
+    if rec.remove_on_exit && snapshot_exists {
+        ok &= remove_root(&rec.id);
+    }
+    ok
+}
+
+/// Remove a container's root filesystem; a missing one counts as removed.
+pub fn remove_root(id: &str) -> bool {
+    let r: Result<StorageReply, _> = call_once(
+        Helper::Storage,
+        &StorageRequest::RemoveContainer {
+            container: id.to_string(),
+        },
+    );
+    match r {
+        Ok(_) => true,
+        Err(e) if already_gone(&e) => true,
+        Err(e) => {
+            eprintln!("tupper: {e}");
+            false
+        }
+    }
+}
+
+/// Reclaim containers whose supervisor is gone (killed, crashed, rebooted).
+pub fn collect_garbage(state: &StateDir) {
+    let Ok(_lock) = state.lock() else { return };
+    let Ok(records) = state.load_all() else {
+        return;
+    };
+    for mut rec in records {
+        if matches!(rec.status, Status::Exited(_)) || rec.supervisor.alive() {
+            continue;
+        }
+        if let Some(init) = rec.init {
+            if let Some(pidfd) = PidFd::open_checked(&init) {
+                let _ = pidfd.signal(libc::SIGKILL);
+            }
+        }
+        let released = release(&rec, true);
+        rec.network_attached &= !released;
+        if rec.remove_on_exit && released {
+            let _ = state.remove(&rec.id);
+        } else {
+            rec.status = Status::Exited(137);
+            let _ = state.save(&rec);
+        }
+    }
+}

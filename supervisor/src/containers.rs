@@ -1,0 +1,102 @@
+//! `ps`, `rm`, `gc`.
+
+use crate::cleanup;
+use crate::error::{Error, Result};
+use crate::process::PidFd;
+use crate::state::{StateDir, Status};
+
+pub fn ps(all: bool) -> Result<()> {
+    let state = StateDir::open()?;
+    cleanup::collect_garbage(&state);
+    println!(
+        "{:<14}{:<20}{:<16}{:<24}{:<18}ADDRESS",
+        "CONTAINER ID", "NAME", "IMAGE", "COMMAND", "STATUS"
+    );
+    for r in state.load_all()? {
+        let status = match r.status {
+            Status::Creating => "Created".to_string(),
+            Status::Running => format!("Up {}", age(r.created).trim_end_matches(" ago")),
+            Status::Exited(c) => format!("Exited ({c})"),
+        };
+        if !all && !matches!(r.status, Status::Running) {
+            continue;
+        }
+        let mut cmd = r.command.join(" ");
+        if cmd.len() > 22 {
+            cmd.truncate(19);
+            cmd.push_str("...");
+        }
+        println!(
+            "{:<14}{:<20}{:<16}{:<24}{:<18}{}",
+            &r.id[..12],
+            r.name,
+            r.image,
+            format!("{cmd:?}"),
+            status,
+            r.address.as_deref().unwrap_or("-")
+        );
+    }
+    Ok(())
+}
+
+pub fn rm(keys: &[String], force: bool) -> Result<()> {
+    let state = StateDir::open()?;
+    cleanup::collect_garbage(&state);
+    let mut failed = None;
+    for key in keys {
+        if let Err(e) = rm_one(&state, key, force) {
+            eprintln!("tupper: {e}");
+            failed = Some(e);
+        }
+    }
+    match failed {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+fn rm_one(state: &StateDir, key: &str, force: bool) -> Result<()> {
+    let rec = state.find(key)?;
+    if !matches!(rec.status, Status::Exited(_)) && rec.supervisor.alive() {
+        if !force {
+            return Err(Error::user(format!(
+                "container {} is running; stop it first or use rm -f",
+                rec.name
+            )));
+        }
+        // Its supervisor sees the end and releases everything itself.
+        if let Some(pidfd) = rec.init.and_then(|i| PidFd::open_checked(&i)) {
+            let _ = pidfd.signal(libc::SIGKILL);
+        }
+        println!("{}", rec.name);
+        return Ok(());
+    }
+    if !cleanup::remove_root(&rec.id) {
+        return Err(Error::user(format!(
+            "could not remove the root filesystem of {}",
+            rec.name
+        )));
+    }
+    let _lock = state.lock()?;
+    state.remove(&rec.id)?;
+    println!("{}", rec.name);
+    Ok(())
+}
+
+pub fn gc() -> Result<()> {
+    let state = StateDir::open()?;
+    cleanup::collect_garbage(&state);
+    Ok(())
+}
+
+/// "5 seconds ago", "3 minutes ago", ...
+pub fn age(then: u64) -> String {
+    let secs = crate::run::now().saturating_sub(then);
+    let (n, unit) = match secs {
+        0..=59 => (secs, "second"),
+        60..=3599 => (secs / 60, "minute"),
+        3600..=86399 => (secs / 3600, "hour"),
+        _ => (secs / 86400, "day"),
+    };
+    format!("{n} {unit}{} ago", if n == 1 { "" } else { "s" })
+}

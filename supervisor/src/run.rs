@@ -1,0 +1,299 @@
+//! `run`: snapshot → spawn → attach → start → wait → clean up.
+
+use std::os::fd::OwnedFd;
+use std::process::Stdio;
+
+use proto::{
+    NetReply, NetRequest, NsReply, NsRequest, RemoteError, SpawnRequest, StorageReply,
+    StorageRequest,
+};
+
+use crate::error::{Error, Result};
+use crate::helpers::{Helper, HelperProcess, HelperStdio};
+use crate::process::{PidFd, ProcessId};
+use crate::signals::Signals;
+use crate::state::{Record, StateDir, Status};
+use crate::{cleanup, tty};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum NetworkMode {
+    /// An eth0 on the host bridge with an address and a default route.
+    Bridge,
+    /// Only a loopback interface.
+    None,
+}
+
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    pub remove: bool,
+    pub interactive: bool,
+    pub tty: bool,
+    pub name: Option<String>,
+    pub hostname: Option<String>,
+    pub network: NetworkMode,
+    pub env: Vec<String>,
+    pub workdir: String,
+    pub image: String,
+    pub command: Vec<String>,
+}
+
+/// Default command when none is given: the image's shell.
+const DEFAULT_COMMAND: &str = "/bin/sh";
+
+impl RunOptions {
+    fn validate(&mut self) -> Result<()> {
+        proto::validate::name(&self.image)?;
+        if let Some(n) = &self.name {
+            proto::validate::name(n)?;
+        }
+        if let Some(h) = &self.hostname {
+            proto::validate::hostname(h)?;
+        }
+        for e in &self.env {
+            proto::validate::env_entry(e)?;
+        }
+        proto::validate::container_path(&self.workdir)?;
+        if self.command.is_empty() {
+            self.command = vec![DEFAULT_COMMAND.into()];
+        }
+        proto::validate::command(&self.command)?;
+        Ok(())
+    }
+}
+
+/// Run a container in the foreground; returns its exit status.
+pub fn run(mut opts: RunOptions, signals: &Signals) -> Result<i32> {
+    opts.validate()?;
+    let state = StateDir::open()?;
+    cleanup::collect_garbage(&state);
+
+    let id = random_id()?;
+    let name = opts.name.clone().unwrap_or_else(|| id[..12].to_string());
+    let mut rec = Record {
+        id: id.clone(),
+        name,
+        image: opts.image.clone(),
+        command: opts.command.clone(),
+        created: now(),
+        remove_on_exit: opts.remove,
+        status: Status::Creating,
+        supervisor: ProcessId::current()
+            .ok_or_else(|| Error::user("cannot read /proc/self/stat"))?,
+        init: None,
+        network_attached: false,
+        address: None,
+    };
+    {
+        let _lock = state.lock()?;
+        if let Some(other) = state.load_all()?.into_iter().find(|r| r.name == rec.name) {
+            return Err(Error::user(format!(
+                "the name {:?} is already in use by container {}; remove it with `tupper-supervisor rm {}`",
+                rec.name,
+                &other.id[..12],
+                rec.name
+            )));
+        }
+        state.save(&rec)?;
+    }
+
+    let mut run = Running {
+        state: &state,
+        signals,
+        snapshot: false,
+    };
+    let outcome = run.start_and_wait(&opts, &mut rec);
+    let code = match &outcome {
+        Ok(code) => *code,
+        Err(e) => e.exit_code(),
+    };
+    run.tear_down(&mut rec, code);
+    outcome
+}
+
+struct Running<'a> {
+    state: &'a StateDir,
+    signals: &'a Signals,
+    snapshot: bool,
+}
+
+impl Running<'_> {
+    fn check_cancelled(&self) -> Result<()> {
+        match self.signals.pending() {
+            Some(sig) => Err(Error::user(format!(
+                "interrupted by signal {sig} before the container started"
+            ))),
+            None => Ok(()),
+        }
+    }
+
+    fn start_and_wait(&mut self, opts: &RunOptions, rec: &mut Record) -> Result<i32> {
+        // 1. A writable snapshot of the image.
+        let _: StorageReply = crate::helpers::call_once(
+            Helper::Storage,
+            &StorageRequest::Snapshot {
+                image: opts.image.clone(),
+                container: rec.id.clone(),
+            },
+        )?;
+        self.snapshot = true;
+        self.check_cancelled()?;
+
+        // 2. The container init, in its namespaces, waiting.
+        let pty = if opts.tty {
+            Some(tty::open_pty()?)
+        } else {
+            None
+        };
+        let stdio = container_stdio(opts, pty.as_ref())?;
+        let mut ns = HelperProcess::spawn(Helper::Ns, stdio)?;
+        let NsReply::Spawned { pid } = ns.call(&NsRequest::Spawn(SpawnRequest {
+            container: rec.id.clone(),
+            command: opts.command.clone(),
+            env: opts.env.clone(),
+            hostname: opts
+                .hostname
+                .clone()
+                .unwrap_or_else(|| rec.id[..12].to_string()),
+            workdir: opts.workdir.clone(),
+            tty: opts.tty,
+        }))?;
+        rec.init = ProcessId::of(pid);
+        let mut channel = ns.into_channel()?;
+        let pidfd = PidFd::open(pid).map_err(|e| Error::io("open the container process", e))?;
+        rec.status = Status::Running;
+        self.state.save(rec)?;
+        self.signals.forward_to(pidfd);
+
+        // 3. Network.
+        if opts.network == NetworkMode::Bridge {
+            rec.network_attached = true;
+            self.state.save(rec)?;
+            let NetReply::Attached { address, .. } = crate::helpers::call_once::<_, NetReply>(
+                Helper::Net,
+                &NetRequest::Attach {
+                    pid,
+                    container: rec.id.clone(),
+                },
+            )?
+            else {
+                return Err(Error::user("net: unexpected reply to Attach"));
+            };
+            rec.address = Some(address);
+            self.state.save(rec)?;
+        }
+        self.check_cancelled()?;
+
+        // 4. Terminal relay, then release the init.
+        let mut _raw = None;
+        let mut output = None;
+        if let Some(pty) = pty {
+            drop(pty.slave);
+            if tty::stdin_is_tty() {
+                _raw = tty::RawMode::enter();
+            }
+            self.signals.follow_window_size(&pty.master);
+            output = Some(tty::relay(pty.master)?);
+        }
+        channel
+            .send(&NsRequest::Start)
+            .map_err(|e| crate::helpers::wrap(Helper::Ns, e))?;
+        let started: Option<std::result::Result<NsReply, RemoteError>> = channel
+            .recv_opt()
+            .map_err(|e| crate::helpers::wrap(Helper::Ns, e))?;
+        if let Some(reply) = started {
+            let _ = wait_exit(pid);
+            return match reply {
+                Err(e) => Err(Error::Exec(e)),
+                Ok(_) => Err(Error::user("ns: unexpected reply to Start")),
+            };
+        }
+
+        // 5. Wait for the container's end.
+        let code = wait_exit(pid)?;
+        self.signals.stop_forwarding();
+        if let Some(out) = output {
+            let _ = out.join();
+        }
+        Ok(code)
+    }
+
+    /// Release everything the run took, whatever happened.
+    fn tear_down(&mut self, rec: &mut Record, code: i32) {
+        self.signals.stop_forwarding();
+        if let Some(init) = rec.init {
+            if let Some(pidfd) = PidFd::open_checked(&init) {
+                let _ = pidfd.signal(libc::SIGKILL);
+                let _ = wait_exit(init.pid);
+            }
+        }
+        let released = cleanup::release(rec, self.snapshot);
+        if released {
+            rec.network_attached = false;
+        }
+        rec.status = Status::Exited(code);
+        let _lock = self.state.lock();
+        let result = if rec.remove_on_exit && released {
+            self.state.remove(&rec.id)
+        } else {
+            self.state.save(rec)
+        };
+        if let Err(e) = result {
+            eprintln!("tupper: {e}");
+        }
+    }
+}
+
+fn container_stdio(opts: &RunOptions, pty: Option<&tty::Pty>) -> Result<HelperStdio> {
+    let dup = |fd: &OwnedFd| -> Result<Stdio> {
+        Ok(Stdio::from(
+            fd.try_clone().map_err(|e| Error::io("pty", e))?,
+        ))
+    };
+    Ok(match pty {
+        Some(p) => HelperStdio {
+            stdin: dup(&p.slave)?,
+            stdout: dup(&p.slave)?,
+            stderr: dup(&p.slave)?,
+        },
+        None => HelperStdio {
+            stdin: if opts.interactive {
+                Stdio::inherit()
+            } else {
+                Stdio::null()
+            },
+            stdout: Stdio::inherit(),
+            stderr: Stdio::inherit(),
+        },
+    })
+}
+
+/// Wait for a child (the container init is ours through CLONE_PARENT).
+pub fn wait_exit(pid: i32) -> Result<i32> {
+    use nix::sys::wait::{waitpid, WaitStatus};
+    loop {
+        match waitpid(nix::unistd::Pid::from_raw(pid), None) {
+            Ok(WaitStatus::Exited(_, code)) => return Ok(code),
+            Ok(WaitStatus::Signaled(_, sig, _)) => return Ok(128 + sig as i32),
+            Ok(_) => continue,
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => return Err(Error::io("wait for the container", e.into())),
+        }
+    }
+}
+
+fn random_id() -> Result<String> {
+    let mut bytes = [0u8; proto::validate::CONTAINER_ID_LEN / 2];
+    // SAFETY: getrandom writes at most the buffer's length.
+    let n = unsafe { libc::getrandom(bytes.as_mut_ptr().cast(), bytes.len(), 0) };
+    if n != bytes.len() as isize {
+        return Err(Error::io("getrandom", std::io::Error::last_os_error()));
+    }
+    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+pub fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}

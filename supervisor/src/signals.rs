@@ -1,0 +1,106 @@
+//! Signals reach the container: the supervisor blocks the signals it forwards
+//! and a dedicated thread receives them with `sigwait`.
+
+use std::os::fd::{AsRawFd, RawFd};
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::{Arc, Mutex};
+
+use nix::sys::signal::{SigSet, SigmaskHow, Signal};
+
+use crate::error::{Error, Result};
+use crate::process::PidFd;
+
+const FORWARDED: [Signal; 7] = [
+    Signal::SIGINT,
+    Signal::SIGTERM,
+    Signal::SIGHUP,
+    Signal::SIGQUIT,
+    Signal::SIGUSR1,
+    Signal::SIGUSR2,
+    Signal::SIGWINCH,
+];
+
+#[derive(Default)]
+struct Target {
+    container: Option<PidFd>,
+    /// Terminal master whose window size follows ours.
+    pty_master: Option<RawFd>,
+}
+
+/// Handle on the forwarding thread.
+#[derive(Clone)]
+pub struct Signals {
+    target: Arc<Mutex<Target>>,
+    /// A signal that arrived before there was a container to forward it to.
+    pending: Arc<AtomicI32>,
+}
+
+impl Signals {
+    /// Block the forwarded signals in this thread (and every thread started
+    /// after) and start the forwarding thread. Call before starting threads.
+    pub fn install() -> Result<Signals> {
+        let mut set = SigSet::empty();
+        for s in FORWARDED {
+            set.add(s);
+        }
+        nix::sys::signal::pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&set), None)
+            .map_err(|e| Error::io("block signals", e.into()))?;
+        let signals = Signals {
+            target: Arc::new(Mutex::new(Target::default())),
+            pending: Arc::new(AtomicI32::new(0)),
+        };
+        let s = signals.clone();
+        std::thread::Builder::new()
+            .name("signals".into())
+            .spawn(move || loop {
+                let Ok(sig) = set.wait() else { continue };
+                s.deliver(sig);
+            })
+            .map_err(|e| Error::io("start the signal thread", e))?;
+        Ok(signals)
+    }
+
+    fn deliver(&self, sig: Signal) {
+        let Ok(target) = self.target.lock() else {
+            return;
+        };
+        if sig == Signal::SIGWINCH {
+            if let Some(master) = target.pty_master {
+                crate::tty::copy_window_size(master);
+            }
+            return;
+        }
+        match &target.container {
+            Some(pidfd) => {
+                let _ = pidfd.signal(sig as i32);
+            }
+            None => self.pending.store(sig as i32, Ordering::SeqCst),
+        }
+    }
+
+    pub fn forward_to(&self, pidfd: PidFd) {
+        if let Ok(mut t) = self.target.lock() {
+            t.container = Some(pidfd);
+        }
+    }
+
+    pub fn follow_window_size(&self, master: &impl AsRawFd) {
+        if let Ok(mut t) = self.target.lock() {
+            t.pty_master = Some(master.as_raw_fd());
+        }
+    }
+
+    pub fn stop_forwarding(&self) {
+        if let Ok(mut t) = self.target.lock() {
+            *t = Target::default();
+        }
+    }
+
+    /// A terminating signal received while there was no container yet.
+    pub fn pending(&self) -> Option<i32> {
+        match self.pending.load(Ordering::SeqCst) {
+            0 => None,
+            s => Some(s),
+        }
+    }
+}

@@ -1,0 +1,163 @@
+//! Per-user state: one JSON record per container in the runtime directory.
+//!
+//! `$XDG_RUNTIME_DIR/tupperware`, else `/run/user/<uid>/tupperware`, else
+//! `/tmp/tupperware-<uid>`. The directory must belong to the user and be
+//! private; records are written atomically (temp file + rename).
+
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use nix::fcntl::{Flock, FlockArg};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::process::ProcessId;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Status {
+    Creating,
+    Running,
+    Exited(i32),
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Record {
+    pub id: String,
+    pub name: String,
+    pub image: String,
+    pub command: Vec<String>,
+    pub created: u64,
+    pub remove_on_exit: bool,
+    pub status: Status,
+    /// The supervisor process in charge of this container while it runs.
+    pub supervisor: ProcessId,
+    /// The container init, once spawned.
+    pub init: Option<ProcessId>,
+    /// Whether a network lease was taken.
+    pub network_attached: bool,
+    pub address: Option<String>,
+}
+
+pub struct StateDir {
+    root: PathBuf,
+}
+
+impl StateDir {
+    pub fn open() -> Result<StateDir> {
+        let uid = nix::unistd::getuid().as_raw();
+        let base = std::env::var_os("XDG_RUNTIME_DIR")
+            .map(PathBuf::from)
+            .filter(|p| p.is_absolute() && p.is_dir())
+            .or_else(|| {
+                let run = PathBuf::from(format!("/run/user/{uid}"));
+                run.is_dir().then_some(run)
+            });
+        let root = match base {
+            Some(b) => b.join("tupperware"),
+            None => std::env::temp_dir().join(format!("tupperware-{uid}")),
+        };
+        for dir in [root.clone(), root.join("containers")] {
+            match fs::DirBuilder::new().mode(0o700).create(&dir) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(Error::io(format!("state directory {}", dir.display()), e)),
+            }
+            let md = fs::symlink_metadata(&dir)
+                .map_err(|e| Error::io(format!("state directory {}", dir.display()), e))?;
+            if !md.is_dir() || md.uid() != uid || md.mode() & 0o077 != 0 {
+                return Err(Error::user(format!(
+                    "state directory {} must be a directory owned by you with mode 0700",
+                    dir.display()
+                )));
+            }
+        }
+        Ok(StateDir { root })
+    }
+
+    /// Exclusive lock over the records, held until the returned guard is dropped.
+    pub fn lock(&self) -> Result<Flock<File>> {
+        let path = self.root.join("lock");
+        let f = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .mode(0o600)
+            .open(&path)
+            .map_err(|e| Error::io(format!("{}", path.display()), e))?;
+        Flock::lock(f, FlockArg::LockExclusive)
+            .map_err(|(_, e)| Error::io("lock the state directory", e.into()))
+    }
+
+    fn record_path(&self, id: &str) -> PathBuf {
+        self.root.join("containers").join(format!("{id}.json"))
+    }
+
+    pub fn save(&self, rec: &Record) -> Result<()> {
+        let path = self.record_path(&rec.id);
+        let tmp = path.with_extension("json.tmp");
+        let text = serde_json::to_vec_pretty(rec)
+            .map_err(|e| Error::user(format!("encode record: {e}")))?;
+        write_atomically(&tmp, &path, &text)
+    }
+
+    pub fn remove(&self, id: &str) -> Result<()> {
+        match fs::remove_file(self.record_path(id)) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(Error::io("remove container record", e)),
+        }
+    }
+
+    pub fn load_all(&self) -> Result<Vec<Record>> {
+        let dir = self.root.join("containers");
+        let mut out = Vec::new();
+        let entries = fs::read_dir(&dir).map_err(|e| Error::io(format!("{}", dir.display()), e))?;
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.extension().and_then(|e| e.to_str()) != Some("json") {
+                continue;
+            }
+            match fs::read(&path)
+                .ok()
+                .and_then(|b| serde_json::from_slice::<Record>(&b).ok())
+            {
+                Some(r) if proto::validate::container_id(&r.id).is_ok() => out.push(r),
+                _ => eprintln!("tupper: ignoring unreadable record {}", path.display()),
+            }
+        }
+        out.sort_by_key(|r| r.created);
+        Ok(out)
+    }
+
+    /// A record by exact name, exact id, or unique id prefix.
+    pub fn find(&self, key: &str) -> Result<Record> {
+        let all = self.load_all()?;
+        if let Some(r) = all.iter().find(|r| r.name == key || r.id == key) {
+            return Ok(r.clone());
+        }
+        let matches: Vec<_> = all.iter().filter(|r| r.id.starts_with(key)).collect();
+        match matches.as_slice() {
+            [one] if !key.is_empty() => Ok((*one).clone()),
+            [] | [_] => Err(Error::user(format!("no such container: {key}"))),
+            _ => Err(Error::user(format!(
+                "{key} matches more than one container"
+            ))),
+        }
+    }
+}
+
+fn write_atomically(tmp: &Path, path: &Path, data: &[u8]) -> Result<()> {
+    let io = |e| Error::io(format!("write {}", path.display()), e);
+    let mut f = OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .write(true)
+        .mode(0o600)
+        .open(tmp)
+        .map_err(io)?;
+    f.write_all(data).map_err(io)?;
+    f.sync_all().map_err(io)?;
+    fs::rename(tmp, path).map_err(io)
+}

@@ -1,0 +1,116 @@
+//! `-t`: a pseudo-terminal for the container, our terminal in raw mode, and
+//! two relay threads.
+
+use std::fs::File;
+use std::io::{Read, Write};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
+use std::thread::JoinHandle;
+
+use nix::sys::termios::{self, SetArg, Termios};
+
+use crate::error::{Error, Result};
+
+pub struct Pty {
+    pub master: OwnedFd,
+    pub slave: OwnedFd,
+}
+
+fn window_size(fd: RawFd) -> Option<libc::winsize> {
+    let mut ws: libc::winsize = unsafe { std::mem::zeroed() };
+    // SAFETY: TIOCGWINSZ writes a winsize into the buffer we pass.
+    let rc = unsafe { libc::ioctl(fd, libc::TIOCGWINSZ, &mut ws) };
+    (rc == 0).then_some(ws)
+}
+
+/// Give the pty behind `master` the size of our standard input's terminal.
+pub fn copy_window_size(master: RawFd) {
+    if let Some(ws) = window_size(libc::STDIN_FILENO) {
+        // SAFETY: TIOCSWINSZ reads a winsize from the buffer we pass.
+        unsafe { libc::ioctl(master, libc::TIOCSWINSZ, &ws) };
+    }
+}
+
+pub fn open_pty() -> Result<Pty> {
+    let pty = nix::pty::openpty(None, None)
+        .map_err(|e| Error::io("allocate a pseudo-terminal", e.into()))?;
+    copy_window_size(pty.master.as_raw_fd());
+    Ok(Pty {
+        master: pty.master,
+        slave: pty.slave,
+    })
+}
+
+pub fn stdin_is_tty() -> bool {
+    // SAFETY: isatty only inspects the descriptor.
+    unsafe { libc::isatty(libc::STDIN_FILENO) == 1 }
+}
+
+/// Our terminal in raw mode until dropped.
+pub struct RawMode {
+    saved: Termios,
+}
+
+impl RawMode {
+    pub fn enter() -> Option<RawMode> {
+        let stdin = std::io::stdin();
+        let saved = termios::tcgetattr(stdin.as_fd()).ok()?;
+        let mut raw = saved.clone();
+        termios::cfmakeraw(&mut raw);
+        termios::tcsetattr(stdin.as_fd(), SetArg::TCSANOW, &raw).ok()?;
+        Some(RawMode { saved })
+    }
+}
+
+impl Drop for RawMode {
+    fn drop(&mut self) {
+        let _ = termios::tcsetattr(std::io::stdin().as_fd(), SetArg::TCSANOW, &self.saved);
+    }
+}
+
+/// Copy our stdin to the master (detached: it may block on a read forever)
+/// and the master to our stdout; the returned handle ends when the container
+/// side of the terminal is closed by every process.
+pub fn relay(master: OwnedFd) -> Result<JoinHandle<()>> {
+    let to_pty = master.try_clone().map_err(|e| Error::io("pty", e))?;
+    std::thread::Builder::new()
+        .name("tty-in".into())
+        .spawn(move || {
+            let mut out = File::from(to_pty);
+            let mut stdin = std::io::stdin().lock();
+            let mut buf = [0u8; 4096];
+            loop {
+                match stdin.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => {
+                        if out.write_all(&buf[..n]).is_err() {
+                            break;
+                        }
+                    }
+                }
+            }
+        })
+        .map_err(|e| Error::io("start the terminal relay", e))?;
+    std::thread::Builder::new()
+        .name("tty-out".into())
+        .spawn(move || {
+            let mut input = File::from(master);
+            let mut stdout = std::io::stdout().lock();
+            let mut buf = [0u8; 4096];
+            loop {
+                match input.read(&mut buf) {
+                    // EIO: every slave descriptor is closed.
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => {
+                        if stdout
+                            .write_all(&buf[..n])
+                            .and_then(|_| stdout.flush())
+                            .is_err()
+                        {
+                            break;
+                        }
+                    }
+                }
+            }
+        })
+        .map_err(|e| Error::io("start the terminal relay", e))
+}
