@@ -64,6 +64,10 @@ impl RunOptions {
 /// Run a container in the foreground; returns its exit status.
 pub fn run(mut opts: RunOptions, signals: &Signals) -> Result<i32> {
     opts.validate()?;
+    // The helpers enforce this; checking it here first gives the clearest message
+    // before anything is created.
+    proto::subid::mapping_for(proto::helper::Caller::current())
+        .map_err(|e| crate::helpers::wrap(Helper::Ns, e))?;
     let state = StateDir::open()?;
     cleanup::collect_garbage(&state);
 

@@ -1,1 +1,236 @@
+//! Harness for the end-to-end tests.
+//!
+//! `tests/run.sh` installs the binaries into a test prefix with their file
+//! capabilities, creates an unprivileged user and a network namespace, and
+//! runs these tests as root with `TUPPER_IT=1`. Every product command runs as
+//! the unprivileged user inside that namespace; root only inspects results.
+//! Without `TUPPER_IT=1` (a plain `cargo test`), the tests say so and pass.
 
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+
+pub mod tarball;
+
+/// Settings exported by `tests/run.sh`.
+#[derive(Debug, Clone)]
+pub struct Env {
+    pub prefix: PathBuf,
+    pub netns: String,
+    pub user: String,
+    pub norange_user: String,
+    pub store: PathBuf,
+    pub state_dir: PathBuf,
+    pub image_tar: PathBuf,
+    pub bridge: String,
+    /// The test driver, copied where the unprivileged user can execute it.
+    pub driver: PathBuf,
+}
+
+fn var(name: &str) -> String {
+    std::env::var(name)
+        .unwrap_or_else(|_| panic!("TUPPER_IT=1 but {name} is not set (run tests/run.sh)"))
+}
+
+impl Env {
+    /// `None` when not run by `tests/run.sh`.
+    /// `driver_build` is the cargo-built `tupper-drive` (the build tree may
+    /// not be reachable by the test user, so it is copied into the prefix).
+    pub fn get(driver_build: &str) -> Option<Env> {
+        if std::env::var("TUPPER_IT").ok().as_deref() != Some("1") {
+            eprintln!("end-to-end tests need root and an installed build: run tests/run.sh");
+            return None;
+        }
+        let prefix: PathBuf = var("TUPPER_PREFIX").into();
+        let driver = prefix.join("test-bin/tupper-drive");
+        let tmp = driver.with_extension(format!("{}", std::process::id()));
+        std::fs::create_dir_all(prefix.join("test-bin")).expect("create test-bin");
+        std::fs::copy(driver_build, &tmp).expect("copy the driver");
+        std::fs::rename(&tmp, &driver).expect("install the driver");
+        Some(Env {
+            driver,
+            prefix,
+            netns: var("TUPPER_NETNS"),
+            user: var("TUPPER_USER"),
+            norange_user: var("TUPPER_NORANGE_USER"),
+            store: var("TUPPER_STORE").into(),
+            state_dir: var("TUPPER_STATE_DIR").into(),
+            image_tar: var("TUPPER_IMAGE_TAR").into(),
+            bridge: var("TUPPER_BRIDGE"),
+        })
+    }
+
+    pub fn libexec(&self) -> PathBuf {
+        self.prefix.join("libexec/tupperware")
+    }
+
+    pub fn supervisor(&self) -> PathBuf {
+        self.prefix.join("bin/tupper-supervisor")
+    }
+
+    pub fn uid(&self, user: &str) -> u32 {
+        let out = Command::new("id")
+            .arg("-u")
+            .arg(user)
+            .output()
+            .expect("id -u");
+        String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .parse()
+            .expect("uid")
+    }
+
+    /// A command run as `user` with no capabilities, inside the test netns.
+    pub fn as_user(&self, user: &str, program: &str) -> Command {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", &self.netns, "setpriv"])
+            .arg(format!("--reuid={user}"))
+            .arg(format!("--regid={user}"))
+            .args([
+                "--init-groups",
+                "--inh-caps=-all",
+                "--bounding-set=-all",
+                "--reset-env",
+                "--",
+            ])
+            .arg(program);
+        c.stdin(Stdio::null());
+        c
+    }
+
+    /// `tupper-supervisor ARGS` as the test user.
+    pub fn tupper(&self, args: &[&str]) -> Command {
+        let mut c = self.as_user(&self.user, &self.supervisor().to_string_lossy());
+        c.args(args);
+        c
+    }
+
+    pub fn run_ok(&self, args: &[&str]) -> String {
+        let out = self.tupper(args).output().expect("spawn supervisor");
+        assert_success(&out, args);
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// The test driver talking to a helper directly, as `user`.
+    pub fn drive(&self, user: &str, args: &[&str]) -> Output {
+        let mut c = self.as_user(user, &self.driver.to_string_lossy());
+        c.arg(self.libexec()).args(args);
+        c.output().expect("spawn driver")
+    }
+
+    /// Host interfaces in the test netns whose names start with `tw`.
+    pub fn veths(&self) -> Vec<String> {
+        let out = Command::new("ip")
+            .args(["-n", &self.netns, "-o", "link", "show"])
+            .output()
+            .expect("ip link");
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| l.split(": ").nth(1))
+            .map(|n| n.split('@').next().unwrap_or(n).to_string())
+            .filter(|n| n.starts_with("tw"))
+            .collect()
+    }
+
+    /// Container subvolumes of `user` in the store.
+    pub fn container_roots(&self, user: &str) -> Vec<String> {
+        let dir = self
+            .store
+            .join("containers")
+            .join(self.uid(user).to_string());
+        match std::fs::read_dir(dir) {
+            Ok(d) => d
+                .flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect(),
+            Err(_) => Vec::new(),
+        }
+    }
+
+    /// Subvolumes of the store, as `btrfs subvolume list` prints their paths.
+    pub fn subvolumes(&self) -> Vec<String> {
+        let all = Command::new("btrfs")
+            .args(["subvolume", "list"])
+            .arg(&self.store)
+            .output()
+            .expect("btrfs subvolume list");
+        String::from_utf8_lossy(&all.stdout)
+            .lines()
+            .filter_map(|l| l.split(" path ").nth(1))
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// Text of the lease state, or empty when none.
+    pub fn leases(&self) -> String {
+        std::fs::read_to_string(self.state_dir.join("leases.json")).unwrap_or_default()
+    }
+
+    /// `image import NAME -` as `user`, feeding `data` on standard input.
+    pub fn import(&self, user: &str, name: &str, data: &[u8]) -> Output {
+        use std::io::Write;
+        let mut c = self.as_user(user, &self.supervisor().to_string_lossy());
+        c.args(["image", "import", name, "-"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = c.spawn().expect("spawn supervisor");
+        let mut stdin = child.stdin.take().expect("piped stdin");
+        // A refusing helper may stop reading early: a write error is not the test's failure.
+        let _ = stdin.write_all(data);
+        drop(stdin);
+        child.wait_with_output().expect("wait supervisor")
+    }
+
+    /// Start a supervisor in the background with stdout piped.
+    pub fn spawn(&self, args: &[&str]) -> Child {
+        let mut c = self.tupper(args);
+        c.stdout(Stdio::piped()).stderr(Stdio::piped());
+        c.spawn().expect("spawn supervisor")
+    }
+}
+
+pub fn assert_success(out: &Output, what: &[&str]) {
+    assert!(
+        out.status.success(),
+        "{what:?} failed with {:?}\nstdout:\n{}\nstderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Read lines from a child's stdout until one contains `needle`.
+pub fn read_until(child: &mut Child, needle: &str) -> Vec<String> {
+    let stdout = child.stdout.take().expect("piped stdout");
+    let mut reader = BufReader::new(stdout);
+    let mut lines = Vec::new();
+    loop {
+        let mut line = String::new();
+        match reader.read_line(&mut line) {
+            Ok(0) | Err(_) => panic!("output ended before {needle:?}: {lines:?}"),
+            Ok(_) => {
+                let found = line.contains(needle);
+                lines.push(line);
+                if found {
+                    // Keep draining in the background so the container never blocks on a full pipe.
+                    std::thread::spawn(move || {
+                        let mut sink = String::new();
+                        while reader.read_line(&mut sink).map(|n| n > 0).unwrap_or(false) {
+                            sink.clear();
+                        }
+                    });
+                    return lines;
+                }
+            }
+        }
+    }
+}
+
+/// The IPv4 address from `ip -4 addr` output.
+pub fn inet_address(text: &str) -> Option<String> {
+    text.lines()
+        .find_map(|l| l.trim().strip_prefix("inet "))
+        .and_then(|r| r.split('/').next())
+        .map(str::to_string)
+}

@@ -1,0 +1,629 @@
+//! End-to-end: the installed supervisor and helpers, run by an unprivileged
+//! user inside the suite's own network namespace.
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use tupper_integration::tarball::Tarball;
+use tupper_integration::{assert_success, inet_address, read_until, Env};
+
+fn env() -> Option<Env> {
+    Env::get(env!("CARGO_BIN_EXE_tupper-drive"))
+}
+
+fn stderr(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn stdout(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn nothing_left(e: &Env) {
+    assert!(
+        e.container_roots(&e.user).is_empty(),
+        "container roots left: {:?}",
+        e.container_roots(&e.user)
+    );
+    assert!(e.veths().is_empty(), "veths left: {:?}", e.veths());
+    let uid = e.uid(&e.user);
+    let leases = e.leases();
+    assert!(
+        !leases.contains(&format!("\"uid\": {uid}")) && !leases.contains(&format!("\"uid\":{uid}")),
+        "lease left: {leases}"
+    );
+}
+
+#[test]
+fn hostname_pid1_and_only_container_processes() {
+    let Some(e) = env() else { return };
+    let out = e.run_ok(&[
+        "run",
+        "--rm",
+        "--hostname",
+        "tupperware",
+        "busybox",
+        "sh",
+        "-c",
+        "hostname; echo $$; ps -o pid,comm",
+    ]);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], "tupperware", "{out}");
+    assert_eq!(lines[1], "1", "{out}");
+    // Header + sh + ps: the host's processes are invisible.
+    let procs: Vec<&str> = lines[2..].iter().skip(1).copied().collect();
+    assert_eq!(procs.len(), 2, "unexpected processes: {out}");
+    assert!(procs[0].trim().starts_with("1 "), "{out}");
+    nothing_left(&e);
+}
+
+#[test]
+fn readme_example_runs() {
+    let Some(e) = env() else { return };
+    let out = e.run_ok(&[
+        "run",
+        "--rm",
+        "--hostname",
+        "tupperware",
+        "busybox",
+        "sh",
+        "-c",
+        "hostname; echo $$; ps; ip -4 addr show eth0; ip route",
+    ]);
+    assert!(out.starts_with("tupperware\n1\n"), "{out}");
+    assert!(out.contains("inet 10.88."), "{out}");
+    assert!(out.contains("default via 10.88.0.1 dev eth0"), "{out}");
+    nothing_left(&e);
+}
+
+#[test]
+fn container_writes_stay_in_the_container() {
+    let Some(e) = env() else { return };
+    e.run_ok(&[
+        "run",
+        "--name",
+        "writer",
+        "--network",
+        "none",
+        "busybox",
+        "sh",
+        "-c",
+        "echo hi > /created-here",
+    ]);
+    // The writer's root is kept (no --rm) and holds the file; the image and a sibling do not.
+    let roots = e.container_roots(&e.user);
+    assert_eq!(roots.len(), 1, "{roots:?}");
+    let root = e
+        .store
+        .join("containers")
+        .join(e.uid(&e.user).to_string())
+        .join(&roots[0]);
+    assert!(root.join("created-here").exists());
+    let image = e
+        .store
+        .join("images")
+        .join(e.uid(&e.user).to_string())
+        .join("busybox");
+    assert!(
+        image.join("bin/busybox").exists(),
+        "image not where expected"
+    );
+    assert!(
+        !image.join("created-here").exists(),
+        "write reached the image"
+    );
+    let out = e
+        .tupper(&[
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "busybox",
+            "test",
+            "-e",
+            "/created-here",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "sibling sees the file: {}",
+        stderr(&out)
+    );
+    let ps = e.run_ok(&["ps", "-a"]);
+    assert!(ps.contains("writer") && ps.contains("Exited (0)"), "{ps}");
+    e.run_ok(&["rm", "writer"]);
+    assert!(!e.run_ok(&["ps", "-a"]).contains("writer"));
+    nothing_left(&e);
+}
+
+#[test]
+fn no_host_mounts_are_visible() {
+    let Some(e) = env() else { return };
+    let out = e.run_ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "busybox",
+        "cat",
+        "/proc/self/mountinfo",
+    ]);
+    let points: Vec<&str> = out.lines().filter_map(|l| l.split(' ').nth(4)).collect();
+    assert!(
+        points.contains(&"/") && points.contains(&"/proc") && points.contains(&"/dev/pts"),
+        "{out}"
+    );
+    for p in &points {
+        let allowed = *p == "/" || *p == "/sys" || p.starts_with("/proc") || p.starts_with("/dev");
+        assert!(allowed, "host mount visible in the container: {p}\n{out}");
+    }
+    let host = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(host.lines().count() > points.len());
+}
+
+#[test]
+fn container_is_root_in_a_user_namespace_on_the_subordinate_range() {
+    let Some(e) = env() else { return };
+    let out = e.run_ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "busybox",
+        "sh",
+        "-c",
+        "id -u; cat /proc/self/uid_map",
+    ]);
+    let mut lines = out.lines();
+    assert_eq!(lines.next(), Some("0"));
+    let map: Vec<&str> = lines.next().unwrap_or("").split_whitespace().collect();
+    assert_eq!(map.len(), 3, "{out}");
+    assert_eq!(map[0], "0");
+    assert_ne!(map[1], "0", "container root must not be host root");
+    assert_eq!(map[2], "65536");
+}
+
+#[test]
+fn bridge_address_and_gateway_answers() {
+    let Some(e) = env() else { return };
+    let out = e.run_ok(&[
+        "run",
+        "--rm",
+        "busybox",
+        "sh",
+        "-c",
+        "ip -4 addr show eth0; ip route; ping -c1 -W3 10.88.0.1",
+    ]);
+    let addr = inet_address(&out).expect("an address");
+    assert!(addr.starts_with("10.88."), "{out}");
+    assert!(out.contains("default via 10.88.0.1"), "{out}");
+    assert!(out.contains("1 packets received"), "{out}");
+    nothing_left(&e);
+}
+
+#[test]
+fn network_none_has_only_loopback() {
+    let Some(e) = env() else { return };
+    let out = e.run_ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "busybox",
+        "ip",
+        "-o",
+        "link",
+    ]);
+    assert_eq!(out.lines().count(), 1, "{out}");
+    assert!(out.contains("lo:") && out.contains("UP"), "{out}");
+}
+
+#[test]
+fn two_containers_get_different_addresses_and_reach_each_other() {
+    let Some(e) = env() else { return };
+    let mut a = e.spawn(&[
+        "run",
+        "--rm",
+        "--name",
+        "peer-a",
+        "busybox",
+        "sh",
+        "-c",
+        "ip -4 addr show eth0; echo ready; sleep 60",
+    ]);
+    let lines = read_until(&mut a, "ready");
+    let addr_a = inet_address(&lines.concat()).expect("peer-a address");
+    let out = e.run_ok(&[
+        "run",
+        "--rm",
+        "busybox",
+        "sh",
+        "-c",
+        &format!("ip -4 addr show eth0; ping -c1 -W3 {addr_a}"),
+    ]);
+    let addr_b = inet_address(&out).expect("peer-b address");
+    assert_ne!(addr_a, addr_b);
+    assert!(out.contains("1 packets received"), "{out}");
+    e.run_ok(&["rm", "-f", "peer-a"]);
+    let status = a.wait().unwrap();
+    assert_eq!(status.code(), Some(137));
+    nothing_left(&e);
+}
+
+#[test]
+fn exit_codes_come_back() {
+    let Some(e) = env() else { return };
+    let code = |args: &[&str]| e.tupper(args).output().unwrap();
+    assert_eq!(
+        code(&[
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "busybox",
+            "sh",
+            "-c",
+            "exit 42"
+        ])
+        .status
+        .code(),
+        Some(42)
+    );
+    assert_eq!(
+        code(&["run", "--rm", "--network", "none", "busybox", "false"])
+            .status
+            .code(),
+        Some(1)
+    );
+    let nf = code(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "busybox",
+        "no-such-command",
+    ]);
+    assert_eq!(nf.status.code(), Some(127), "{}", stderr(&nf));
+    assert!(stderr(&nf).contains("no-such-command"), "{}", stderr(&nf));
+    let nx = code(&["run", "--rm", "--network", "none", "busybox", "/etc/passwd"]);
+    assert_eq!(nx.status.code(), Some(126), "{}", stderr(&nx));
+    let ni = code(&["run", "--rm", "busybox-nope", "true"]);
+    assert_eq!(ni.status.code(), Some(125));
+    assert!(stderr(&ni).contains("not found"), "{}", stderr(&ni));
+    nothing_left(&e);
+}
+
+#[test]
+fn environment_and_workdir_reach_the_command() {
+    let Some(e) = env() else { return };
+    let out = e.run_ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "-e",
+        "GREETING=hello world",
+        "-w",
+        "/tmp",
+        "busybox",
+        "sh",
+        "-c",
+        "echo \"$GREETING\"; pwd",
+    ]);
+    assert_eq!(out, "hello world\n/tmp\n");
+}
+
+#[test]
+fn stdin_is_passed_with_interactive() {
+    let Some(e) = env() else { return };
+    use std::io::Write;
+    let mut c = e.tupper(&[
+        "run",
+        "--rm",
+        "-i",
+        "--network",
+        "none",
+        "busybox",
+        "tr",
+        "a-z",
+        "A-Z",
+    ]);
+    c.stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    child.stdin.take().unwrap().write_all(b"shout\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(stdout(&out), "SHOUT\n");
+}
+
+#[test]
+fn signals_reach_the_container() {
+    let Some(e) = env() else { return };
+    let mut c = e.spawn(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "busybox",
+        "sh",
+        "-c",
+        "trap 'echo got-term; exit 7' TERM; echo ready; while true; do sleep 0.1; done",
+    ]);
+    read_until(&mut c, "ready");
+    // `c` is `ip netns exec`, which execs setpriv, which execs the supervisor: same pid.
+    let pid = c.id() as i32;
+    // SAFETY: signalling a process this test started, by its pid.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+    let status = c.wait().unwrap();
+    assert_eq!(status.code(), Some(7));
+    nothing_left(&e);
+}
+
+#[test]
+fn a_killed_supervisor_is_reclaimed_by_the_next_invocation() {
+    let Some(e) = env() else { return };
+    let mut c = e.spawn(&[
+        "run",
+        "--rm",
+        "--name",
+        "victim",
+        "busybox",
+        "sh",
+        "-c",
+        "echo ready; sleep 60",
+    ]);
+    read_until(&mut c, "ready");
+    assert_eq!(e.veths().len(), 1);
+    // SAFETY: killing the supervisor this test started, by its pid.
+    assert_eq!(unsafe { libc::kill(c.id() as i32, libc::SIGKILL) }, 0);
+    let _ = c.wait();
+    // The container dies with its supervisor; the kernel removes the veth with its netns.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !e.veths().is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    e.run_ok(&["gc"]);
+    assert!(!e.run_ok(&["ps", "-a"]).contains("victim"));
+    nothing_left(&e);
+}
+
+#[test]
+fn bad_names_are_refused_without_side_effects() {
+    let Some(e) = env() else { return };
+    for args in [
+        vec!["run", "--rm", "../x", "true"],
+        vec!["run", "--rm", "--name", "../x", "busybox", "true"],
+        vec!["run", "--rm", "--hostname", "a/b", "busybox", "true"],
+        vec!["image", "rm", "../busybox"],
+    ] {
+        let out = e.tupper(&args).output().unwrap();
+        assert_eq!(out.status.code(), Some(125), "{args:?}");
+        assert!(
+            stderr(&out).contains("../x")
+                || stderr(&out).contains("a/b")
+                || stderr(&out).contains("../busybox"),
+            "{args:?}: {}",
+            stderr(&out)
+        );
+    }
+    let out = e.import(&e.user, "../x", b"");
+    assert_eq!(out.status.code(), Some(125));
+    assert!(stderr(&out).contains("name"), "{}", stderr(&out));
+    nothing_left(&e);
+}
+
+fn assert_import_refused(e: &Env, name: &str, tar: Vec<u8>, expect: &str) {
+    let before = e.subvolumes();
+    let out = e.import(&e.user, name, &tar);
+    assert_eq!(
+        out.status.code(),
+        Some(125),
+        "{name}: import should fail: {}",
+        stdout(&out)
+    );
+    assert!(
+        stderr(&out).contains(expect),
+        "{name}: stderr lacks {expect:?}: {}",
+        stderr(&out)
+    );
+    assert_eq!(
+        e.subvolumes(),
+        before,
+        "{name}: a failed import left a subvolume"
+    );
+    assert!(!e.run_ok(&["image", "ls"]).contains(name));
+}
+
+#[test]
+fn hostile_tarballs_are_refused_and_leave_nothing() {
+    let Some(e) = env() else { return };
+    let dotdot = Tarball::new()
+        .dir("etc/")
+        .file("../../etc/tupper-escape", b"x")
+        .finish();
+    assert_import_refused(&e, "evil-dotdot", dotdot, "leaves");
+    let hard = Tarball::new()
+        .dir("etc/")
+        .hardlink("etc/shadow-copy", "/etc/shadow")
+        .finish();
+    assert_import_refused(&e, "evil-hardlink", hard, "shadow");
+    let hard_up = Tarball::new()
+        .dir("etc/")
+        .hardlink("etc/passwd-copy", "../../../etc/passwd")
+        .finish();
+    assert_import_refused(&e, "evil-hardlink-up", hard_up, "passwd");
+    let dev = Tarball::new().dir("dev/").device("dev/sda").finish();
+    assert_import_refused(&e, "evil-device", dev, "device");
+    let truncated = Tarball::new()
+        .dir("etc/")
+        .file("etc/a", &[b'a'; 4096])
+        .finish()[..1500]
+        .to_vec();
+    assert_import_refused(&e, "truncated", truncated, "");
+    assert!(!std::path::Path::new("/etc/tupper-escape").exists());
+    assert!(!std::path::Path::new("/etc/tupper-pwned").exists());
+}
+
+#[test]
+fn absolute_symlinks_in_an_image_stay_inside_it() {
+    let Some(e) = env() else { return };
+    let tar = Tarball::new()
+        .dir("etc/")
+        .symlink("etc/evil", "/etc")
+        .file("etc/evil/tupper-pwned", b"owned")
+        .finish();
+    let out = e.import(&e.user, "abs-symlink", &tar);
+    // Contained (written inside the image) or refused: never on the host.
+    assert!(
+        !std::path::Path::new("/etc/tupper-pwned").exists(),
+        "wrote through a symlink onto the host"
+    );
+    if out.status.success() {
+        let img = e
+            .store
+            .join("images")
+            .join(e.uid(&e.user).to_string())
+            .join("abs-symlink");
+        assert!(
+            img.join("etc/tupper-pwned").exists(),
+            "the file should land inside the image"
+        );
+        e.run_ok(&["image", "rm", "abs-symlink"]);
+    } else {
+        assert_eq!(out.status.code(), Some(125));
+    }
+}
+
+#[test]
+fn image_import_list_remove() {
+    let Some(e) = env() else { return };
+    let tar = std::fs::read(&e.image_tar).unwrap();
+    let out = e.import(&e.user, "second", &tar);
+    assert_success(&out, &["image", "import", "second"]);
+    let dup = e.import(&e.user, "second", &tar);
+    assert_eq!(dup.status.code(), Some(125));
+    assert!(stderr(&dup).contains("exists"), "{}", stderr(&dup));
+    assert!(e.run_ok(&["image", "ls"]).contains("second"));
+    let ran = e.run_ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "second",
+        "echo",
+        "from-second",
+    ]);
+    assert_eq!(ran, "from-second\n");
+    e.run_ok(&["image", "rm", "second"]);
+    assert!(!e.run_ok(&["image", "ls"]).contains("second"));
+    let again = e.tupper(&["image", "rm", "second"]).output().unwrap();
+    assert_eq!(again.status.code(), Some(125));
+    // Image files are owned by the user's subordinate ids, not by root or the user.
+    let bb = e
+        .store
+        .join("images")
+        .join(e.uid(&e.user).to_string())
+        .join("busybox/bin/busybox");
+    let owner = Command::new("stat")
+        .args(["-c", "%u"])
+        .arg(&bb)
+        .output()
+        .unwrap();
+    let owner: u32 = stdout(&owner).trim().parse().unwrap();
+    assert!(owner >= 100000, "image file owned by {owner}");
+}
+
+#[test]
+fn a_user_without_subordinate_ids_is_told_what_to_add() {
+    let Some(e) = env() else { return };
+    let tar = std::fs::read(&e.image_tar).unwrap();
+    let out = e.import(&e.norange_user, "busybox", &tar);
+    assert_eq!(out.status.code(), Some(125));
+    assert!(
+        stderr(&out).contains("usermod --add-subuids"),
+        "{}",
+        stderr(&out)
+    );
+    let mut c = e.as_user(&e.norange_user, &e.supervisor().to_string_lossy());
+    let out = c.args(["run", "--rm", "busybox", "true"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(125));
+    assert!(stderr(&out).contains("subordinate"), "{}", stderr(&out));
+    assert!(e.container_roots(&e.norange_user).is_empty());
+}
+
+#[test]
+fn net_helper_refuses_foreign_pids() {
+    let Some(e) = env() else { return };
+    let id = "0123456789abcdef0123456789abcdef";
+    // The host's init, and the caller's own process in the host namespace.
+    let own = std::process::id().to_string();
+    let mut root_sleep = Command::new("ip")
+        .args(["netns", "exec", &e.netns, "unshare", "--net", "sleep", "30"])
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let root_pid = root_sleep.id().to_string();
+    let mut user_sleep = e.as_user(&e.user, "/bin/sleep");
+    let mut user_sleep = user_sleep.arg("30").spawn().unwrap();
+    let user_pid = user_sleep.id().to_string();
+    for pid in [
+        "1",
+        own.as_str(),
+        root_pid.as_str(),
+        user_pid.as_str(),
+        "999999999",
+    ] {
+        let out = e.drive(&e.user, &["net-attach", pid, id]);
+        let text = stdout(&out);
+        assert!(!out.status.success(), "pid {pid} accepted: {text}");
+        assert!(
+            text.contains("PermissionDenied") || text.contains("InvalidRequest"),
+            "pid {pid}: {text}{}",
+            stderr(&out)
+        );
+    }
+    // SAFETY: ending processes this test started, by pid.
+    unsafe {
+        libc::kill(root_sleep.id() as i32, libc::SIGKILL);
+        libc::kill(user_sleep.id() as i32, libc::SIGKILL);
+    }
+    let _ = root_sleep.wait();
+    let _ = user_sleep.wait();
+    assert!(
+        e.veths().is_empty(),
+        "a refused attach left {:?}",
+        e.veths()
+    );
+    let rel = e.drive(&e.user, &["net-release", id]);
+    assert!(stdout(&rel).contains("NotFound"), "{}", stdout(&rel));
+    let bad = e.drive(&e.user, &["net-attach", "2", "../../x"]);
+    assert!(stdout(&bad).contains("InvalidRequest"), "{}", stdout(&bad));
+}
+
+#[test]
+fn malformed_frames_are_refused_by_every_helper() {
+    let Some(e) = env() else { return };
+    for helper in ["storage", "ns", "net"] {
+        for kind in ["absurd-frame", "garbage-frame"] {
+            let out = e.drive(&e.user, &[kind, helper]);
+            let text = stdout(&out);
+            assert!(
+                out.status.success(),
+                "{helper} {kind}: {text}{}",
+                stderr(&out)
+            );
+            // The helper refuses (an error reply or a closed channel) and exits non-zero.
+            assert!(
+                !text.contains("helper exit: Some(0)"),
+                "{helper} {kind}: {text}"
+            );
+            assert!(
+                !text.contains("reply: Ok(Some(Ok"),
+                "{helper} {kind}: {text}"
+            );
+        }
+    }
+    nothing_left(&e);
+}
