@@ -1,0 +1,39 @@
+# Shared by packaging/setup.sh and tests/run.sh: system packages and a Rust toolchain.
+# shellcheck shell=bash
+
+# Debian packages the build, the product and the tests need.
+TUPPER_PACKAGES=(btrfs-progs busybox-static iproute2 libcap2-bin uidmap util-linux
+    iputils-ping ca-certificates curl gcc libc6-dev pkg-config)
+
+ensure_packages() {
+    local missing=()
+    local p
+    for p in "${TUPPER_PACKAGES[@]}"; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+    done
+    if [ "${#missing[@]}" -gt 0 ]; then
+        echo "installing: ${missing[*]}"
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+    fi
+}
+
+# A cargo new enough for the workspace (rustup's stable when the system has none).
+ensure_rust() {
+    local d
+    for d in "$HOME/.cargo/bin" /root/.cargo/bin; do
+        [ -x "$d/cargo" ] && case ":$PATH:" in *":$d:"*) ;; *) PATH="$d:$PATH" ;; esac
+    done
+    export PATH
+    if command -v cargo >/dev/null 2>&1; then
+        local v
+        v=$(cargo --version | awk '{print $2}')
+        if [ "$(printf '%s\n1.80.0\n' "$v" | sort -V | head -n1)" = "1.80.0" ]; then
+            return 0
+        fi
+        echo "cargo $v is older than 1.80; installing a current toolchain with rustup"
+    fi
+    curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal -c clippy,rustfmt
+    PATH="$HOME/.cargo/bin:$PATH"
+    export PATH
+}

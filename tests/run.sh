@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# The whole test suite, as root on a Debian machine:
+#   static checks, unit tests, then the end-to-end tests against a build
+#   installed into a test prefix with its file capabilities, driven by an
+#   unprivileged user inside a network namespace this script creates.
+# Nothing outside the test prefix, the test store, the test users and the
+# test network namespace is touched.
+set -euo pipefail
+
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$repo"
+
+PREFIX=/opt/tupperware-test
+SYSCONF=$PREFIX/etc
+STORE=/var/lib/tupperware-test
+STATE=/run/tupperware-test
+NETNS=tupper-test
+TEST_USER=tuppertest
+NORANGE_USER=tuppernorange
+
+step() { printf '\n== %s\n' "$*"; }
+die() { printf 'tests/run.sh: %s\n' "$*" >&2; exit 1; }
+
+[ "$(id -u)" = 0 ] || die "run as root (it creates users, a network namespace and a test store)"
+
+step "system packages"
+# shellcheck source=packaging/lib.sh
+. "$repo/packaging/lib.sh"
+ensure_packages
+ensure_rust
+
+step "static checks"
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "unit tests"
+cargo test --workspace --locked
+
+step "test users"
+id "$TEST_USER" >/dev/null 2>&1 || useradd -m -s /bin/bash "$TEST_USER"
+id "$NORANGE_USER" >/dev/null 2>&1 || useradd -M -s /usr/sbin/nologin "$NORANGE_USER"
+# The second user must have no subordinate ids at all.
+sed -i "/^$NORANGE_USER:/d" /etc/subuid /etc/subgid
+
+step "install into $PREFIX"
+"$repo/packaging/install.sh" --prefix "$PREFIX" --sysconfdir "$SYSCONF" --store "$STORE" \
+    --state-dir "$STATE" --image-size 4G --user "$TEST_USER" --force-config
+"$repo/packaging/make-busybox-image.sh" "$PREFIX/busybox.tar"
+chmod 0644 "$PREFIX/busybox.tar"
+
+step "network namespace $NETNS"
+cleanup() {
+    ip netns del "$NETNS" 2>/dev/null || true
+}
+trap cleanup EXIT
+ip netns del "$NETNS" 2>/dev/null || true
+ip netns add "$NETNS"
+ip -n "$NETNS" link set lo up
+
+as_user() {
+    ip netns exec "$NETNS" setpriv --reuid="$1" --regid="$1" --init-groups --inh-caps=-all \
+        --bounding-set=-all --reset-env -- "${@:2}"
+}
+
+step "fresh state for $TEST_USER"
+uid=$(id -u "$TEST_USER")
+rm -rf "/tmp/tupperware-$uid" "/run/user/$uid/tupperware"
+as_user "$TEST_USER" "$PREFIX/bin/tupper-supervisor" image rm busybox >/dev/null 2>&1 || true
+as_user "$TEST_USER" "$PREFIX/bin/tupper-supervisor" image import busybox "$PREFIX/busybox.tar"
+as_user "$TEST_USER" "$PREFIX/bin/tupper-supervisor" image ls
+
+step "end-to-end tests (as $TEST_USER, capabilities only on the helpers)"
+getcap "$PREFIX"/libexec/tupperware/*
+TUPPER_IT=1 TUPPER_PREFIX="$PREFIX" TUPPER_NETNS="$NETNS" TUPPER_USER="$TEST_USER" \
+TUPPER_NORANGE_USER="$NORANGE_USER" TUPPER_STORE="$STORE" TUPPER_STATE_DIR="$STATE" \
+TUPPER_IMAGE_TAR="$PREFIX/busybox.tar" TUPPER_BRIDGE=tupper0 \
+    cargo test -p tupper-integration --locked --test e2e -- --test-threads=1
+
+step "all tests passed"
