@@ -1,1 +1,73 @@
-fn main() {}
+//! `tupper-net`: the network helper. Spawned by `tupper-supervisor` with its
+//! control channel on fd 3; answers `Attach` and `Release` requests.
+//!
+//! Installed with `setcap cap_net_admin,cap_sys_admin,cap_dac_override,cap_chown=p`.
+
+mod attach;
+mod container_side;
+mod error;
+mod host_side;
+mod ipam;
+mod leases;
+mod names;
+mod netlink;
+mod ownership;
+mod privilege;
+mod release;
+mod settings;
+mod state_dir;
+
+use std::process::ExitCode;
+
+use proto::helper::{sanitize_process, Caller};
+use proto::{Channel, NetReply, NetRequest, RemoteError};
+
+use crate::error::Result;
+use crate::settings::Settings;
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("tupper-net: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> Result<()> {
+    // Sanitize: environment, umask, fds; then capabilities down to what we need.
+    let caller = sanitize_process()?;
+    privilege::restrict_to_needed()?;
+    // Handshake.
+    let mut channel = Channel::from_inherited()?;
+    channel.handshake()?;
+    // A broken configuration is reported to every request.
+    let settings = Settings::load().map_err(|e| e.to_remote());
+    // For each request: validate → act → report.
+    loop {
+        let request = match channel.recv_opt::<NetRequest>() {
+            Ok(Some(r)) => r,
+            Ok(None) => return Ok(()),
+            Err(e) => {
+                let _ = channel.reply::<NetReply>(&Err(e.to_remote()));
+                return Err(e.into());
+            }
+        };
+        let reply = handle(&settings, caller, &request);
+        channel.reply(&reply)?;
+    }
+}
+
+fn handle(
+    settings: &Result<Settings, RemoteError>,
+    caller: Caller,
+    request: &NetRequest,
+) -> Result<NetReply, RemoteError> {
+    let settings = settings.as_ref().map_err(Clone::clone)?;
+    let outcome = match request {
+        NetRequest::Attach { pid, container } => attach::attach(settings, caller, *pid, container),
+        NetRequest::Release { container } => release::release(settings, caller, container),
+    };
+    outcome.map_err(|e| e.to_remote())
+}
