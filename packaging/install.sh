@@ -1,0 +1,219 @@
+#!/usr/bin/env bash
+# shellcheck source-path=SCRIPTDIR
+# Build tupperware and install it with its file capabilities.
+#
+#   sudo packaging/install.sh [--prefix P] [--sysconfdir D] [--store S] [--state-dir R]
+#                             [--image-size SZ] [--user U]... [--force-config]
+#
+# Installs P/bin/tupper-supervisor (no privilege) and the helpers in
+# P/libexec/tupperware with capabilities in their PERMITTED set only, writes
+# D/tupperware.toml (kept if present, unless --force-config), and gives each
+# --user a subordinate id range of 65536 ids. Running it again is harmless.
+set -euo pipefail
+
+# The helpers' capabilities, permitted set only (=p): each helper raises one
+# into its effective set only around the call that needs it. The README's
+# capability table mirrors these three lines.
+CAPS_STORAGE="cap_sys_admin,cap_dac_override,cap_chown,cap_fowner,cap_fsetid=p"
+CAPS_NS="cap_setuid,cap_setgid,cap_dac_read_search=p"
+CAPS_NET="cap_net_admin,cap_sys_admin,cap_dac_override,cap_chown=p"
+
+helper_caps() {
+    case "$1" in
+        tupper-storage) echo "$CAPS_STORAGE" ;;
+        tupper-ns) echo "$CAPS_NS" ;;
+        tupper-net) echo "$CAPS_NET" ;;
+        *) return 1 ;;
+    esac
+}
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+repo=$(cd "$here/.." && pwd)
+# shellcheck source=options.sh
+. "$here/options.sh"
+parse_options "$@"
+[ "$KEEP_CONFIG" = 0 ] || die "--keep-config is an uninstall option"
+require_root "$@"
+
+SUBID_COUNT=65536
+SUBID_MIN=100000
+
+# --- tools -------------------------------------------------------------------
+
+find_cargo() {
+    local d
+    command -v cargo >/dev/null 2>&1 && return 0
+    for d in "${HOME:-/root}/.cargo/bin" /root/.cargo/bin; do
+        if [ -x "$d/cargo" ]; then
+            PATH="$d:$PATH"
+            export PATH
+            return 0
+        fi
+    done
+    die "cargo not found in PATH, ~/.cargo/bin or /root/.cargo/bin; install Rust >= 1.80 (packaging/setup.sh does)"
+}
+
+for tool in setcap getcap; do
+    command -v "$tool" >/dev/null 2>&1 ||
+        die "$tool not found; install libcap2-bin (apt-get install libcap2-bin)"
+done
+command -v usermod >/dev/null 2>&1 || die "usermod not found; install passwd"
+for u in "${USERS[@]}"; do
+    id -u "$u" >/dev/null 2>&1 || die "--user $u: no such user"
+    [ "$(id -u "$u")" != 0 ] || die "--user $u: root needs no subordinate ids"
+done
+find_cargo
+
+# --- build -------------------------------------------------------------------
+
+# One target dir per prefix, so a test-prefix build and the default build do
+# not keep rebuilding each other (the paths are compiled in).
+target_dir=$repo/target/install-$(printf '%s\n' "$PREFIX" | md5sum | cut -c1-8)
+note "building release binaries (sysconfdir $SYSCONFDIR, libexecdir $LIBEXECDIR) in $target_dir"
+(
+    cd "$repo"
+    TUPPER_SYSCONFDIR=$SYSCONFDIR TUPPER_LIBEXECDIR=$LIBEXECDIR CARGO_TARGET_DIR=$target_dir \
+        cargo build --release --locked --bins \
+        -p tupper-supervisor -p tupper-storage -p tupper-ns -p tupper-net
+) || die "cargo build failed"
+built=$target_dir/release
+for b in tupper-supervisor "${HELPERS[@]}"; do
+    [ -x "$built/$b" ] || die "build produced no $built/$b"
+done
+
+# --- binaries and capabilities -------------------------------------------------
+
+# Install by copy-then-rename so a running binary is never modified in place.
+install_bin() {
+    local src=$1 dst=$2
+    install -o root -g root -m 0755 "$src" "$dst.new.$$"
+    mv -f "$dst.new.$$" "$dst"
+}
+
+install -d -o root -g root -m 0755 "$BINDIR"
+install_bin "$built/tupper-supervisor" "$BINDIR/tupper-supervisor"
+# The supervisor must hold nothing: clear caps a previous install may have left.
+setcap -r "$BINDIR/tupper-supervisor" 2>/dev/null || true
+
+install -d -o root -g root -m 0755 "$LIBEXECDIR"
+chown root:root "$LIBEXECDIR"
+chmod 0755 "$LIBEXECDIR"
+if findmnt -n -o OPTIONS -T "$LIBEXECDIR" 2>/dev/null | tr , '\n' | grep -qx nosuid; then
+    die "$LIBEXECDIR is on a nosuid mount, where the kernel ignores file capabilities; choose another --prefix"
+fi
+for h in "${HELPERS[@]}"; do
+    caps=$(helper_caps "$h")
+    install_bin "$built/$h" "$LIBEXECDIR/$h.tmp"
+    if ! err=$(setcap "$caps" "$LIBEXECDIR/$h.tmp" 2>&1); then
+        rm -f "$LIBEXECDIR/$h.tmp"
+        fstype=$(stat -f -c %T "$LIBEXECDIR" 2>/dev/null || echo unknown)
+        die "cannot set file capabilities on $LIBEXECDIR/$h ($err); the $fstype filesystem \
+holding $LIBEXECDIR must support security xattrs (ext4, xfs, btrfs and tmpfs do) \
+— choose another --prefix"
+    fi
+    mv -f "$LIBEXECDIR/$h.tmp" "$LIBEXECDIR/$h"
+done
+
+# Verify with getcap, which prints the capabilities in its own (numeric) order.
+normalize_caps() {
+    local list=${1%=*} flags=${1##*=}
+    printf '%s=%s\n' "$(printf '%s\n' "${list//,/$'\n'}" | LC_ALL=C sort | paste -sd, -)" "$flags"
+}
+for h in "${HELPERS[@]}"; do
+    want=$(helper_caps "$h")
+    got=$(getcap "$LIBEXECDIR/$h" | awk '{print $NF}')
+    if [ -z "$got" ] || [ "$(normalize_caps "$got")" != "$(normalize_caps "$want")" ]; then
+        die "capabilities of $LIBEXECDIR/$h are \"${got:-none}\", expected \"$want\" (does the filesystem keep security xattrs?)"
+    fi
+done
+
+# --- configuration -------------------------------------------------------------
+
+write_config() {
+    local tmp
+    install -d -o root -g root -m 0755 "$SYSCONFDIR"
+    tmp=$(mktemp "$CONFIG.XXXXXX")
+    sed -e "s|^path = .*|path = \"$STORE\"|" \
+        -e "s|^image_size = .*|image_size = \"$IMAGE_SIZE\"|" \
+        -e "s|^state_dir = .*|state_dir = \"$STATE_DIR\"|" \
+        "$here/tupperware.toml" >"$tmp"
+    # Check that every substitution landed.
+    if ! grep -qx "path = \"$STORE\"" "$tmp" || ! grep -qx "image_size = \"$IMAGE_SIZE\"" "$tmp" ||
+        ! grep -qx "state_dir = \"$STATE_DIR\"" "$tmp"; then
+        rm -f "$tmp"
+        die "could not render $here/tupperware.toml"
+    fi
+    chown root:root "$tmp"
+    chmod 0644 "$tmp"
+    mv -f "$tmp" "$CONFIG"
+}
+
+if [ -e "$CONFIG" ] && [ "$FORCE_CONFIG" = 0 ]; then
+    config_action="kept existing (use --force-config to overwrite)"
+else
+    if [ -e "$CONFIG" ]; then config_action="overwritten (--force-config)"; else config_action="written"; fi
+    write_config
+fi
+
+# --- subordinate ids -----------------------------------------------------------
+
+# Does $1 (login name) own a range of at least SUBID_COUNT ids in file $2?
+has_range() {
+    local user=$1 file=$2 uid
+    uid=$(id -u "$user")
+    [ -r "$file" ] || return 1
+    awk -F: -v n="$user" -v u="$uid" -v c="$SUBID_COUNT" \
+        '($1 == n || $1 == u) && $3 + 0 >= c { found = 1 } END { exit !found }' "$file"
+}
+
+# First SUBID_COUNT-aligned start above every range in /etc/subuid and /etc/subgid.
+next_free_start() {
+    local end
+    end=$(cat /etc/subuid /etc/subgid 2>/dev/null |
+        awk -F: 'NF >= 3 && $2 ~ /^[0-9]+$/ && $3 ~ /^[0-9]+$/ { e = $2 + $3; if (e > m) m = e }
+                 END { print m + 0 }')
+    local start=$(((end + SUBID_COUNT - 1) / SUBID_COUNT * SUBID_COUNT))
+    [ "$start" -ge "$SUBID_MIN" ] || start=$(((SUBID_MIN + SUBID_COUNT - 1) / SUBID_COUNT * SUBID_COUNT))
+    echo "$start"
+}
+
+subid_summary=()
+for u in "${USERS[@]}"; do
+    touch /etc/subuid /etc/subgid
+    args=()
+    need_uid=0 need_gid=0
+    has_range "$u" /etc/subuid || need_uid=1
+    has_range "$u" /etc/subgid || need_gid=1
+    if [ $need_uid = 1 ] || [ $need_gid = 1 ]; then
+        start=$(next_free_start)
+        range="$start-$((start + SUBID_COUNT - 1))"
+        [ $need_uid = 0 ] || args+=(--add-subuids "$range")
+        [ $need_gid = 0 ] || args+=(--add-subgids "$range")
+        usermod "${args[@]}" "$u" || die "usermod ${args[*]} $u failed"
+        subid_summary+=("$u: added ${args[*]}")
+    else
+        subid_summary+=("$u: already has subordinate uid and gid ranges")
+    fi
+    if ! has_range "$u" /etc/subuid || ! has_range "$u" /etc/subgid; then
+        die "$u still has no range of $SUBID_COUNT ids in /etc/subuid and /etc/subgid"
+    fi
+done
+
+# --- summary -------------------------------------------------------------------
+
+echo
+echo "tupperware installed:"
+printf '  %-52s %s\n' "$BINDIR/tupper-supervisor" "0755 root, no capabilities"
+for h in "${HELPERS[@]}"; do
+    printf '  %-52s %s\n' "$LIBEXECDIR/$h" "0755 root, $(getcap "$LIBEXECDIR/$h" | awk '{print $NF}')"
+done
+printf '  %-52s %s\n' "$CONFIG" "$config_action"
+printf '  %-52s %s\n' "store" "$(sed -n 's/^path = "\(.*\)"/\1/p' "$CONFIG" | head -n1) (created by tupper-storage on first use)"
+printf '  %-52s %s\n' "helper state" "$(sed -n 's/^state_dir = "\(.*\)"/\1/p' "$CONFIG" | head -n1)"
+for s in "${subid_summary[@]}"; do
+    printf '  subordinate ids   %s\n' "$s"
+done
+case ":$PATH:" in
+    *":$BINDIR:"*) ;;
+    *) echo "  note: $BINDIR is not in PATH" ;;
+esac
