@@ -1,1 +1,98 @@
-fn main() {}
+//! `tupper-ns`: starts a container init in new user/mount/uts/ipc/net/pid
+//! namespaces, pivoted into the caller's container root, and hands it over
+//! to the supervisor.
+//!
+//! The checklist, top to bottom:
+//!
+//! Helper (caller's real uid; `cap_setuid,cap_setgid,cap_dac_read_search` permitted):
+//! 1. sanitize the process, drop unneeded capabilities, handshake, receive
+//!    `Spawn`, validate every field;
+//! 2. find the caller's subordinate id range (none → `NoSubordinateIds`,
+//!    nothing created; root without one runs without a user namespace);
+//! 3. open the container root `containers/<uid>/<id>` of the store (never a
+//!    path from the request) and make it the current directory;
+//! 4. create the sync pipes and clone the init into its namespaces
+//!    (`CLONE_PARENT`: it is the supervisor's child);
+//! 5. write its uid/gid maps, wait for "setup done", reply `Spawned { pid }`
+//!    (or the error, killing the init) and exit.
+//!
+//! Init (see `init/`):
+//! 6. dumpable, "ready", wait for maps, become container root, dumpable again;
+//! 7. private mounts, root bound onto itself, `/proc`, `/sys`, `/dev`, masks;
+//! 8. `pivot_root`, detach the host's tree, enter the working directory;
+//! 9. hostname, `lo` up;
+//! 10. report "setup done" (or the error) to the helper;
+//! 11. parent-death signal, new session, controlling terminal;
+//! 12. wait for `Start` on fd 3 (anything else: exit 125);
+//! 13. default capabilities, no_new_privs, close fds, environment;
+//! 14. exec (searching `PATH`); on failure send the error on fd 3, exit 127/126.
+
+mod error;
+mod idmap;
+mod init;
+mod privileges;
+mod request;
+mod rootfs;
+mod spawn;
+mod sync;
+mod sys;
+
+use proto::config::SystemConfig;
+use proto::{Channel, NsReply, RemoteError};
+
+use crate::error::Error;
+use crate::spawn::Forked;
+
+fn main() {
+    // 1. Sanitize: environment cleared, umask 022, fds above 3 closed;
+    //    the caller is our real uid.
+    let caller = match proto::helper::sanitize_process() {
+        Ok(caller) => caller,
+        Err(e) => die(&e.into()),
+    };
+    if let Err(e) = privileges::restrict(caller) {
+        die(&e);
+    }
+    let mut chan = match Channel::from_inherited().and_then(|mut c| c.handshake().map(|()| c)) {
+        Ok(chan) => chan,
+        Err(e) => die(&e.into()),
+    };
+    let prepared = request::receive_spawn(&mut chan)
+        .and_then(request::validate)
+        .and_then(|req| {
+            // 2. Subordinate ids: checked before anything is created.
+            let mapping = proto::subid::mapping_for(caller)?;
+            // 3. The container root, from the store and the caller's uid only.
+            let config = SystemConfig::load()?;
+            let root = rootfs::open(&config, caller, &req.container)?;
+            rootfs::enter(&root)?;
+            drop(root);
+            // 4. Sync pipes, then the clone.
+            let pipes = sync::Pipes::new()?;
+            let forked = spawn::clone_init(mapping.is_some())?;
+            Ok((req, mapping, pipes, forked))
+        });
+    let reply: Result<NsReply, RemoteError> = match prepared {
+        Err(e) => Err(e.to_remote()),
+        Ok((req, mapping, pipes, Forked::Child)) => {
+            // 6–14 happen in the init and never return.
+            init::run(chan, pipes.into_child(), req, mapping.is_some())
+        }
+        Ok((_, mapping, pipes, Forked::Parent { pid, pidfd })) => {
+            // 5. Maps, "setup done", reply.
+            spawn::see_through_setup(pid, &pidfd, pipes.into_parent(), mapping)
+                .map_err(|e| e.to_remote())
+        }
+    };
+    let ok = reply.is_ok();
+    if let Err(e) = chan.reply(&reply) {
+        die(&e.into());
+    }
+    std::process::exit(if ok { 0 } else { 1 });
+}
+
+/// Failure before a reply can be sent: tell whoever reads stderr.
+fn die(e: &Error) -> ! {
+    eprintln!("tupper-ns: {e}");
+    std::process::exit(1);
+}
