@@ -1,0 +1,253 @@
+//! The store: `<store>` on btrfs (loop-mounting an embedded image file when
+//! it is not), with `images/<uid>/` and `containers/<uid>/` inside.
+
+use std::fs::File;
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use nix::errno::Errno;
+use nix::fcntl::{openat, renameat, Flock, FlockArg, OFlag};
+use nix::mount::MsFlags;
+use nix::sys::stat::{fstat, Mode, SFlag};
+use nix::sys::statfs::{fstatfs, BTRFS_SUPER_MAGIC};
+use nix::unistd::{fchown, ftruncate, unlinkat, Gid, Uid, UnlinkatFlags};
+use proto::config::StoreConfig;
+
+use crate::error::{Result, StorageError};
+use crate::fsutil::{ensure_root_dir_at, make_root_owned, open_dir_path};
+use crate::loopdev;
+use crate::privileges::{pass_dac_override_to_child, with_caps, ADMIN, STORE, STORE_CREATE};
+
+const IMAGE_FILE: &str = "storage.img";
+const IMAGE_TMP: &str = ".storage.img.new";
+const LOCK_FILE: &str = ".lock";
+const MKFS: [&str; 2] = ["/usr/sbin/mkfs.btrfs", "/sbin/mkfs.btrfs"];
+
+/// The mounted store with its two top-level directories open.
+pub struct Store {
+    images: OwnedFd,
+    containers: OwnedFd,
+}
+
+impl Store {
+    /// `images/<uid>/`, created on demand (0700 root:root).
+    pub fn user_images(&self, uid: u32) -> Result<OwnedFd> {
+        ensure_root_dir_at(&self.images, &uid.to_string(), "the image directory")
+    }
+
+    /// `containers/<uid>/`, created on demand (0700 root:root).
+    pub fn user_containers(&self, uid: u32) -> Result<OwnedFd> {
+        ensure_root_dir_at(
+            &self.containers,
+            &uid.to_string(),
+            "the container directory",
+        )
+    }
+}
+
+/// Make sure the store exists, is on btrfs and has its top-level layout.
+pub fn ensure(cfg: &StoreConfig) -> Result<Store> {
+    let path = cfg.path.as_path();
+    let mut root = open_or_create(path)?;
+    if !is_btrfs(&root)? {
+        // Two first uses at once must not both mount: serialise on a lock file
+        // in the (not yet covered) store directory, then look again.
+        let _lock = lock(&root)?;
+        let underlying = open_store(path)?;
+        if !is_btrfs(&underlying)? {
+            mount_embedded_image(&underlying, path, cfg)?;
+        }
+        root = open_store(path)?;
+        if !is_btrfs(&root)? {
+            return Err(StorageError::Other {
+                what: "the image store".into(),
+                why: "is not on btrfs even after mounting its image".into(),
+            });
+        }
+        make_root_owned(&root, 0o700)?;
+    }
+    let images = ensure_root_dir_at(&root, "images", "the image directory")?;
+    let containers = ensure_root_dir_at(&root, "containers", "the container directory")?;
+    Ok(Store { images, containers })
+}
+
+fn open_store(path: &Path) -> Result<OwnedFd> {
+    with_caps(STORE, || {
+        open_dir_path(path).map_err(StorageError::sys("cannot open the image store"))
+    })
+}
+
+fn open_or_create(path: &Path) -> Result<OwnedFd> {
+    match open_store(path) {
+        Err(StorageError::Sys {
+            errno: Errno::ENOENT,
+            ..
+        }) => {
+            with_caps(STORE_CREATE, || {
+                match nix::unistd::mkdir(path, Mode::from_bits_truncate(0o700)) {
+                    Ok(()) | Err(Errno::EEXIST) => Ok(()),
+                    Err(e) => Err(StorageError::sys("cannot create the image store")(e)),
+                }
+            })?;
+            let fd = open_store(path)?;
+            make_root_owned(&fd, 0o700)?;
+            Ok(fd)
+        }
+        other => other,
+    }
+}
+
+fn is_btrfs(fd: impl AsFd) -> Result<bool> {
+    let st = fstatfs(fd).map_err(StorageError::sys("cannot inspect the image store"))?;
+    Ok(st.filesystem_type() == BTRFS_SUPER_MAGIC)
+}
+
+fn lock(dir: &OwnedFd) -> Result<Flock<File>> {
+    let fd = with_caps(STORE_CREATE, || {
+        let fd = openat(
+            dir,
+            LOCK_FILE,
+            OFlag::O_RDWR | OFlag::O_CREAT | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+            Mode::from_bits_truncate(0o600),
+        )
+        .map_err(StorageError::sys("cannot open the store lock"))?;
+        let st = fstat(&fd).map_err(StorageError::sys("cannot open the store lock"))?;
+        if st.st_uid != 0 || st.st_gid != 0 {
+            fchown(&fd, Some(Uid::from_raw(0)), Some(Gid::from_raw(0)))
+                .map_err(StorageError::sys("cannot give the store lock to root"))?;
+        }
+        Ok(fd)
+    })?;
+    Flock::lock(File::from(fd), FlockArg::LockExclusive)
+        .map_err(|(_, e)| StorageError::sys("cannot lock the image store")(e))
+}
+
+/// The embedded default: a sparse btrfs image file attached to a loop device
+/// and mounted over the store directory.
+fn mount_embedded_image(dir: &OwnedFd, path: &Path, cfg: &StoreConfig) -> Result<()> {
+    let image = open_or_create_image(dir, path, cfg)?;
+    with_caps(ADMIN, || {
+        let dev = loopdev::attach(&image)?;
+        nix::mount::mount(
+            Some(dev.path.as_str()),
+            path,
+            Some("btrfs"),
+            MsFlags::MS_NODEV | MsFlags::MS_NOATIME,
+            None::<&str>,
+        )
+        .map_err(StorageError::sys("cannot mount the image store"))
+        // `dev` closes here; with LO_FLAGS_AUTOCLEAR the device now lives
+        // exactly as long as the mount (or is released at once on failure).
+    })
+}
+
+fn open_or_create_image(dir: &OwnedFd, path: &Path, cfg: &StoreConfig) -> Result<File> {
+    let open = || {
+        with_caps(STORE, || {
+            openat(
+                dir,
+                IMAGE_FILE,
+                OFlag::O_RDWR | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+                Mode::empty(),
+            )
+            .map_err(StorageError::sys("cannot open the store image"))
+        })
+    };
+    let fd = match open() {
+        Err(StorageError::Sys {
+            errno: Errno::ENOENT,
+            ..
+        }) => {
+            create_image(dir, path, cfg)?;
+            open()?
+        }
+        other => other?,
+    };
+    let st = fstat(&fd).map_err(StorageError::sys("cannot inspect the store image"))?;
+    if SFlag::from_bits_truncate(st.st_mode & SFlag::S_IFMT.bits()) != SFlag::S_IFREG
+        || st.st_uid != 0
+    {
+        return Err(StorageError::Other {
+            what: "the store image".into(),
+            why: "is not a regular file owned by root".into(),
+        });
+    }
+    Ok(File::from(fd))
+}
+
+/// Create, size and format the image under a temporary name, then rename it
+/// into place: a helper killed half-way never leaves an unformatted
+/// `storage.img` behind (we hold the store lock, so the temporary name is ours).
+fn create_image(dir: &OwnedFd, path: &Path, cfg: &StoreConfig) -> Result<()> {
+    let size = cfg.image_size_bytes().map_err(|why| StorageError::Other {
+        what: "store configuration".into(),
+        why,
+    })?;
+    let remove_tmp = || {
+        let _ = with_caps(STORE, || {
+            unlinkat(dir, IMAGE_TMP, UnlinkatFlags::NoRemoveDir).map_err(StorageError::sys(""))
+        });
+    };
+    remove_tmp();
+    let made = with_caps(STORE_CREATE, || {
+        let fd = openat(
+            dir,
+            IMAGE_TMP,
+            OFlag::O_RDWR | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+            Mode::from_bits_truncate(0o600),
+        )
+        .map_err(StorageError::sys("cannot create the store image"))?;
+        fchown(&fd, Some(Uid::from_raw(0)), Some(Gid::from_raw(0)))
+            .map_err(StorageError::sys("cannot give the store image to root"))?;
+        ftruncate(&fd, size as i64).map_err(StorageError::sys("cannot size the store image"))
+    })
+    .and_then(|()| mkfs(&path.join(IMAGE_TMP)))
+    .and_then(|()| {
+        with_caps(STORE, || {
+            renameat(dir, IMAGE_TMP, dir, IMAGE_FILE)
+                .map_err(StorageError::sys("cannot put the store image in place"))
+        })
+    });
+    if made.is_err() {
+        remove_tmp();
+    }
+    made
+}
+
+/// Format the freshly created image (the one external tool the helper runs).
+fn mkfs(image: &Path) -> Result<()> {
+    let tool = MKFS
+        .iter()
+        .find(|p| Path::new(p).is_file())
+        .ok_or_else(|| StorageError::Other {
+            what: "cannot format the store image".into(),
+            why: "mkfs.btrfs is not installed (Debian package btrfs-progs)".into(),
+        })?;
+    let mut cmd = Command::new(tool);
+    cmd.arg("-q")
+        .arg(image)
+        .env_clear()
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    // SAFETY: the closure only makes capget/capset/prctl calls; this process
+    // is single-threaded.
+    unsafe { cmd.pre_exec(pass_dac_override_to_child) };
+    let out = cmd
+        .output()
+        .map_err(StorageError::io("cannot run mkfs.btrfs"))?;
+    if !out.status.success() {
+        let err = String::from_utf8_lossy(&out.stderr);
+        return Err(StorageError::Other {
+            what: "cannot format the store image".into(),
+            why: format!(
+                "mkfs.btrfs failed ({}): {}",
+                out.status,
+                err.lines().last().unwrap_or("").trim()
+            ),
+        });
+    }
+    Ok(())
+}

@@ -1,0 +1,673 @@
+//! Drives the real `tupper-storage` binary over a socketpair on fd 3.
+//!
+//! Needs root and touches the default store `/var/lib/tupperware` (it
+//! loop-mounts the embedded btrfs image there on first use), so it only runs
+//! with `TUPPER_STORAGE_TESTS=1`; otherwise each test says why and passes.
+
+use std::io::Read;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
+use std::sync::Mutex;
+
+use proto::{Channel, ErrorKind, RemoteError, StorageReply, StorageRequest};
+
+const STORE: &str = "/var/lib/tupperware";
+/// The tests share one store and check it for leftovers: one at a time.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn enabled() -> bool {
+    if std::env::var("TUPPER_STORAGE_TESTS").as_deref() == Ok("1") {
+        return true;
+    }
+    eprintln!("skipped: set TUPPER_STORAGE_TESTS=1 (needs root; uses the store {STORE})");
+    false
+}
+
+struct Helper {
+    chan: Channel,
+    child: Child,
+}
+
+impl Helper {
+    fn spawn() -> Helper {
+        let (chan, theirs) = Channel::pair().unwrap();
+        let fd = theirs.as_raw_fd();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_tupper-storage"));
+        // SAFETY: only async-signal-safe calls between fork and exec.
+        unsafe {
+            cmd.pre_exec(move || {
+                if fd == 3 {
+                    let flags = libc::fcntl(3, libc::F_GETFD);
+                    libc::fcntl(3, libc::F_SETFD, flags & !libc::FD_CLOEXEC);
+                } else if libc::dup2(fd, 3) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            })
+        };
+        let child = cmd.spawn().unwrap();
+        drop(theirs);
+        let mut h = Helper { chan, child };
+        h.chan.handshake().unwrap();
+        h
+    }
+
+    fn call(&mut self, req: StorageRequest) -> Result<StorageReply, RemoteError> {
+        self.chan.send(&req).unwrap();
+        self.chan.recv().unwrap()
+    }
+
+    fn send_tar(&mut self, name: &str, data: &[u8]) {
+        self.chan
+            .send(&StorageRequest::ImportBegin { name: name.into() })
+            .unwrap();
+        for c in data.chunks(7000) {
+            self.chan
+                .send(&StorageRequest::ImportChunk(c.to_vec()))
+                .unwrap();
+        }
+        self.chan.send(&StorageRequest::ImportEnd).unwrap();
+    }
+
+    fn import(&mut self, name: &str, data: &[u8]) -> Result<StorageReply, RemoteError> {
+        self.send_tar(name, data);
+        self.chan.recv().unwrap()
+    }
+
+    fn images(&mut self) -> Vec<String> {
+        match self.call(StorageRequest::ListImages).unwrap() {
+            StorageReply::Images(v) => v.into_iter().map(|i| i.name).collect(),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn containers(&mut self) -> Vec<String> {
+        match self.call(StorageRequest::ListContainers).unwrap() {
+            StorageReply::Containers(v) => v,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn finish(self) {
+        let Helper { chan, mut child } = self;
+        drop(chan);
+        assert!(child.wait().unwrap().success());
+    }
+}
+
+fn uid() -> u32 {
+    unsafe { libc::getuid() }
+}
+
+fn images_dir() -> PathBuf {
+    Path::new(STORE).join("images").join(uid().to_string())
+}
+
+fn containers_dir() -> PathBuf {
+    Path::new(STORE).join("containers").join(uid().to_string())
+}
+
+fn unique(tag: &str) -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static N: AtomicU32 = AtomicU32::new(0);
+    format!(
+        "t{}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::SeqCst),
+        tag
+    )
+}
+
+fn container_id() -> String {
+    let mut b = [0u8; 16];
+    std::fs::File::open("/dev/urandom")
+        .unwrap()
+        .read_exact(&mut b)
+        .unwrap();
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// After a failed import: no image of that name and no partial subvolume.
+fn assert_nothing_left(name: &str) {
+    for e in std::fs::read_dir(images_dir()).unwrap() {
+        let n = e.unwrap().file_name().to_string_lossy().into_owned();
+        assert!(!n.starts_with(".import-"), "partial import {n} left behind");
+        assert_ne!(n, name, "failed image {name} left behind");
+    }
+}
+
+fn expect_err(r: Result<StorageReply, RemoteError>, kind: ErrorKind, text: &str) {
+    match r {
+        Err(e) => {
+            assert_eq!(e.kind, kind, "{e:?}");
+            assert!(e.message.contains(text), "{:?} lacks {text:?}", e.message);
+        }
+        Ok(r) => panic!("expected {kind:?} error, got {r:?}"),
+    }
+}
+
+// ---- tarball building -------------------------------------------------
+
+struct Tar(tar::Builder<Vec<u8>>);
+
+impl Tar {
+    fn new() -> Tar {
+        Tar(tar::Builder::new(Vec::new()))
+    }
+
+    /// A raw header: the path (or link target) is written verbatim, which
+    /// the Builder's checked helpers would refuse for `..`.
+    fn raw(&mut self, t: tar::EntryType, path: &str, link: &str, mode: u32, uid: u64, data: &[u8]) {
+        let mut h = tar::Header::new_gnu();
+        {
+            let old = h.as_old_mut();
+            old.name[..path.len()].copy_from_slice(path.as_bytes());
+            old.linkname[..link.len()].copy_from_slice(link.as_bytes());
+        }
+        h.set_entry_type(t);
+        h.set_mode(mode);
+        h.set_uid(uid);
+        h.set_gid(uid);
+        h.set_mtime(1_700_000_000);
+        h.set_size(data.len() as u64);
+        h.set_cksum();
+        self.0.append(&h, data).unwrap();
+    }
+
+    fn dir(mut self, path: &str) -> Self {
+        self.raw(tar::EntryType::Directory, path, "", 0o755, 0, b"");
+        self
+    }
+    fn file(mut self, path: &str, mode: u32, uid: u64, data: &[u8]) -> Self {
+        self.raw(tar::EntryType::Regular, path, "", mode, uid, data);
+        self
+    }
+    fn symlink(mut self, path: &str, target: &str) -> Self {
+        self.raw(tar::EntryType::Symlink, path, target, 0o777, 0, b"");
+        self
+    }
+    fn hardlink(mut self, path: &str, target: &str) -> Self {
+        self.raw(tar::EntryType::Link, path, target, 0o644, 0, b"");
+        self
+    }
+    fn done(self) -> Vec<u8> {
+        self.0.into_inner().unwrap()
+    }
+}
+
+fn gzip(data: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(data).unwrap();
+    gz.finish().unwrap()
+}
+
+fn sample() -> Tar {
+    Tar::new()
+        .dir("./")
+        .dir("./etc/")
+        .dir("./bin/")
+        .dir("./tmp/")
+        .file("./etc/hostname", 0o644, 0, b"tupperware\n")
+        .file("./bin/busybox", 0o4755, 0, &vec![0x7f; 300_000])
+        .file("./home-file", 0o2750, 1000, b"owned by 1000")
+        .symlink("./bin/sh", "/bin/busybox")
+        .hardlink("./bin/ls", "./bin/busybox")
+}
+
+// ---- tests ------------------------------------------------------------
+
+#[test]
+fn init_mounts_a_btrfs_store() {
+    if !enabled() {
+        return;
+    }
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let mut h = Helper::spawn();
+    assert_eq!(h.call(StorageRequest::Init).unwrap(), StorageReply::Done);
+    assert_eq!(h.call(StorageRequest::Init).unwrap(), StorageReply::Done);
+    h.finish();
+    let st = nix::sys::statfs::statfs(STORE).unwrap();
+    assert_eq!(st.filesystem_type(), nix::sys::statfs::BTRFS_SUPER_MAGIC);
+    for d in ["images", "containers"] {
+        let m = std::fs::metadata(Path::new(STORE).join(d)).unwrap();
+        assert_eq!((m.uid(), m.mode() & 0o7777), (0, 0o700), "{d}");
+    }
+}
+
+#[test]
+fn import_list_snapshot_remove() {
+    if !enabled() {
+        return;
+    }
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let mut h = Helper::spawn();
+    let name = unique("good");
+    let tarball = gzip(&sample().done());
+    match h.import(&name, &tarball).unwrap() {
+        StorageReply::Imported {
+            name: n,
+            entries,
+            bytes,
+        } => {
+            assert_eq!(n, name);
+            assert_eq!(entries, 9);
+            assert_eq!(bytes, 300_000 + 11 + 13);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(h.images().contains(&name));
+
+    let img = images_dir().join(&name);
+    let bb = std::fs::symlink_metadata(img.join("bin/busybox")).unwrap();
+    assert_eq!(bb.mode() & 0o7777, 0o4755, "setuid kept");
+    assert_eq!(bb.nlink(), 2, "hardlink to busybox");
+    let hf = std::fs::symlink_metadata(img.join("home-file")).unwrap();
+    assert_eq!(
+        (hf.uid(), hf.gid(), hf.mode() & 0o7777),
+        (1000, 1000, 0o2750)
+    );
+    assert_eq!(hf.mtime(), 1_700_000_000);
+    assert_eq!(
+        std::fs::read_link(img.join("bin/sh")).unwrap(),
+        Path::new("/bin/busybox")
+    );
+    assert_eq!(
+        std::fs::symlink_metadata(img.join("etc")).unwrap().mtime(),
+        1_700_000_000
+    );
+    // Read-only image.
+    let e = std::fs::write(img.join("new"), b"x").unwrap_err();
+    assert_eq!(e.raw_os_error(), Some(libc::EROFS));
+
+    // Under an existing name.
+    expect_err(
+        h.import(&name, &tarball),
+        ErrorKind::AlreadyExists,
+        "already exists",
+    );
+
+    let id = container_id();
+    assert_eq!(
+        h.call(StorageRequest::Snapshot {
+            image: name.clone(),
+            container: id.clone()
+        })
+        .unwrap(),
+        StorageReply::Done
+    );
+    assert!(h.containers().contains(&id));
+    expect_err(
+        h.call(StorageRequest::Snapshot {
+            image: name.clone(),
+            container: id.clone(),
+        }),
+        ErrorKind::AlreadyExists,
+        "already exists",
+    );
+    let root = containers_dir().join(&id);
+    std::fs::write(root.join("tmp/written-in-container"), b"x").unwrap();
+    assert!(!img.join("tmp/written-in-container").exists());
+    assert_eq!(
+        std::fs::read(root.join("etc/hostname")).unwrap(),
+        b"tupperware\n"
+    );
+
+    // Typo gets a suggestion.
+    let typo = &name[..name.len() - 1];
+    expect_err(
+        h.call(StorageRequest::Snapshot {
+            image: typo.to_string(),
+            container: container_id(),
+        }),
+        ErrorKind::NotFound,
+        &format!("image {typo:?} not found (did you mean {name:?}?)"),
+    );
+
+    assert_eq!(
+        h.call(StorageRequest::RemoveContainer {
+            container: id.clone()
+        })
+        .unwrap(),
+        StorageReply::Done
+    );
+    assert!(!h.containers().contains(&id));
+    expect_err(
+        h.call(StorageRequest::RemoveContainer { container: id }),
+        ErrorKind::NotFound,
+        "not found",
+    );
+    assert_eq!(
+        h.call(StorageRequest::RemoveImage { name: name.clone() })
+            .unwrap(),
+        StorageReply::Done
+    );
+    assert!(!h.images().contains(&name));
+    expect_err(
+        h.call(StorageRequest::RemoveImage { name: name.clone() }),
+        ErrorKind::NotFound,
+        &format!("image {name:?} not found"),
+    );
+    h.finish();
+}
+
+#[test]
+fn zstd_and_plain_tarballs() {
+    if !enabled() {
+        return;
+    }
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let mut h = Helper::spawn();
+    let plain = sample().done();
+    let zst = zstd::encode_all(&plain[..], 3).unwrap();
+    for data in [plain, zst] {
+        let name = unique("fmt");
+        assert!(matches!(
+            h.import(&name, &data).unwrap(),
+            StorageReply::Imported { .. }
+        ));
+        h.call(StorageRequest::RemoveImage { name }).unwrap();
+    }
+    h.finish();
+}
+
+#[test]
+fn hostile_names_and_ids() {
+    if !enabled() {
+        return;
+    }
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let mut h = Helper::spawn();
+    let tarball = sample().done();
+    expect_err(
+        h.import("../x", &tarball),
+        ErrorKind::InvalidRequest,
+        "name",
+    );
+    expect_err(
+        h.call(StorageRequest::Snapshot {
+            image: "../../etc".into(),
+            container: container_id(),
+        }),
+        ErrorKind::InvalidRequest,
+        "name",
+    );
+    expect_err(
+        h.call(StorageRequest::Snapshot {
+            image: "x".into(),
+            container: "../../../../etc".into(),
+        }),
+        ErrorKind::InvalidRequest,
+        "container id",
+    );
+    expect_err(
+        h.call(StorageRequest::RemoveContainer {
+            container: "../images".into(),
+        }),
+        ErrorKind::InvalidRequest,
+        "container id",
+    );
+    expect_err(
+        h.call(StorageRequest::RemoveImage {
+            name: ".import-x".into(),
+        }),
+        ErrorKind::InvalidRequest,
+        "name",
+    );
+    expect_err(
+        h.call(StorageRequest::ImportChunk(vec![1, 2, 3])),
+        ErrorKind::Protocol,
+        "outside of an import",
+    );
+    h.finish();
+}
+
+#[test]
+fn hostile_entries_leave_nothing() {
+    if !enabled() {
+        return;
+    }
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let passwd_before = std::fs::read("/etc/passwd").unwrap();
+    let mut h = Helper::spawn();
+    let mut dev = Tar::new().dir("dev/");
+    dev.raw(tar::EntryType::Block, "dev/sda", "", 0o660, 0, b"");
+    let mut chr = Tar::new();
+    chr.raw(tar::EntryType::Char, "null", "", 0o666, 0, b"");
+    let cases: Vec<(&str, Vec<u8>, ErrorKind, &str)> = vec![
+        (
+            "dotdot",
+            Tar::new()
+                .file("etc/ok", 0o644, 0, b"ok")
+                .file("../../etc/x", 0o644, 0, b"evil")
+                .done(),
+            ErrorKind::Unsafe,
+            "tarball entry \"../../etc/x\": path leaves the image",
+        ),
+        (
+            "dotdot-mid",
+            Tar::new().file("a/../../b", 0o644, 0, b"evil").done(),
+            ErrorKind::Unsafe,
+            "path leaves the image",
+        ),
+        (
+            "hardlink-abs",
+            Tar::new().hardlink("passwd", "/etc/passwd").done(),
+            ErrorKind::Unsafe,
+            "hardlink target \"/etc/passwd\"",
+        ),
+        (
+            "hardlink-up",
+            Tar::new().hardlink("passwd", "../../etc/passwd").done(),
+            ErrorKind::Unsafe,
+            "hardlink target \"../../etc/passwd\" leaves the image",
+        ),
+        (
+            "hardlink-through-symlink",
+            Tar::new()
+                .symlink("hostetc", "/etc")
+                .hardlink("passwd", "hostetc/passwd")
+                .done(),
+            ErrorKind::Unsafe,
+            "is not a file earlier in this image",
+        ),
+        (
+            "hardlink-dir",
+            Tar::new().dir("d/").hardlink("l", "d").done(),
+            ErrorKind::Unsafe,
+            "is not a file earlier in this image",
+        ),
+        (
+            "device",
+            dev.done(),
+            ErrorKind::Unsafe,
+            "tarball entry \"dev/sda\" is a device node; images may not contain device nodes",
+        ),
+        ("chardev", chr.done(), ErrorKind::Unsafe, "device node"),
+        (
+            "uid",
+            Tar::new().file("f", 0o644, 70000, b"x").done(),
+            ErrorKind::Unsafe,
+            "owned by uid 70000, outside the container's 0..65535",
+        ),
+        (
+            "truncated",
+            {
+                let t = sample().done();
+                t[..t.len() / 2].to_vec()
+            },
+            ErrorKind::InvalidRequest,
+            "cannot read the tarball",
+        ),
+        (
+            "truncated-gz",
+            {
+                let t = gzip(&sample().done());
+                t[..t.len() - 20].to_vec()
+            },
+            ErrorKind::InvalidRequest,
+            "cannot read the tarball",
+        ),
+        (
+            "garbage",
+            vec![0x55; 5000],
+            ErrorKind::InvalidRequest,
+            "cannot read the tarball",
+        ),
+        ("empty", vec![], ErrorKind::InvalidRequest, "no entries"),
+    ];
+    for (tag, data, kind, text) in cases {
+        let name = unique(tag);
+        expect_err(h.import(&name, &data), kind, text);
+        assert_nothing_left(&name);
+    }
+    // The helper keeps serving after failed imports.
+    assert!(h.call(StorageRequest::ListImages).is_ok());
+    h.finish();
+    assert_eq!(std::fs::read("/etc/passwd").unwrap(), passwd_before);
+    assert!(!Path::new("/etc/x").exists());
+}
+
+#[test]
+fn absolute_symlink_is_followed_inside_the_image() {
+    if !enabled() {
+        return;
+    }
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let passwd_before = std::fs::read("/etc/passwd").unwrap();
+    let mut h = Helper::spawn();
+    let name = unique("abslink");
+    let t = Tar::new()
+        .dir("etc/")
+        .symlink("etc/evil", "/etc")
+        .file("etc/evil/passwd", 0o644, 0, b"root:x:0:0::/root:/bin/sh\n")
+        .symlink("up", "../../../../..")
+        .file("up/tmp/escaped", 0o644, 0, b"x")
+        .done();
+    assert!(matches!(
+        h.import(&name, &t).unwrap(),
+        StorageReply::Imported { .. }
+    ));
+    let img = images_dir().join(&name);
+    assert_eq!(
+        std::fs::read(img.join("etc/passwd")).unwrap(),
+        b"root:x:0:0::/root:/bin/sh\n"
+    );
+    assert_eq!(
+        std::fs::read_link(img.join("etc/evil")).unwrap(),
+        Path::new("/etc")
+    );
+    assert!(img.join("tmp/escaped").exists());
+    assert!(!Path::new("/tmp/escaped").exists());
+    assert_eq!(std::fs::read("/etc/passwd").unwrap(), passwd_before);
+    h.call(StorageRequest::RemoveImage { name }).unwrap();
+    h.finish();
+}
+
+#[test]
+fn later_entries_replace_earlier_ones() {
+    if !enabled() {
+        return;
+    }
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let mut h = Helper::spawn();
+    let name = unique("replace");
+    let mut t = Tar::new()
+        .file("a", 0o644, 0, b"first")
+        .file("a", 0o600, 0, b"second")
+        .symlink("b", "a")
+        .file("b", 0o644, 0, b"not through the link")
+        .dir("c/")
+        .dir("c/");
+    t.raw(tar::EntryType::Fifo, "fifo", "", 0o620, 0, b"");
+    assert!(matches!(
+        h.import(&name, &t.done()).unwrap(),
+        StorageReply::Imported { .. }
+    ));
+    let img = images_dir().join(&name);
+    assert_eq!(std::fs::read(img.join("a")).unwrap(), b"second");
+    assert_eq!(
+        std::fs::read(img.join("b")).unwrap(),
+        b"not through the link"
+    );
+    let f = std::fs::symlink_metadata(img.join("fifo")).unwrap();
+    assert!(std::os::unix::fs::FileTypeExt::is_fifo(&f.file_type()));
+    assert_eq!(f.permissions().mode() & 0o7777, 0o620);
+    h.call(StorageRequest::RemoveImage { name }).unwrap();
+    h.finish();
+}
+
+#[test]
+fn closing_mid_import_leaves_nothing() {
+    if !enabled() {
+        return;
+    }
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let mut h = Helper::spawn();
+    let name = unique("closed");
+    let t = sample().done();
+    h.chan
+        .send(&StorageRequest::ImportBegin { name: name.clone() })
+        .unwrap();
+    h.chan
+        .send(&StorageRequest::ImportChunk(t[..t.len() / 2].to_vec()))
+        .unwrap();
+    let Helper { chan, mut child } = h;
+    drop(chan);
+    child.wait().unwrap();
+    assert_nothing_left(&name);
+}
+
+#[test]
+fn partial_import_of_a_killed_helper_is_reaped() {
+    if !enabled() {
+        return;
+    }
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let mut h = Helper::spawn();
+    let t = sample().done();
+    h.chan
+        .send(&StorageRequest::ImportBegin {
+            name: unique("killed"),
+        })
+        .unwrap();
+    h.chan
+        .send(&StorageRequest::ImportChunk(t[..t.len() / 2].to_vec()))
+        .unwrap();
+    // Wait until the partial subvolume is there, then kill the helper.
+    let partials = || {
+        std::fs::read_dir(images_dir())
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .file_name()
+                    .to_string_lossy()
+                    .starts_with(".import-")
+            })
+            .count()
+    };
+    for _ in 0..200 {
+        if partials() > 0 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    assert_eq!(partials(), 1);
+    h.child.kill().unwrap();
+    h.child.wait().unwrap();
+    assert_eq!(partials(), 1, "a SIGKILLed helper cannot clean up");
+    // The next import of the same user reaps it.
+    let mut h = Helper::spawn();
+    let name = unique("after-kill");
+    assert!(matches!(
+        h.import(&name, &t).unwrap(),
+        StorageReply::Imported { .. }
+    ));
+    assert_eq!(partials(), 0);
+    h.call(StorageRequest::RemoveImage { name }).unwrap();
+    h.finish();
+}
