@@ -51,6 +51,7 @@ chmod 0644 "$PREFIX/busybox.tar"
 step "network namespace $NETNS"
 cleanup() {
     ip netns del "$NETNS" 2>/dev/null || true
+    umount "$STORE" 2>/dev/null || true
 }
 trap cleanup EXIT
 ip netns del "$NETNS" 2>/dev/null || true
@@ -59,10 +60,18 @@ ip -n "$NETNS" link set lo up
 
 as_user() {
     ip netns exec "$NETNS" setpriv --reuid="$1" --regid="$1" --init-groups --inh-caps=-all \
-        --bounding-set=-all --reset-env -- "${@:2}"
+        --reset-env -- "${@:2}"
 }
 
-step "fresh state for $TEST_USER"
+step "fresh store and state for $TEST_USER"
+# Every run starts from an empty store, as on a clean machine.
+umount "$STORE" 2>/dev/null || true
+rm -rf "$STORE" "$STATE"
+# The first use mounts the store. Do it in the host's mount namespace: each
+# `ip netns exec` runs in a private one, where the mount would not outlive it.
+setpriv --reuid="$TEST_USER" --regid="$TEST_USER" --init-groups --inh-caps=-all --reset-env -- \
+    "$PREFIX/bin/tupper-supervisor" image ls >/dev/null
+findmnt "$STORE"
 uid=$(id -u "$TEST_USER")
 rm -rf "/tmp/tupperware-$uid" "/run/user/$uid/tupperware"
 as_user "$TEST_USER" "$PREFIX/bin/tupper-supervisor" image rm busybox >/dev/null 2>&1 || true

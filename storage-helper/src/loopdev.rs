@@ -139,3 +139,50 @@ fn configure(dev: &OwnedFd, backing: &File) -> std::result::Result<(), Errno> {
         Err(e) => Err(e),
     }
 }
+
+const LOOP_GET_STATUS64: libc::c_ulong = 0x4C05;
+
+/// The loop device `backing` is attached to already, if any.
+///
+/// The store may be mounted in another mount namespace (a caller inside
+/// `unshare -m` or `ip netns exec`): mounting the same device again shares its
+/// filesystem, whereas a second loop device over the same image would mount
+/// one btrfs twice and corrupt it.
+pub fn find_attached(backing: &File) -> Result<Option<LoopDevice>> {
+    let st = nix::sys::stat::fstat(backing)
+        .map_err(StorageError::sys("cannot inspect the store image"))?;
+    let Ok(entries) = std::fs::read_dir("/sys/block") else {
+        return Ok(None);
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(name) = name.to_str().filter(|n| n.starts_with("loop")) else {
+            continue;
+        };
+        // Only attached devices have a backing file.
+        if !entry.path().join("loop/backing_file").exists() {
+            continue;
+        }
+        let path = format!("/dev/{name}");
+        let Ok(dev) = open(
+            path.as_str(),
+            OFlag::O_RDWR | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        ) else {
+            continue;
+        };
+        let mut info = info();
+        // SAFETY: LOOP_GET_STATUS64 fills a loop_info64 that outlives the call.
+        let rc = unsafe {
+            libc::ioctl(
+                dev.as_raw_fd(),
+                LOOP_GET_STATUS64,
+                &mut info as *mut LoopInfo64,
+            )
+        };
+        if rc == 0 && info.lo_device == st.st_dev && info.lo_inode == st.st_ino {
+            return Ok(Some(LoopDevice { path, _fd: dev }));
+        }
+    }
+    Ok(None)
+}

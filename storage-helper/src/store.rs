@@ -129,7 +129,10 @@ fn lock(dir: &OwnedFd) -> Result<Flock<File>> {
 fn mount_embedded_image(dir: &OwnedFd, path: &Path, cfg: &StoreConfig) -> Result<()> {
     let image = open_or_create_image(dir, path, cfg)?;
     with_caps(ADMIN, || {
-        let dev = loopdev::attach(&image)?;
+        let dev = match loopdev::find_attached(&image)? {
+            Some(dev) => dev,
+            None => loopdev::attach(&image)?,
+        };
         nix::mount::mount(
             Some(dev.path.as_str()),
             path,

@@ -86,13 +86,7 @@ impl Env {
         c.args(["netns", "exec", &self.netns, "setpriv"])
             .arg(format!("--reuid={user}"))
             .arg(format!("--regid={user}"))
-            .args([
-                "--init-groups",
-                "--inh-caps=-all",
-                "--bounding-set=-all",
-                "--reset-env",
-                "--",
-            ])
+            .args(["--init-groups", "--inh-caps=-all", "--reset-env", "--"])
             .arg(program);
         c.stdin(Stdio::null());
         c
