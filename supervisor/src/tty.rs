@@ -67,6 +67,22 @@ impl Drop for RawMode {
     }
 }
 
+/// Copy `from` to `to` until either end fails or `from` ends. A pty master
+/// reads EIO once every slave descriptor is closed, which ends the copy too.
+fn pump(mut from: impl Read, mut to: impl Write) {
+    let mut buf = [0u8; 4096];
+    loop {
+        match from.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                if to.write_all(&buf[..n]).and_then(|_| to.flush()).is_err() {
+                    break;
+                }
+            }
+        }
+    }
+}
+
 /// Copy our stdin to the master (detached: it may block on a read forever)
 /// and the master to our stdout; the returned handle ends when the container
 /// side of the terminal is closed by every process.
@@ -74,43 +90,10 @@ pub fn relay(master: OwnedFd) -> Result<JoinHandle<()>> {
     let to_pty = master.try_clone().map_err(|e| Error::io("pty", e))?;
     std::thread::Builder::new()
         .name("tty-in".into())
-        .spawn(move || {
-            let mut out = File::from(to_pty);
-            let mut stdin = std::io::stdin().lock();
-            let mut buf = [0u8; 4096];
-            loop {
-                match stdin.read(&mut buf) {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => {
-                        if out.write_all(&buf[..n]).is_err() {
-                            break;
-                        }
-                    }
-                }
-            }
-        })
+        .spawn(move || pump(std::io::stdin().lock(), File::from(to_pty)))
         .map_err(|e| Error::io("start the terminal relay", e))?;
     std::thread::Builder::new()
         .name("tty-out".into())
-        .spawn(move || {
-            let mut input = File::from(master);
-            let mut stdout = std::io::stdout().lock();
-            let mut buf = [0u8; 4096];
-            loop {
-                match input.read(&mut buf) {
-                    // EIO: every slave descriptor is closed.
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => {
-                        if stdout
-                            .write_all(&buf[..n])
-                            .and_then(|_| stdout.flush())
-                            .is_err()
-                        {
-                            break;
-                        }
-                    }
-                }
-            }
-        })
+        .spawn(move || pump(File::from(master), std::io::stdout().lock()))
         .map_err(|e| Error::io("start the terminal relay", e))
 }

@@ -637,3 +637,54 @@ fn malformed_frames_are_refused_by_every_helper() {
     }
     nothing_left(&e);
 }
+
+#[test]
+fn tty_gives_the_container_a_controlling_terminal() {
+    let Some(e) = env() else { return };
+    let out = e.run_ok(&[
+        "run",
+        "--rm",
+        "-t",
+        "--network",
+        "none",
+        "busybox",
+        "sh",
+        "-c",
+        "test -t 0 && test -t 1 && echo is-a-tty; ps -o pid,tty | sed -n 2p",
+    ]);
+    assert!(out.contains("is-a-tty\r\n"), "{out:?}");
+    // The terminal is the controlling terminal of the container's PID 1.
+    let ctty = out.lines().nth(1).unwrap_or("");
+    assert!(!ctty.trim().ends_with('?'), "{out:?}");
+}
+
+#[test]
+fn ps_shows_a_running_container_with_its_address() {
+    let Some(e) = env() else { return };
+    let mut c = e.spawn(&[
+        "run",
+        "--rm",
+        "--name",
+        "listed",
+        "busybox",
+        "sh",
+        "-c",
+        "echo ready; sleep 60",
+    ]);
+    read_until(&mut c, "ready");
+    let ps = e.run_ok(&["ps"]);
+    let row = ps
+        .lines()
+        .find(|l| l.contains("listed"))
+        .unwrap_or_else(|| panic!("{ps}"));
+    assert!(
+        row.contains("busybox") && row.contains("Up") && row.contains("10.88."),
+        "{row}"
+    );
+    let busy = e.tupper(&["rm", "listed"]).output().unwrap();
+    assert_eq!(busy.status.code(), Some(125));
+    assert!(stderr(&busy).contains("is running"), "{}", stderr(&busy));
+    e.run_ok(&["rm", "-f", "listed"]);
+    let _ = c.wait();
+    nothing_left(&e);
+}
