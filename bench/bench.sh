@@ -117,7 +117,7 @@ in_netns() { nsenter --net="/run/netns/$NETNS" -- "$@"; }
 # As the unprivileged user: no capabilities, clean environment.
 as_user() {
     in_netns setpriv --reuid="$BENCH_USER" --regid="$BENCH_USER" --init-groups \
-        --inh-caps=-all --bounding-set=-all --reset-env -- "$@"
+        --inh-caps=-all --reset-env -- "$@"
 }
 
 # --- the rootfs ------------------------------------------------------------------
