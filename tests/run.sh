@@ -17,6 +17,7 @@ STATE=/run/tupperware-test
 NETNS=tupper-test
 TEST_USER=tuppertest
 NORANGE_USER=tuppernorange
+HELPER_TEST_USER=tupdev   # the helpers' own privileged tests run as this user
 
 step() { printf '\n== %s\n' "$*"; }
 die() { printf 'tests/run.sh: %s\n' "$*" >&2; exit 1; }
@@ -38,15 +39,21 @@ cargo test --workspace --locked
 
 step "test users"
 id "$TEST_USER" >/dev/null 2>&1 || useradd -m -s /bin/bash "$TEST_USER"
+id "$HELPER_TEST_USER" >/dev/null 2>&1 || useradd -m -s /bin/bash "$HELPER_TEST_USER"
 id "$NORANGE_USER" >/dev/null 2>&1 || useradd -M -s /usr/sbin/nologin "$NORANGE_USER"
 # The second user must have no subordinate ids at all.
 sed -i "/^$NORANGE_USER:/d" /etc/subuid /etc/subgid
 
 step "install into $PREFIX"
 "$repo/packaging/install.sh" --prefix "$PREFIX" --sysconfdir "$SYSCONF" --store "$STORE" \
-    --state-dir "$STATE" --image-size 4G --user "$TEST_USER" --force-config
+    --state-dir "$STATE" --image-size 4G --user "$TEST_USER" --user "$HELPER_TEST_USER" --force-config
 "$repo/packaging/make-busybox-image.sh" "$PREFIX/busybox.tar"
 chmod 0644 "$PREFIX/busybox.tar"
+
+step "helper tests: tupper-storage driven directly (root), tupper-ns with its file capabilities (as $HELPER_TEST_USER)"
+# These use the compiled-in default store (/var/lib/tupperware).
+TUPPER_STORAGE_TESTS=1 cargo test -p tupper-storage --locked --test helper
+TUPPER_NS_TESTS=1 cargo test -p tupper-ns --locked --test spawn
 
 step "network namespace $NETNS"
 cleanup() {

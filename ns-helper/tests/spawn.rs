@@ -6,7 +6,7 @@
 //! `examples/drive`, the stand-in supervisor these tests run as `tupdev`).
 //!
 //! Store layout used (default config, `/var/lib/tupperware`):
-//! - `containers/<tupdev>/OK`      busybox root owned by 100000 (tupdev's range)
+//! - `containers/<tupdev>/OK`      busybox root owned by container root (tupdev's range)
 //! - `containers/<tupdev>/EVIL`    same, but `proc` is a symlink to a host dir
 //! - `containers/<tupdev>/LINK`    a symlink to root's container
 //! - `containers/0/ROOTS`          root's busybox root (no user namespace)
@@ -118,14 +118,17 @@ fn fixture() -> &'static Fixture {
         let roots = store.join("containers/0");
         mkdir_private(&mine);
         mkdir_private(&roots);
-        busybox_root(&mine.join(OK), 100000);
+        let base = subid_base(USER, uid);
+        busybox_root(&mine.join(OK), base);
         busybox_root(&roots.join(ROOTS), 0);
 
         // A root whose /proc is a symlink to a host directory.
-        busybox_root(&mine.join(EVIL), 100000);
+        busybox_root(&mine.join(EVIL), base);
         std::fs::create_dir_all(EVIL_TARGET).unwrap();
         symlink(EVIL_TARGET, mine.join(EVIL).join("proc")).unwrap();
-        run(Command::new("chown").args(["-h", "100000:100000"]).arg(mine.join(EVIL).join("proc")));
+        run(Command::new("chown")
+            .args(["-h", &format!("{base}:{base}")])
+            .arg(mine.join(EVIL).join("proc")));
 
         // tupdev's "container" that is a symlink to root's.
         let link = mine.join(LINK);
@@ -235,8 +238,9 @@ fn container_sees_its_own_world() {
     assert_eq!(lines[0], "tupperbox", "{o:#?}");
     assert_eq!(lines[1], "1", "init is pid 1");
     assert_eq!(lines[2], "uid=0(root) gid=0(root)");
-    assert_eq!(lines[3], "0 100000 65536");
-    assert_eq!(lines[4], "0 100000 65536");
+    let base = subid_base(USER, uid_of(USER));
+    assert_eq!(lines[3], format!("0 {base} 65536"));
+    assert_eq!(lines[4], format!("0 {base} 65536"));
     let lo = u32::from_str_radix(lines[5].trim_start_matches("0x"), 16).unwrap();
     assert_eq!(lo & 1, 1, "lo is up");
     assert_eq!(lines[6], "/");
@@ -507,4 +511,18 @@ fn tty_becomes_the_controlling_terminal() {
         !init.contains(" ? "),
         "pid 1 has no controlling terminal: {o:#?}"
     );
+}
+
+/// Start of the test user's subordinate range (uids and gids must match).
+fn subid_base(user: &str, uid: u32) -> u32 {
+    let read = |f: &str| {
+        let text = std::fs::read_to_string(f).unwrap_or_default();
+        proto::subid::parse_ranges(&text, uid, Some(user))
+    };
+    let (u, g) = (read("/etc/subuid"), read("/etc/subgid"));
+    assert!(
+        u.is_some() && u == g,
+        "{user} needs equal subuid and subgid ranges"
+    );
+    u.unwrap_or_default()
 }
