@@ -79,23 +79,9 @@ fn alive(pidfd: &OwnedFd) -> bool {
     n == 0
 }
 
-enum NsFd {
-    Got(OwnedFd),
-    /// The kernel does not know the ioctl: use the /proc fallback.
-    Unsupported,
-    Refused,
-}
-
-fn ns_from_pidfd(pidfd: &OwnedFd, request: libc::c_ulong) -> NsFd {
+fn ns_from_pidfd(pidfd: &OwnedFd, request: libc::c_ulong) -> Option<OwnedFd> {
     // SAFETY: the pidfd namespace ioctls take no argument and return a new fd.
-    let fd = unsafe { libc::ioctl(pidfd.as_raw_fd(), request as _, 0) };
-    match own(fd) {
-        Some(fd) => NsFd::Got(fd),
-        None => match std::io::Error::last_os_error().raw_os_error() {
-            Some(libc::ENOTTY) | Some(libc::EINVAL) | Some(libc::EOPNOTSUPP) => NsFd::Unsupported,
-            _ => NsFd::Refused,
-        },
-    }
+    own(unsafe { libc::ioctl(pidfd.as_raw_fd(), request as _, 0) })
 }
 
 fn ns_from_proc(pid: i32, kind: &str) -> Option<OwnedFd> {
@@ -104,13 +90,11 @@ fn ns_from_proc(pid: i32, kind: &str) -> Option<OwnedFd> {
     own(unsafe { libc::open(path.as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC) })
 }
 
-/// The namespace of `kind` of the process behind `pidfd`.
+/// The namespace of `kind` of the process behind `pidfd`. Kernels before
+/// 6.11 lack the pidfd ioctls, and newer ones refuse them for the initial
+/// namespaces (a root container without a user namespace): then `/proc`.
 fn target_ns(pidfd: &OwnedFd, pid: i32, request: libc::c_ulong, kind: &str) -> Option<OwnedFd> {
-    match ns_from_pidfd(pidfd, request) {
-        NsFd::Got(fd) => Some(fd),
-        NsFd::Refused => None,
-        NsFd::Unsupported => ns_via_proc(pidfd, pid, kind),
-    }
+    ns_from_pidfd(pidfd, request).or_else(|| ns_via_proc(pidfd, pid, kind))
 }
 
 /// Fallback for kernels before 6.11: open `/proc/<pid>/ns/<kind>`. The pid
@@ -136,13 +120,22 @@ fn owning_userns(ns: &OwnedFd) -> Option<OwnedFd> {
 }
 
 /// Check that `pid` is a container of `uid` that may be attached: the
-/// process runs in a user namespace that is not ours and is owned by `uid`,
-/// and in a network namespace that is not ours and is owned by that user
-/// namespace.
+/// process runs in a user namespace that is not ours and is owned by `uid`
+/// (root only: or in ours), and in a network namespace that is not ours and
+/// is owned by that user namespace.
 pub fn verify(pid: i32, uid: u32) -> Result<Container> {
     let my_user = own_ns("user")?;
     let my_net = own_ns("net")?;
-    check(pid, uid, my_user, my_net).ok_or(NetError::NotYourContainer { pid })
+    let found = if uid == 0 {
+        // A root container without a user namespace keeps capabilities we
+        // dropped: opening its namespaces needs CAP_SYS_PTRACE.
+        crate::privilege::with_caps(&[caps::Capability::CAP_SYS_PTRACE], || {
+            Ok(check(pid, uid, my_user, my_net))
+        })?
+    } else {
+        check(pid, uid, my_user, my_net)
+    };
+    found.ok_or(NetError::NotYourContainer { pid })
 }
 
 fn check(pid: i32, uid: u32, my_user: NsId, my_net: NsId) -> Option<Container> {
@@ -154,10 +147,13 @@ fn check(pid: i32, uid: u32, my_user: NsId, my_net: NsId) -> Option<Container> {
     let netns = target_ns(&pidfd, pid, PIDFD_GET_NET_NAMESPACE, "net")?;
     let user_id = ns_id_of(&userns)?;
     let netns_id = ns_id_of(&netns)?;
-    if user_id == my_user || netns_id == my_net {
+    // Root may run containers without a user namespace (it holds every
+    // capability already); anyone else's container has its own, owned by them.
+    let root_without_userns = uid == 0 && user_id == my_user;
+    if netns_id == my_net || (user_id == my_user && !root_without_userns) {
         return None;
     }
-    if owner_uid(&userns)? != uid {
+    if !root_without_userns && owner_uid(&userns)? != uid {
         return None;
     }
     if ns_id_of(&owning_userns(&netns)?)? != user_id {
@@ -209,7 +205,7 @@ mod tests {
         let fd = pidfd_open(me).unwrap();
         let via_proc = ns_via_proc(&fd, me, "net").unwrap();
         assert_eq!(ns_id_of(&via_proc).unwrap(), own_ns("net").unwrap());
-        if let NsFd::Got(via_ioctl) = ns_from_pidfd(&fd, PIDFD_GET_NET_NAMESPACE) {
+        if let Some(via_ioctl) = ns_from_pidfd(&fd, PIDFD_GET_NET_NAMESPACE) {
             assert_eq!(ns_id_of(&via_ioctl), ns_id_of(&via_proc));
         }
         let user = target_ns(&fd, me, PIDFD_GET_USER_NAMESPACE, "user").unwrap();

@@ -32,9 +32,13 @@ fn caps_err(what: &str, e: caps::errors::CapsError) -> NetError {
 pub fn restrict_to_needed() -> Result<()> {
     let permitted = caps::read(None, CapSet::Permitted)
         .map_err(|e| caps_err("read the permitted capabilities", e))?;
+    // Root holds every capability anyway; it keeps CAP_SYS_PTRACE to inspect
+    // the namespaces of its own containers, which run without a user namespace.
+    // SAFETY: getuid cannot fail.
+    let root = unsafe { libc::getuid() } == 0;
     let keep: CapsHashSet = permitted
         .into_iter()
-        .filter(|c| NEEDED.contains(c))
+        .filter(|c| NEEDED.contains(c) || (root && *c == Capability::CAP_SYS_PTRACE))
         .collect();
     caps::clear(None, CapSet::Effective)
         .map_err(|e| caps_err("clear effective capabilities", e))?;

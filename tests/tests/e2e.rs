@@ -688,3 +688,36 @@ fn ps_shows_a_running_container_with_its_address() {
     let _ = c.wait();
     nothing_left(&e);
 }
+
+#[test]
+fn root_gets_a_container_and_an_address_too() {
+    let Some(e) = env() else { return };
+    let root = |args: &[&str]| {
+        Command::new("ip")
+            .args(["netns", "exec", &e.netns])
+            .arg(e.supervisor())
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap()
+    };
+    let _ = root(&["image", "rm", "busybox"]);
+    let imported = root(&["image", "import", "busybox", &e.image_tar.to_string_lossy()]);
+    assert_success(&imported, &["image", "import"]);
+    let out = root(&[
+        "run",
+        "--rm",
+        "busybox",
+        "sh",
+        "-c",
+        "id -u; ping -c1 -W3 10.88.0.1 | grep received",
+    ]);
+    assert_success(&out, &["run"]);
+    assert!(
+        stdout(&out).starts_with("0\n1 packets transmitted, 1 packets received"),
+        "{}",
+        stdout(&out)
+    );
+    assert_success(&root(&["image", "rm", "busybox"]), &["image", "rm"]);
+    assert!(e.veths().is_empty());
+}
