@@ -6,12 +6,9 @@
 //! ```
 //! Prints the reply (`Ok(..)` or `Err(..)`) and exits 0 on `Ok`, 1 on `Err`.
 
-use std::os::fd::AsRawFd;
-use std::os::unix::net::UnixStream;
-use std::os::unix::process::CommandExt;
 use std::process::{Command, ExitCode};
 
-use proto::{Channel, NetReply, NetRequest, RemoteError};
+use proto::{NetReply, NetRequest, RemoteError};
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -28,21 +25,8 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let (ours, theirs) = UnixStream::pair().expect("socketpair");
-    let fd = theirs.as_raw_fd();
     let mut cmd = Command::new(&args[0]);
-    // SAFETY: dup2 is async-signal-safe; the child gets the socket on fd 3.
-    unsafe {
-        cmd.pre_exec(move || {
-            if libc::dup2(fd, 3) < 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
-    let mut child = cmd.spawn().expect("spawn helper");
-    drop(theirs);
-    let mut ch = Channel::new(ours);
+    let (mut ch, mut child) = proto::spawn::spawn_with_channel(&mut cmd).expect("spawn helper");
     ch.handshake().expect("handshake");
     ch.send(&request).expect("send");
     let reply: Result<NetReply, RemoteError> = ch.recv().expect("reply");

@@ -6,11 +6,9 @@
 //! Container output goes to our stdout/stderr; what happened is reported on
 //! stderr as lines starting with `DRIVE `.
 
-use std::os::fd::AsRawFd;
-use std::os::unix::process::CommandExt;
 use std::process::Command;
 
-use proto::{Channel, NsReply, NsRequest, RemoteError, SpawnRequest};
+use proto::{NsReply, NsRequest, RemoteError, SpawnRequest};
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -22,20 +20,7 @@ fn main() {
         .map(|v| v.split(',').map(str::to_string).collect())
         .unwrap_or_default();
 
-    let (mut chan, helper_end) = Channel::pair().expect("socketpair");
-    let fd = helper_end.as_raw_fd();
     let mut cmd = Command::new(helper);
-    // SAFETY: only async-signal-safe calls between fork and exec.
-    unsafe {
-        cmd.pre_exec(move || {
-            if fd == 3 {
-                libc::fcntl(3, libc::F_SETFD, 0);
-            } else if libc::dup2(fd, 3) < 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
     // With --tty, the container's stdio is a fresh pty (as the supervisor
     // would allocate); its output is copied to our stdout.
     let copier = tty.then(|| {
@@ -48,9 +33,8 @@ fn main() {
             let _ = std::io::copy(&mut master, &mut std::io::stdout());
         })
     });
-    let mut child = cmd.spawn().expect("spawn helper");
+    let (mut chan, mut child) = proto::spawn::spawn_with_channel(&mut cmd).expect("spawn helper");
     drop(cmd);
-    drop(helper_end);
 
     chan.handshake().expect("handshake");
     chan.send(&NsRequest::Spawn(SpawnRequest {

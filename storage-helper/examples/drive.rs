@@ -6,11 +6,10 @@
 //! ```
 
 use std::io::Read;
-use std::os::fd::AsRawFd;
-use std::os::unix::process::CommandExt;
+
 use std::process::{Command, ExitCode};
 
-use proto::{Channel, StorageReply, StorageRequest};
+use proto::{StorageReply, StorageRequest};
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -18,23 +17,8 @@ fn main() -> ExitCode {
         eprintln!("usage: drive HELPER COMMAND [ARGS]");
         return ExitCode::FAILURE;
     };
-    let (mut chan, theirs) = Channel::pair().expect("socketpair");
-    let fd = theirs.as_raw_fd();
     let mut cmd = Command::new(helper);
-    // SAFETY: only async-signal-safe calls between fork and exec.
-    unsafe {
-        cmd.pre_exec(move || {
-            if fd == 3 {
-                let flags = libc::fcntl(3, libc::F_GETFD);
-                libc::fcntl(3, libc::F_SETFD, flags & !libc::FD_CLOEXEC);
-            } else if libc::dup2(fd, 3) < 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        })
-    };
-    let mut child = cmd.spawn().expect("spawn helper");
-    drop(theirs);
+    let (mut chan, mut child) = proto::spawn::spawn_with_channel(&mut cmd).expect("spawn helper");
     chan.handshake().expect("handshake");
     let s = |i: usize| rest.get(i).cloned().unwrap_or_default();
     let reply: Result<StorageReply, proto::RemoteError> = match s(0).as_str() {

@@ -5,9 +5,9 @@
 //! with `TUPPER_STORAGE_TESTS=1`; otherwise each test says why and passes.
 
 use std::io::Read;
-use std::os::fd::AsRawFd;
+
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
-use std::os::unix::process::CommandExt;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::sync::Mutex;
@@ -33,23 +33,8 @@ struct Helper {
 
 impl Helper {
     fn spawn() -> Helper {
-        let (chan, theirs) = Channel::pair().unwrap();
-        let fd = theirs.as_raw_fd();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_tupper-storage"));
-        // SAFETY: only async-signal-safe calls between fork and exec.
-        unsafe {
-            cmd.pre_exec(move || {
-                if fd == 3 {
-                    let flags = libc::fcntl(3, libc::F_GETFD);
-                    libc::fcntl(3, libc::F_SETFD, flags & !libc::FD_CLOEXEC);
-                } else if libc::dup2(fd, 3) < 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            })
-        };
-        let child = cmd.spawn().unwrap();
-        drop(theirs);
+        let (chan, child) = proto::spawn::spawn_with_channel(&mut cmd).unwrap();
         let mut h = Helper { chan, child };
         h.chan.handshake().unwrap();
         h

@@ -1,8 +1,5 @@
 //! Starting a helper with its control channel on fd 3.
 
-use std::os::fd::{AsRawFd, OwnedFd};
-use std::os::unix::net::UnixStream;
-use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 
@@ -61,37 +58,18 @@ pub struct HelperProcess {
 
 impl HelperProcess {
     pub fn spawn(helper: Helper, stdio: HelperStdio) -> Result<HelperProcess> {
-        let (channel, theirs) = Channel::pair().map_err(|e| wrap(helper, e))?;
-        let theirs: OwnedFd = UnixStream::into(theirs);
-        let fd = theirs.as_raw_fd();
         let mut cmd = Command::new(helper.binary());
         cmd.env_clear()
             .stdin(stdio.stdin)
             .stdout(stdio.stdout)
             .stderr(stdio.stderr);
-        // SAFETY: only async-signal-safe calls between fork and exec.
-        unsafe {
-            cmd.pre_exec(move || {
-                if fd == proto::CONTROL_FD {
-                    if libc::fcntl(fd, libc::F_SETFD, 0) != 0 {
-                        return Err(std::io::Error::last_os_error());
-                    }
-                } else if libc::dup2(fd, proto::CONTROL_FD) < 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                let mut empty: libc::sigset_t = std::mem::zeroed();
-                libc::sigemptyset(&mut empty);
-                libc::pthread_sigmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
-                Ok(())
-            });
-        }
-        let child = cmd.spawn().map_err(|e| {
-            Error::io(
+        let (channel, child) = proto::spawn::spawn_with_channel(&mut cmd).map_err(|e| match e {
+            proto::Error::Io(e) => Error::io(
                 format!("cannot start helper {}", helper.binary().display()),
                 e,
-            )
+            ),
+            e => wrap(helper, e),
         })?;
-        drop(theirs);
         let mut p = HelperProcess {
             helper,
             channel: Some(channel),

@@ -10,31 +10,14 @@
 //! Prints `ok: <reply>` or `error: <kind>: <message>`; exits 0 only on `ok`.
 
 use std::io::Write;
-use std::os::fd::{AsRawFd, OwnedFd};
-use std::os::unix::net::UnixStream;
-use std::os::unix::process::CommandExt;
 use std::process::{Command, ExitCode, Stdio};
 
 use proto::{Channel, NetReply, NetRequest};
 
 fn spawn(libexec: &str, helper: &str) -> (Channel, std::process::Child) {
-    let (ours, theirs) = UnixStream::pair().expect("socketpair");
-    let theirs: OwnedFd = theirs.into();
-    let fd = theirs.as_raw_fd();
     let mut cmd = Command::new(format!("{libexec}/tupper-{helper}"));
     cmd.stdin(Stdio::null());
-    // SAFETY: dup2 is async-signal-safe.
-    unsafe {
-        cmd.pre_exec(move || {
-            if libc::dup2(fd, 3) < 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
-    let child = cmd.spawn().expect("spawn helper");
-    drop(theirs);
-    (Channel::new(ours), child)
+    proto::spawn::spawn_with_channel(&mut cmd).expect("spawn helper")
 }
 
 fn report<T: std::fmt::Debug>(r: Result<T, proto::Error>) -> ExitCode {
