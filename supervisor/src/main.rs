@@ -15,7 +15,7 @@ mod tty;
 use clap::{Parser, Subcommand};
 
 use crate::error::EXIT_RUNTIME;
-use crate::run::{NetworkMode, RunOptions};
+use crate::run::RunOptions;
 
 #[derive(Parser)]
 #[command(
@@ -31,36 +31,9 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run a command in a new container from IMAGE.
-    Run {
-        /// Remove the container's root filesystem when it exits.
-        #[arg(long)]
-        rm: bool,
-        /// Keep standard input open.
-        #[arg(short, long)]
-        interactive: bool,
-        /// Allocate a pseudo-terminal.
-        #[arg(short, long)]
-        tty: bool,
-        /// Container name (default: the first 12 digits of its id).
-        #[arg(long)]
-        name: Option<String>,
-        /// Hostname inside the container.
-        #[arg(long, short = 'h')]
-        hostname: Option<String>,
-        /// Network: an address on the bridge, or loopback only.
-        #[arg(long, value_enum, default_value = "bridge")]
-        network: NetworkMode,
-        /// Set an environment variable (KEY=VALUE).
-        #[arg(short, long = "env", value_name = "KEY=VALUE")]
-        env: Vec<String>,
-        /// Working directory inside the container.
-        #[arg(short, long, default_value = "/")]
-        workdir: String,
-        image: String,
-        /// Command and arguments (default: /bin/sh).
-        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-        command: Vec<String>,
-    },
+    // `-h` is the hostname, as in docker: help is `--help` only.
+    #[command(disable_help_flag = true)]
+    Run(RunOptions),
     /// Manage images.
     #[command(subcommand)]
     Image(ImageCommand),
@@ -106,34 +79,9 @@ fn main() {
         }
     };
     let result = match cli.command {
-        Command::Run {
-            rm,
-            interactive,
-            tty,
-            name,
-            hostname,
-            network,
-            env,
-            workdir,
-            image,
-            command,
-        } => signals::Signals::install().and_then(|signals| {
-            run::run(
-                RunOptions {
-                    remove: rm,
-                    interactive,
-                    tty,
-                    name,
-                    hostname,
-                    network,
-                    env,
-                    workdir,
-                    image,
-                    command,
-                },
-                &signals,
-            )
-        }),
+        Command::Run(opts) => {
+            signals::Signals::install().and_then(|signals| run::run(opts, &signals))
+        }
         Command::Image(ImageCommand::Import { name, file }) => {
             images::import(&name, &file).map(|_| 0)
         }
@@ -150,5 +98,47 @@ fn main() {
             eprintln!("tupper: {}", msg.strip_prefix("tupper: ").unwrap_or(&msg));
             std::process::exit(e.exit_code());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn command_line_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn run_takes_docker_style_options() {
+        let cli = Cli::try_parse_from([
+            "tupper-supervisor",
+            "run",
+            "--rm",
+            "-it",
+            "-h",
+            "box",
+            "-e",
+            "A=b",
+            "--network",
+            "none",
+            "busybox",
+            "sh",
+            "-c",
+            "echo -n hi",
+        ])
+        .unwrap();
+        let Command::Run(o) = cli.command else {
+            panic!("not run")
+        };
+        assert!(o.remove && o.interactive && o.tty);
+        assert_eq!(o.hostname.as_deref(), Some("box"));
+        assert_eq!(o.env, ["A=b"]);
+        assert_eq!(o.command, ["sh", "-c", "echo -n hi"]);
+        assert!(
+            Cli::try_parse_from(["tupper-supervisor", "run", "--network", "host", "x"]).is_err()
+        );
     }
 }

@@ -23,18 +23,40 @@ pub enum NetworkMode {
     None,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, clap::Args)]
 pub struct RunOptions {
+    /// Remove the container's root filesystem when it exits.
+    #[arg(long = "rm")]
     pub remove: bool,
+    /// Keep standard input open.
+    #[arg(short, long)]
     pub interactive: bool,
+    /// Allocate a pseudo-terminal.
+    #[arg(short, long)]
     pub tty: bool,
+    /// Container name (default: the first 12 digits of its id).
+    #[arg(long)]
     pub name: Option<String>,
+    /// Hostname inside the container.
+    #[arg(long, short = 'h')]
     pub hostname: Option<String>,
+    /// Network: an address on the bridge, or loopback only.
+    #[arg(long, value_enum, default_value = "bridge")]
     pub network: NetworkMode,
+    /// Set an environment variable (KEY=VALUE).
+    #[arg(short, long = "env", value_name = "KEY=VALUE")]
     pub env: Vec<String>,
+    /// Working directory inside the container.
+    #[arg(short, long, default_value = "/")]
     pub workdir: String,
+    /// Image to start from (see `image ls`).
     pub image: String,
+    /// Command and arguments (default: /bin/sh).
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
     pub command: Vec<String>,
+    /// Print help.
+    #[arg(long, action = clap::ArgAction::Help)]
+    help: Option<bool>,
 }
 
 /// Default command when none is given: the image's shell.

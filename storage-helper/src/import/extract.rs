@@ -187,26 +187,8 @@ impl Extractor {
                     clear_for(&parent, leaf, false, &name)?;
                     symlinkat(OsStr::from_bytes(&target), &parent, leaf)
                         .map_err(StorageError::sys(format!("cannot create {name:?}")))?;
-                    fchownat(
-                        &parent,
-                        leaf,
-                        Some(Uid::from_raw(meta.uid)),
-                        Some(Gid::from_raw(meta.gid)),
-                        AtFlags::AT_SYMLINK_NOFOLLOW,
-                    )
-                    .map_err(StorageError::sys(format!(
-                        "cannot set the owner of {name:?}"
-                    )))?;
-                    utimensat(
-                        &parent,
-                        leaf,
-                        &ts(meta.mtime),
-                        &ts(meta.mtime),
-                        UtimensatFlags::NoFollowSymlink,
-                    )
-                    .map_err(StorageError::sys(format!(
-                        "cannot set the time of {name:?}"
-                    )))
+                    chown_leaf(&parent, leaf, &meta, &name)?;
+                    set_time_leaf(&parent, leaf, &meta, &name)
                 })?;
             }
             Kind::Hardlink => self.hardlink(entry, &rel, &parent, leaf, &name)?,
@@ -221,16 +203,7 @@ impl Extractor {
                         0,
                     )
                     .map_err(StorageError::sys(format!("cannot create {name:?}")))?;
-                    fchownat(
-                        &parent,
-                        leaf,
-                        Some(Uid::from_raw(meta.uid)),
-                        Some(Gid::from_raw(meta.gid)),
-                        AtFlags::AT_SYMLINK_NOFOLLOW,
-                    )
-                    .map_err(StorageError::sys(format!(
-                        "cannot set the owner of {name:?}"
-                    )))?;
+                    chown_leaf(&parent, leaf, &meta, &name)?;
                     fchmodat(
                         &parent,
                         leaf,
@@ -240,16 +213,7 @@ impl Extractor {
                     .map_err(StorageError::sys(format!(
                         "cannot set the mode of {name:?}"
                     )))?;
-                    utimensat(
-                        &parent,
-                        leaf,
-                        &ts(meta.mtime),
-                        &ts(meta.mtime),
-                        UtimensatFlags::NoFollowSymlink,
-                    )
-                    .map_err(StorageError::sys(format!(
-                        "cannot set the time of {name:?}"
-                    )))
+                    set_time_leaf(&parent, leaf, &meta, &name)
                 })?;
             }
             Kind::Skip => {}
@@ -435,6 +399,34 @@ fn copy_data(r: &mut impl Read, file: &mut File, name: &str) -> Result<u64> {
 }
 
 /// Owner first (chown clears setuid/setgid), then the mode.
+/// Owner of `leaf` in `parent`, never following a symlink.
+fn chown_leaf(parent: impl AsFd, leaf: &OsStr, meta: &Meta, name: &str) -> Result<()> {
+    fchownat(
+        parent,
+        leaf,
+        Some(Uid::from_raw(meta.uid)),
+        Some(Gid::from_raw(meta.gid)),
+        AtFlags::AT_SYMLINK_NOFOLLOW,
+    )
+    .map_err(StorageError::sys(format!(
+        "cannot set the owner of {name:?}"
+    )))
+}
+
+/// Modification time of `leaf` in `parent`, never following a symlink.
+fn set_time_leaf(parent: impl AsFd, leaf: &OsStr, meta: &Meta, name: &str) -> Result<()> {
+    utimensat(
+        parent,
+        leaf,
+        &ts(meta.mtime),
+        &ts(meta.mtime),
+        UtimensatFlags::NoFollowSymlink,
+    )
+    .map_err(StorageError::sys(format!(
+        "cannot set the time of {name:?}"
+    )))
+}
+
 fn set_owner_mode(fd: impl AsFd, meta: &Meta, name: &str) -> Result<()> {
     fchown(
         fd.as_fd(),
