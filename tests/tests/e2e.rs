@@ -19,6 +19,13 @@ fn stdout(out: &std::process::Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// `run --rm --network none busybox ARGS...`: a throwaway container without a network.
+fn offline<'a>(args: &[&'a str]) -> Vec<&'a str> {
+    let mut v = vec!["run", "--rm", "--network", "none", "busybox"];
+    v.extend_from_slice(args);
+    v
+}
+
 /// Names in `image ls` (its first column).
 fn images(e: &Env) -> Vec<String> {
     e.run_ok(&["image", "ls"])
@@ -123,16 +130,7 @@ fn container_writes_stay_in_the_container() {
         "write reached the image"
     );
     let out = e
-        .tupper(&[
-            "run",
-            "--rm",
-            "--network",
-            "none",
-            "busybox",
-            "test",
-            "-e",
-            "/created-here",
-        ])
+        .tupper(&offline(&["test", "-e", "/created-here"]))
         .output()
         .unwrap();
     assert_eq!(
@@ -151,15 +149,7 @@ fn container_writes_stay_in_the_container() {
 #[test]
 fn no_host_mounts_are_visible() {
     let Some(e) = env() else { return };
-    let out = e.run_ok(&[
-        "run",
-        "--rm",
-        "--network",
-        "none",
-        "busybox",
-        "cat",
-        "/proc/self/mountinfo",
-    ]);
+    let out = e.run_ok(&offline(&["cat", "/proc/self/mountinfo"]));
     let points: Vec<&str> = out.lines().filter_map(|l| l.split(' ').nth(4)).collect();
     assert!(
         points.contains(&"/") && points.contains(&"/proc") && points.contains(&"/dev/pts"),
@@ -176,16 +166,7 @@ fn no_host_mounts_are_visible() {
 #[test]
 fn container_is_root_in_a_user_namespace_on_the_subordinate_range() {
     let Some(e) = env() else { return };
-    let out = e.run_ok(&[
-        "run",
-        "--rm",
-        "--network",
-        "none",
-        "busybox",
-        "sh",
-        "-c",
-        "id -u; cat /proc/self/uid_map",
-    ]);
+    let out = e.run_ok(&offline(&["sh", "-c", "id -u; cat /proc/self/uid_map"]));
     let mut lines = out.lines();
     assert_eq!(lines.next(), Some("0"));
     let map: Vec<&str> = lines.next().unwrap_or("").split_whitespace().collect();
@@ -216,16 +197,7 @@ fn bridge_address_and_gateway_answers() {
 #[test]
 fn network_none_has_only_loopback() {
     let Some(e) = env() else { return };
-    let out = e.run_ok(&[
-        "run",
-        "--rm",
-        "--network",
-        "none",
-        "busybox",
-        "ip",
-        "-o",
-        "link",
-    ]);
+    let out = e.run_ok(&offline(&["ip", "-o", "link"]));
     assert_eq!(out.lines().count(), 1, "{out}");
     assert!(out.contains("lo:") && out.contains("UP"), "{out}");
 }
@@ -267,37 +239,14 @@ fn exit_codes_come_back() {
     let Some(e) = env() else { return };
     let code = |args: &[&str]| e.tupper(args).output().unwrap();
     assert_eq!(
-        code(&[
-            "run",
-            "--rm",
-            "--network",
-            "none",
-            "busybox",
-            "sh",
-            "-c",
-            "exit 42"
-        ])
-        .status
-        .code(),
+        code(&offline(&["sh", "-c", "exit 42"])).status.code(),
         Some(42)
     );
-    assert_eq!(
-        code(&["run", "--rm", "--network", "none", "busybox", "false"])
-            .status
-            .code(),
-        Some(1)
-    );
-    let nf = code(&[
-        "run",
-        "--rm",
-        "--network",
-        "none",
-        "busybox",
-        "no-such-command",
-    ]);
+    assert_eq!(code(&offline(&["false"])).status.code(), Some(1));
+    let nf = code(&offline(&["no-such-command"]));
     assert_eq!(nf.status.code(), Some(127), "{}", stderr(&nf));
     assert!(stderr(&nf).contains("no-such-command"), "{}", stderr(&nf));
-    let nx = code(&["run", "--rm", "--network", "none", "busybox", "/etc/passwd"]);
+    let nx = code(&offline(&["/etc/passwd"]));
     assert_eq!(nx.status.code(), Some(126), "{}", stderr(&nx));
     let ni = code(&["run", "--rm", "busybox-nope", "true"]);
     assert_eq!(ni.status.code(), Some(125));
@@ -351,16 +300,11 @@ fn stdin_is_passed_with_interactive() {
 #[test]
 fn signals_reach_the_container() {
     let Some(e) = env() else { return };
-    let mut c = e.spawn(&[
-        "run",
-        "--rm",
-        "--network",
-        "none",
-        "busybox",
+    let mut c = e.spawn(&offline(&[
         "sh",
         "-c",
         "trap 'echo got-term; exit 7' TERM; echo ready; while true; do sleep 0.1; done",
-    ]);
+    ]));
     read_until(&mut c, "ready");
     // `c` is `ip netns exec`, which execs setpriv, which execs the supervisor: same pid.
     let pid = c.id() as i32;
