@@ -1,7 +1,10 @@
 //! `ps`, `rm`, `gc`.
 
+use proto::{StorageReply, StorageRequest};
+
 use crate::cleanup;
 use crate::error::{Error, Result};
+use crate::helpers::{call_once, Helper};
 use crate::process::PidFd;
 use crate::state::{StateDir, Status};
 
@@ -83,9 +86,26 @@ fn rm_one(state: &StateDir, key: &str, force: bool) -> Result<()> {
     Ok(())
 }
 
+/// Reclaim what dead supervisors left, then remove container roots that no
+/// record names any more (the runtime directory is lost at reboot; the store
+/// is not).
 pub fn gc() -> Result<()> {
     let state = StateDir::open()?;
     cleanup::collect_garbage(&state);
+    let _lock = state.lock()?;
+    let known: Vec<String> = state.load_all()?.into_iter().map(|r| r.id).collect();
+    let reply: StorageReply = call_once(Helper::Storage, &StorageRequest::ListContainers)?;
+    let StorageReply::Containers(roots) = reply else {
+        return Err(Error::user("storage: unexpected reply to ListContainers"));
+    };
+    for id in roots.iter().filter(|id| !known.contains(id)) {
+        if cleanup::remove_root(id) {
+            println!(
+                "removed the orphaned root of container {}",
+                &id[..id.len().min(12)]
+            );
+        }
+    }
     Ok(())
 }
 

@@ -665,3 +665,31 @@ fn root_gets_a_container_and_an_address_too() {
     assert_success(&root(&["image", "rm", "busybox"]), &["image", "rm"]);
     assert!(e.veths().is_empty());
 }
+
+#[test]
+fn gc_removes_roots_whose_records_were_lost() {
+    let Some(e) = env() else { return };
+    e.run_ok(&[
+        "run",
+        "--name",
+        "forgotten",
+        "--network",
+        "none",
+        "busybox",
+        "true",
+    ]);
+    assert_eq!(e.container_roots(&e.user).len(), 1);
+    // The runtime directory goes at reboot; the store stays.
+    let state = std::path::PathBuf::from(format!("/tmp/tupperware-{}", e.uid(&e.user)));
+    assert!(
+        state.join("containers").is_dir(),
+        "state not in {}",
+        state.display()
+    );
+    std::fs::remove_dir_all(&state).unwrap();
+    let out = e.run_ok(&["gc"]);
+    assert!(out.contains("orphaned root"), "{out}");
+    nothing_left(&e);
+    // Nothing else is touched: the image is still there and usable.
+    assert_eq!(e.run_ok(&offline(&["echo", "still-here"])), "still-here\n");
+}
