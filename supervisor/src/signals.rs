@@ -33,7 +33,12 @@ pub struct Signals {
     target: Arc<Mutex<Target>>,
     /// A signal that arrived before there was a container to forward it to.
     pending: Arc<AtomicI32>,
+    /// Interrupts forwarded so far: a PID 1 without a handler ignores them.
+    interrupts: Arc<AtomicI32>,
 }
+
+/// After this many interrupts (Ctrl-C) the container is killed.
+const INTERRUPTS_BEFORE_KILL: i32 = 3;
 
 impl Signals {
     /// Block the forwarded signals in this thread (and every thread started
@@ -48,6 +53,7 @@ impl Signals {
         let signals = Signals {
             target: Arc::new(Mutex::new(Target::default())),
             pending: Arc::new(AtomicI32::new(0)),
+            interrupts: Arc::new(AtomicI32::new(0)),
         };
         let s = signals.clone();
         std::thread::Builder::new()
@@ -73,6 +79,14 @@ impl Signals {
         match &target.container {
             Some(pidfd) => {
                 let _ = pidfd.signal(sig as i32);
+                if sig == Signal::SIGINT
+                    && self.interrupts.fetch_add(1, Ordering::SeqCst) + 1 >= INTERRUPTS_BEFORE_KILL
+                {
+                    eprintln!(
+                        "tupper: interrupted {INTERRUPTS_BEFORE_KILL} times: killing the container"
+                    );
+                    let _ = pidfd.signal(libc::SIGKILL);
+                }
             }
             None => self.pending.store(sig as i32, Ordering::SeqCst),
         }

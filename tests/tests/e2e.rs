@@ -693,3 +693,24 @@ fn gc_removes_roots_whose_records_were_lost() {
     // Nothing else is touched: the image is still there and usable.
     assert_eq!(e.run_ok(&offline(&["echo", "still-here"])), "still-here\n");
 }
+
+#[test]
+fn three_interrupts_kill_a_container_that_ignores_them() {
+    let Some(e) = env() else { return };
+    // PID 1 without a handler ignores SIGINT, as in every container runtime.
+    let mut c = e.spawn(&offline(&["sh", "-c", "echo ready; sleep 60"]));
+    read_until(&mut c, "ready");
+    for _ in 0..3 {
+        // SAFETY: signalling the supervisor this test started, by its pid.
+        assert_eq!(unsafe { libc::kill(c.id() as i32, libc::SIGINT) }, 0);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let out = c.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(137), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("killing the container"),
+        "{}",
+        stderr(&out)
+    );
+    nothing_left(&e);
+}
