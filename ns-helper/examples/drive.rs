@@ -3,7 +3,8 @@
 //!
 //! Usage: drive HELPER CONTAINER-ID HOSTNAME WORKDIR [--tty] -- COMMAND...
 //!
-//! Container output goes to our stdout/stderr; what happened is reported on
+//! Container output goes to our stdout/stderr (with --tty, the container's
+//! terminal is copied to our stdout); what happened is reported on
 //! stderr as lines starting with `DRIVE `.
 
 use std::process::Command;
@@ -21,18 +22,6 @@ fn main() {
         .unwrap_or_default();
 
     let mut cmd = Command::new(helper);
-    // With --tty, the container's stdio is a fresh pty (as the supervisor
-    // would allocate); its output is copied to our stdout.
-    let copier = tty.then(|| {
-        let (master, slave) = open_pty();
-        cmd.stdin(slave.try_clone().unwrap())
-            .stdout(slave.try_clone().unwrap())
-            .stderr(slave);
-        std::thread::spawn(move || {
-            let mut master = master;
-            let _ = std::io::copy(&mut master, &mut std::io::stdout());
-        })
-    });
     let (mut chan, mut child) = proto::spawn::spawn_with_channel(&mut cmd).expect("spawn helper");
     drop(cmd);
 
@@ -49,10 +38,15 @@ fn main() {
     let reply: Result<NsReply, RemoteError> = chan.recv().expect("reply");
     let status = child.wait().expect("wait helper");
     eprintln!("DRIVE helper-exit {}", status.code().unwrap_or(-1));
+    let mut copier = None;
     let pid = match reply {
         Ok(NsReply::Spawned { pid }) => {
             eprintln!("DRIVE spawned {pid}");
             pid
+        }
+        Ok(other) => {
+            eprintln!("DRIVE unexpected {other:?}");
+            std::process::exit(0);
         }
         Err(e) => {
             eprintln!("DRIVE error {:?} {}", e.kind, e.message);
@@ -76,6 +70,20 @@ fn main() {
         drop(chan);
     } else {
         chan.send(&NsRequest::Start).expect("send Start");
+        // With --tty, the init first passes the master of the terminal it
+        // made in the container; its output is copied to our stdout.
+        if tty {
+            match chan.recv_with_fd::<Result<NsReply, RemoteError>>() {
+                Ok((Ok(NsReply::Terminal), Some(master))) => {
+                    eprintln!("DRIVE terminal");
+                    copier = Some(std::thread::spawn(move || {
+                        let mut master = std::fs::File::from(master);
+                        let _ = std::io::copy(&mut master, &mut std::io::stdout());
+                    }));
+                }
+                other => eprintln!("DRIVE unexpected {other:?}"),
+            }
+        }
         match chan.recv_opt::<Result<NsReply, RemoteError>>() {
             Ok(None) => eprintln!("DRIVE started"),
             Ok(Some(Err(e))) => eprintln!("DRIVE exec-error {:?} {}", e.kind, e.message),
@@ -83,7 +91,6 @@ fn main() {
         }
     }
     let mut st = 0;
-    let _ = copier;
     // SAFETY: waiting for our own child (CLONE_PARENT made the init ours).
     if unsafe { libc::waitpid(pid, &mut st, 0) } != pid {
         eprintln!("DRIVE waitpid failed: {}", std::io::Error::last_os_error());
@@ -92,22 +99,7 @@ fn main() {
     } else {
         eprintln!("DRIVE signal {}", libc::WTERMSIG(st));
     }
-}
-
-/// A new pty pair: (master, slave), the slave not anyone's controlling terminal.
-fn open_pty() -> (std::fs::File, std::fs::File) {
-    use std::os::fd::FromRawFd;
-    // SAFETY: standard pty allocation; every result is checked.
-    unsafe {
-        let m = libc::posix_openpt(libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC);
-        assert!(m >= 0 && libc::grantpt(m) == 0 && libc::unlockpt(m) == 0);
-        let mut name = [0 as libc::c_char; 128];
-        assert_eq!(libc::ptsname_r(m, name.as_mut_ptr(), name.len()), 0);
-        let s = libc::open(
-            name.as_ptr(),
-            libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC,
-        );
-        assert!(s >= 0);
-        (std::fs::File::from_raw_fd(m), std::fs::File::from_raw_fd(s))
+    if let Some(c) = copier {
+        let _ = c.join();
     }
 }

@@ -498,11 +498,19 @@ fn tty_becomes_the_controlling_terminal() {
         Some(USER),
         OK,
         "/",
-        &["--tty", "--", "sh", "-c", "echo $TERM; ps -o pid,tty,comm"],
+        &[
+            "--tty",
+            "--",
+            "sh",
+            "-c",
+            "echo $TERM; tty; ps -o pid,tty,comm",
+        ],
     );
     assert_eq!(o.exit(), Some(0), "{o:#?}");
     let lines: Vec<_> = o.stdout.lines().map(str::trim).collect();
     assert_eq!(lines[0], "xterm", "{o:#?}");
+    // The terminal belongs to the container's own devpts instance.
+    assert_eq!(lines[1], "/dev/pts/0", "{o:#?}");
     let init = lines
         .iter()
         .find(|l| l.starts_with("1 "))

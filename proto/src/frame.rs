@@ -5,7 +5,7 @@
 //! cannot make either side allocate more than one frame's worth of memory.
 
 use std::io::{Read, Write};
-use std::os::fd::{AsFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 
 use serde::de::DeserializeOwned;
@@ -190,12 +190,93 @@ impl Channel {
         self.send(reply)
     }
 
+    /// Send a message with a file descriptor attached (`SCM_RIGHTS`).
+    pub fn send_with_fd<T: Serialize>(&mut self, msg: &T, fd: BorrowedFd<'_>) -> Result<(), Error> {
+        use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
+        let payload = encode(msg)?;
+        let mut buf = Vec::with_capacity(4 + payload.len());
+        buf.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+        buf.extend_from_slice(&payload);
+        let fds = [fd.as_raw_fd()];
+        let cmsg = [ControlMessage::ScmRights(&fds)];
+        let iov = [std::io::IoSlice::new(&buf)];
+        let sent = sendmsg::<()>(
+            self.stream.as_raw_fd(),
+            &iov,
+            &cmsg,
+            MsgFlags::empty(),
+            None,
+        )
+        .map_err(|e| Error::Io(e.into()))?;
+        // The descriptor went with the first byte; the rest is ordinary data.
+        if sent < buf.len() {
+            self.stream.write_all(&buf[sent..])?;
+        }
+        Ok(())
+    }
+
+    /// Receive one message and the descriptor attached to it, if any.
+    pub fn recv_with_fd<T: DeserializeOwned>(&mut self) -> Result<(T, Option<OwnedFd>), Error> {
+        use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
+        let mut header = [0u8; 4];
+        let mut cmsg_space = nix::cmsg_space!([std::os::fd::RawFd; 1]);
+        let (got, fd) = {
+            let mut iov = [std::io::IoSliceMut::new(&mut header)];
+            let msg = recvmsg::<()>(
+                self.stream.as_raw_fd(),
+                &mut iov,
+                Some(&mut cmsg_space),
+                MsgFlags::MSG_CMSG_CLOEXEC,
+            )
+            .map_err(|e| Error::Io(e.into()))?;
+            let mut fd = None;
+            for c in msg.cmsgs().map_err(|e| Error::Io(e.into()))? {
+                if let ControlMessageOwned::ScmRights(fds) = c {
+                    for raw in fds {
+                        // SAFETY: the kernel just installed this descriptor for us.
+                        let owned = unsafe { OwnedFd::from_raw_fd(raw) };
+                        if fd.is_none() {
+                            fd = Some(owned);
+                        }
+                    }
+                }
+            }
+            (msg.bytes, fd)
+        };
+        if got == 0 {
+            return Err(Error::Closed);
+        }
+        self.stream.read_exact(&mut header[got..]).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::UnexpectedEof {
+                Error::Decode("stream ended inside a frame header".into())
+            } else {
+                Error::Io(e)
+            }
+        })?;
+        let mut framed: &[u8] = &header;
+        let rest = ChainRead(&mut framed, &mut self.stream);
+        let msg = read_frame(&mut { rest })?.ok_or(Error::Closed)?;
+        Ok((msg, fd))
+    }
+
     pub fn stream(&self) -> &UnixStream {
         &self.stream
     }
 
     pub fn into_stream(self) -> UnixStream {
         self.stream
+    }
+}
+
+/// The already-read header, then the stream.
+struct ChainRead<'a, 'b>(&'a mut &'b [u8], &'a mut UnixStream);
+
+impl Read for ChainRead<'_, '_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if !self.0.is_empty() {
+            return self.0.read(buf);
+        }
+        self.1.read(buf)
     }
 }
 
@@ -236,6 +317,28 @@ mod tests {
             .unwrap();
         assert_eq!(rep, StorageReply::Done);
         t.join().unwrap();
+    }
+
+    #[test]
+    fn a_descriptor_travels_with_its_frame() {
+        let (mut a, b) = Channel::pair().unwrap();
+        let mut b = Channel::new(b);
+        let file = std::fs::File::open("/dev/null").unwrap();
+        a.send_with_fd::<Result<NsReply, RemoteError>>(&Ok(NsReply::Terminal), file.as_fd())
+            .unwrap();
+        a.send::<Result<NsReply, RemoteError>>(&Ok(NsReply::Spawned { pid: 7 }))
+            .unwrap();
+        let (msg, fd) = b.recv_with_fd::<Result<NsReply, RemoteError>>().unwrap();
+        assert_eq!(msg, Ok(NsReply::Terminal));
+        let fd = fd.expect("a descriptor");
+        let target = std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd())).unwrap();
+        assert_eq!(target, std::path::Path::new("/dev/null"));
+        // Without a descriptor, and the following frame intact.
+        let (msg, fd) = b.recv_with_fd::<Result<NsReply, RemoteError>>().unwrap();
+        assert_eq!(msg, Ok(NsReply::Spawned { pid: 7 }));
+        assert!(fd.is_none());
+        drop(a);
+        assert!(matches!(b.recv_with_fd::<Hello>(), Err(Error::Closed)));
     }
 
     #[test]

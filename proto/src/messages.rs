@@ -64,7 +64,9 @@ pub struct SpawnRequest {
     pub hostname: String,
     /// Working directory inside the container.
     pub workdir: String,
-    /// Standard input is a terminal that becomes the controlling terminal.
+    /// Give the command a terminal: the init allocates it in the container's
+    /// devpts, makes it its stdio and controlling terminal, and passes the
+    /// master to the supervisor with [`NsReply::Terminal`].
     pub tty: bool,
 }
 
@@ -87,6 +89,10 @@ pub enum NsRequest {
 pub enum NsReply {
     /// Host pid of the container init.
     Spawned { pid: i32 },
+    /// With `tty`: the first answer to `Start`, carrying the master side of
+    /// the terminal the init made in the container's own devpts (the
+    /// descriptor travels with the frame, `SCM_RIGHTS`).
+    Terminal,
 }
 
 /// Requests to `tupper-net`.

@@ -1,6 +1,6 @@
 //! `run`: snapshot → spawn → attach → start → wait → clean up.
 
-use std::os::fd::OwnedFd;
+use std::os::fd::AsRawFd;
 use std::process::Stdio;
 
 use proto::{
@@ -165,14 +165,8 @@ impl Running<'_> {
         self.check_cancelled()?;
 
         // 2. The container init, in its namespaces, waiting.
-        let pty = if opts.tty {
-            Some(tty::open_pty()?)
-        } else {
-            None
-        };
-        let stdio = container_stdio(opts, pty.as_ref())?;
-        let mut ns = HelperProcess::spawn(Helper::Ns, stdio)?;
-        let NsReply::Spawned { pid } = ns.call(&NsRequest::Spawn(SpawnRequest {
+        let mut ns = HelperProcess::spawn(Helper::Ns, container_stdio(opts))?;
+        let reply = ns.call(&NsRequest::Spawn(SpawnRequest {
             container: rec.id.clone(),
             command: opts.command.clone(),
             env: opts.env.clone(),
@@ -183,6 +177,9 @@ impl Running<'_> {
             workdir: opts.workdir.clone(),
             tty: opts.tty,
         }))?;
+        let NsReply::Spawned { pid } = reply else {
+            return Err(Error::user("ns: unexpected reply to Spawn"));
+        };
         rec.init = ProcessId::of(pid);
         let mut channel = ns.into_channel()?;
         let pidfd = PidFd::open(pid).map_err(|e| Error::io("open the container process", e))?;
@@ -209,20 +206,32 @@ impl Running<'_> {
         }
         self.check_cancelled()?;
 
-        // 4. Terminal relay, then release the init.
-        let mut _raw = None;
-        let mut output = None;
-        if let Some(pty) = pty {
-            drop(pty.slave);
-            if tty::stdin_is_tty() {
-                _raw = tty::RawMode::enter();
-            }
-            self.signals.follow_window_size(&pty.master);
-            output = Some(tty::relay(pty.master)?);
-        }
+        // 4. Release the init; with a terminal, it first sends the master of
+        //    the terminal it made in the container, which we relay.
         channel
             .send(&NsRequest::Start)
             .map_err(|e| crate::helpers::wrap(Helper::Ns, e))?;
+        let mut _raw = None;
+        let mut output = None;
+        if opts.tty {
+            let (reply, master) = channel
+                .recv_with_fd::<std::result::Result<NsReply, RemoteError>>()
+                .map_err(|e| crate::helpers::wrap(Helper::Ns, e))?;
+            let master = match (reply, master) {
+                (Ok(NsReply::Terminal), Some(master)) => master,
+                (Err(e), _) => {
+                    let _ = wait_exit(pid);
+                    return Err(Error::Exec(e));
+                }
+                _ => return Err(Error::user("ns: expected the container's terminal")),
+            };
+            tty::copy_window_size(master.as_raw_fd());
+            if tty::stdin_is_tty() {
+                _raw = tty::RawMode::enter();
+            }
+            self.signals.follow_window_size(&master);
+            output = Some(tty::relay(master)?);
+        }
         let started: Option<std::result::Result<NsReply, RemoteError>> = channel
             .recv_opt()
             .map_err(|e| crate::helpers::wrap(Helper::Ns, e))?;
@@ -269,28 +278,21 @@ impl Running<'_> {
     }
 }
 
-fn container_stdio(opts: &RunOptions, pty: Option<&tty::Pty>) -> Result<HelperStdio> {
-    let dup = |fd: &OwnedFd| -> Result<Stdio> {
-        Ok(Stdio::from(
-            fd.try_clone().map_err(|e| Error::io("pty", e))?,
-        ))
-    };
-    Ok(match pty {
-        Some(p) => HelperStdio {
-            stdin: dup(&p.slave)?,
-            stdout: dup(&p.slave)?,
-            stderr: dup(&p.slave)?,
+/// The ns helper's standard streams become the container's; with a terminal
+/// the container gets its own and these only carry the helper's messages.
+fn container_stdio(opts: &RunOptions) -> HelperStdio {
+    if opts.tty {
+        return HelperStdio::default();
+    }
+    HelperStdio {
+        stdin: if opts.interactive {
+            Stdio::inherit()
+        } else {
+            Stdio::null()
         },
-        None => HelperStdio {
-            stdin: if opts.interactive {
-                Stdio::inherit()
-            } else {
-                Stdio::null()
-            },
-            stdout: Stdio::inherit(),
-            stderr: Stdio::inherit(),
-        },
-    })
+        stdout: Stdio::inherit(),
+        stderr: Stdio::inherit(),
+    }
 }
 
 /// Wait for a child (the container init is ours through CLONE_PARENT).

@@ -1,19 +1,14 @@
-//! `-t`: a pseudo-terminal for the container, our terminal in raw mode, and
-//! two relay threads.
+//! `-t`: the container's terminal (its master comes from the init), our
+//! terminal in raw mode, and two relay threads.
 
 use std::fs::File;
 use std::io::{Read, Write};
-use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, OwnedFd, RawFd};
 use std::thread::JoinHandle;
 
 use nix::sys::termios::{self, SetArg, Termios};
 
 use crate::error::{Error, Result};
-
-pub struct Pty {
-    pub master: OwnedFd,
-    pub slave: OwnedFd,
-}
 
 fn window_size(fd: RawFd) -> Option<libc::winsize> {
     let mut ws: libc::winsize = unsafe { std::mem::zeroed() };
@@ -28,16 +23,6 @@ pub fn copy_window_size(master: RawFd) {
         // SAFETY: TIOCSWINSZ reads a winsize from the buffer we pass.
         unsafe { libc::ioctl(master, libc::TIOCSWINSZ, &ws) };
     }
-}
-
-pub fn open_pty() -> Result<Pty> {
-    let pty = nix::pty::openpty(None, None)
-        .map_err(|e| Error::io("allocate a pseudo-terminal", e.into()))?;
-    copy_window_size(pty.master.as_raw_fd());
-    Ok(Pty {
-        master: pty.master,
-        slave: pty.slave,
-    })
 }
 
 pub fn stdin_is_tty() -> bool {

@@ -594,12 +594,18 @@ fn tty_gives_the_container_a_controlling_terminal() {
         "busybox",
         "sh",
         "-c",
-        "test -t 0 && test -t 1 && echo is-a-tty; ps -o pid,tty | sed -n 2p",
+        "test -t 0 && test -t 1 && echo is-a-tty; ps -o pid,tty | sed -n 2p; tty",
     ]);
     assert!(out.contains("is-a-tty\r\n"), "{out:?}");
     // The terminal is the controlling terminal of the container's PID 1.
     let ctty = out.lines().nth(1).unwrap_or("");
     assert!(!ctty.trim().ends_with('?'), "{out:?}");
+    // It is a terminal of the container's own devpts, named inside.
+    assert_eq!(
+        out.lines().nth(2).map(str::trim),
+        Some("/dev/pts/0"),
+        "{out:?}"
+    );
 }
 
 #[test]

@@ -28,15 +28,28 @@ pub fn run(mut chan: Channel, mut sync: ChildEnd, req: SpawnRequest, user_namesp
     let setup = set_up(&mut sync, &req, user_namespace);
     // 10. report "setup done" (or why not) to the helper.
     let report = setup.as_ref().map(|_| ()).map_err(Error::to_remote);
-    if sync.report(&report).is_err() || setup.is_err() {
+    if sync.report(&report).is_err() {
         exit(EXIT_SETUP_FAILED);
     }
+    let Ok(terminal) = setup else {
+        exit(EXIT_SETUP_FAILED)
+    };
     drop(sync);
 
     // 12. Wait for Start; anything else (or the supervisor going away) ends us quietly.
     match chan.recv_opt::<NsRequest>() {
         Ok(Some(NsRequest::Start)) => {}
         _ => exit(EXIT_SETUP_FAILED),
+    }
+    // With a terminal, its master goes to the supervisor first.
+    if let Some(master) = terminal {
+        let sent = chan.send_with_fd::<Result<NsReply, proto::RemoteError>>(
+            &Ok(NsReply::Terminal),
+            std::os::fd::AsFd::as_fd(&master),
+        );
+        if sent.is_err() {
+            exit(EXIT_SETUP_FAILED);
+        }
     }
 
     // 13–14. Lock down and exec; only failures come back.
@@ -48,8 +61,13 @@ pub fn run(mut chan: Channel, mut sync: ChildEnd, req: SpawnRequest, user_namesp
     exit(code)
 }
 
-/// Steps 6–9 and 11 of the checklist in `main.rs`.
-fn set_up(sync: &mut ChildEnd, req: &SpawnRequest, user_namespace: bool) -> Result<(), Error> {
+/// Steps 6–9 and 11 of the checklist in `main.rs`; returns the terminal's
+/// master when the request asked for one.
+fn set_up(
+    sync: &mut ChildEnd,
+    req: &SpawnRequest,
+    user_namespace: bool,
+) -> Result<Option<std::os::fd::OwnedFd>, Error> {
     // 6. Ids: wait for the maps, then become root of the container.
     crate::sys::set_dumpable().map_err(Error::sys("make the init dumpable"))?;
     sync.signal_ready()?;
@@ -67,7 +85,13 @@ fn set_up(sync: &mut ChildEnd, req: &SpawnRequest, user_namespace: bool) -> Resu
     system::set_hostname(&req.hostname)?;
     system::loopback_up()?;
 
-    // 11. Session, controlling terminal, death of the supervisor.
+    // 11. A terminal of the container's own devpts as stdio, a session with
+    //     it as the controlling terminal, death of the supervisor.
+    let terminal = if req.tty {
+        Some(system::terminal_as_stdio()?)
+    } else {
+        None
+    };
     system::new_session(req.tty)?;
-    Ok(())
+    Ok(terminal)
 }

@@ -2,6 +2,9 @@
 
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
+use nix::fcntl::OFlag;
+use nix::sys::stat::Mode;
+
 use crate::error::{Context, Error};
 
 pub fn set_hostname(name: &str) -> Result<(), Error> {
@@ -54,4 +57,40 @@ pub fn new_session(tty: bool) -> Result<(), Error> {
         }
     }
     Ok(())
+}
+
+/// Open a new terminal in the container's devpts (`/dev/ptmx`, after
+/// `pivot_root`), make its slave side our stdin, stdout and stderr, and
+/// return the master side for the supervisor.
+pub fn terminal_as_stdio() -> Result<OwnedFd, Error> {
+    let master = nix::fcntl::open(
+        "/dev/ptmx",
+        OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .ctx("open /dev/ptmx in the container")?;
+    let unlock: libc::c_int = 0;
+    // SAFETY: TIOCSPTLCK reads an int; TIOCGPTPEER returns a new descriptor.
+    let slave = unsafe {
+        if libc::ioctl(master.as_raw_fd(), libc::TIOCSPTLCK, &unlock) < 0 {
+            return Err(std::io::Error::last_os_error()).ctx("unlock the terminal");
+        }
+        libc::ioctl(
+            master.as_raw_fd(),
+            libc::TIOCGPTPEER,
+            libc::O_RDWR | libc::O_NOCTTY,
+        )
+    };
+    if slave < 0 {
+        return Err(std::io::Error::last_os_error()).ctx("open the terminal's slave side");
+    }
+    // SAFETY: the kernel returned a fresh descriptor we own.
+    let slave = unsafe { OwnedFd::from_raw_fd(slave) };
+    for target in 0..=2 {
+        // SAFETY: dup2 onto the standard descriptors.
+        if unsafe { libc::dup2(slave.as_raw_fd(), target) } < 0 {
+            return Err(std::io::Error::last_os_error()).ctx("make the terminal standard I/O");
+        }
+    }
+    Ok(master)
 }
