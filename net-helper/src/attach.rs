@@ -9,7 +9,9 @@ use proto::NetReply;
 use crate::container_side::{self, Inside};
 use crate::error::{NetError, Result};
 use crate::host_side::{create_veth, ensure_bridge};
-use crate::leases::{boot_id, process_start_time, Lease, Leases};
+use proto::process::start_time as process_start_time;
+
+use crate::leases::{boot_id, Lease, Leases};
 use crate::names;
 use crate::netlink::{delete_if_exists, session};
 use crate::ownership::{self, Container};

@@ -9,7 +9,9 @@ use std::ffi::CString;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
 use crate::error::{NetError, Result};
-use crate::leases::{process_start_time, NsId};
+use proto::process::start_time as process_start_time;
+
+use crate::leases::NsId;
 
 /// `_IO(PIDFS_IOCTL_MAGIC = 0xFF, n)` from `linux/pidfd.h`.
 const PIDFD_GET_NET_NAMESPACE: libc::c_ulong = 0xFF04;
