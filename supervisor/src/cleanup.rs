@@ -6,15 +6,34 @@ use proto::{ErrorKind, NetReply, NetRequest, StorageReply, StorageRequest};
 use crate::error::Error;
 use crate::helpers::{call_once, Helper};
 use crate::process::PidFd;
-use crate::state::{StateDir, Status};
+use crate::state::{Record, StateDir, Status};
 
 fn already_gone(e: &Error) -> bool {
     e.remote_kind() == Some(ErrorKind::NotFound)
 }
 
+/// Release the lease and, for `--rm` containers, the snapshot, then record
+/// the end: a `--rm` container whose resources are all back loses its record,
+/// any other keeps it as exited with `code` (and a lease still to release, if
+/// that failed, for the next `gc`). Call with the state lock held.
+pub fn settle(
+    state: &StateDir,
+    rec: &mut Record,
+    snapshot_exists: bool,
+    code: i32,
+) -> Result<(), Error> {
+    let released = release(rec, snapshot_exists);
+    rec.status = Status::Exited(code);
+    if rec.remove_on_exit && released {
+        state.remove(&rec.id)
+    } else {
+        state.save(rec)
+    }
+}
+
 /// Release the lease and, for `--rm` containers, the snapshot. Returns whether
-/// everything was released (the record can go).
-pub fn release(rec: &crate::state::Record, snapshot_exists: bool) -> bool {
+/// everything was released.
+fn release(rec: &mut Record, snapshot_exists: bool) -> bool {
     let mut ok = true;
     if rec.network_attached {
         let r: Result<NetReply, _> = call_once(
@@ -23,11 +42,12 @@ pub fn release(rec: &crate::state::Record, snapshot_exists: bool) -> bool {
                 container: rec.id.clone(),
             },
         );
-        if let Err(e) = r {
-            if !already_gone(&e) {
+        match r {
+            Err(e) if !already_gone(&e) => {
                 eprintln!("tupper: {e}");
                 ok = false;
             }
+            _ => rec.network_attached = false,
         }
     }
     if rec.remove_on_exit && snapshot_exists {
@@ -69,13 +89,9 @@ pub fn collect_garbage(state: &StateDir) {
                 let _ = pidfd.signal(libc::SIGKILL);
             }
         }
-        let released = release(&rec, true);
-        rec.network_attached &= !released;
-        if rec.remove_on_exit && released {
-            let _ = state.remove(&rec.id);
-        } else {
-            rec.status = Status::Exited(137);
-            let _ = state.save(&rec);
+        // Killed with its supervisor: 128 + SIGKILL.
+        if let Err(e) = settle(state, &mut rec, true, 137) {
+            eprintln!("tupper: {e}");
         }
     }
 }

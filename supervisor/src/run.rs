@@ -261,18 +261,8 @@ impl Running<'_> {
                 let _ = wait_exit(init.pid);
             }
         }
-        let released = cleanup::release(rec, self.snapshot);
-        if released {
-            rec.network_attached = false;
-        }
-        rec.status = Status::Exited(code);
         let _lock = self.state.lock();
-        let result = if rec.remove_on_exit && released {
-            self.state.remove(&rec.id)
-        } else {
-            self.state.save(rec)
-        };
-        if let Err(e) = result {
+        if let Err(e) = cleanup::settle(self.state, rec, self.snapshot, code) {
             eprintln!("tupper: {e}");
         }
     }
