@@ -10,11 +10,16 @@ set -euo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$repo"
 
-PREFIX=/opt/tupperware-test
+# Overridable so that two checkouts can test side by side on one machine
+# (each with its own prefix, store, state directory and network namespace).
+PREFIX=${TUPPER_TEST_PREFIX:-/opt/tupperware-test}
 SYSCONF=$PREFIX/etc
-STORE=/var/lib/tupperware-test
-STATE=/run/tupperware-test
-NETNS=tupper-test
+STORE=${TUPPER_TEST_STORE:-/var/lib/tupperware-test}
+STATE=${TUPPER_TEST_STATE:-/run/tupperware-test}
+NETNS=${TUPPER_TEST_NETNS:-tupper-test}
+# TUPPER_TEST_QUICK=1 skips the static checks, unit tests and the helpers' own
+# tests (they use the machine's default store), for iterating on end-to-end tests;
+# TUPPER_E2E_FILTER narrows the end-to-end tests by name.
 TEST_USER=tuppertest
 NORANGE_USER=tuppernorange
 HELPER_TEST_USER=tupdev   # the helpers' own privileged tests run as this user
@@ -30,12 +35,15 @@ step "system packages"
 ensure_packages
 ensure_rust
 
-step "static checks"
-cargo fmt --all -- --check
-cargo clippy --workspace --all-targets --locked -- -D warnings
+QUICK=${TUPPER_TEST_QUICK:-0}
+if [ "$QUICK" != 1 ]; then
+    step "static checks"
+    cargo fmt --all -- --check
+    cargo clippy --workspace --all-targets --locked -- -D warnings
 
-step "unit tests"
-cargo test --workspace --locked
+    step "unit tests"
+    cargo test --workspace --locked
+fi
 
 step "test users"
 id "$TEST_USER" >/dev/null 2>&1 || useradd -m -s /bin/bash "$TEST_USER"
@@ -50,10 +58,12 @@ step "install into $PREFIX"
 "$repo/packaging/make-busybox-image.sh" "$PREFIX/busybox.tar"
 chmod 0644 "$PREFIX/busybox.tar"
 
-step "helper tests: tupper-storage driven directly (root), tupper-ns with its file capabilities (as $HELPER_TEST_USER)"
-# These use the compiled-in default store (/var/lib/tupperware).
-TUPPER_STORAGE_TESTS=1 cargo test -p tupper-storage --locked --test helper
-TUPPER_NS_TESTS=1 cargo test -p tupper-ns --locked --test spawn
+if [ "$QUICK" != 1 ]; then
+    step "helper tests: tupper-storage driven directly (root), tupper-ns with its file capabilities (as $HELPER_TEST_USER)"
+    # These use the compiled-in default store (/var/lib/tupperware).
+    TUPPER_STORAGE_TESTS=1 cargo test -p tupper-storage --locked --test helper
+    TUPPER_NS_TESTS=1 cargo test -p tupper-ns --locked --test spawn
+fi
 
 step "network namespace $NETNS"
 cleanup() {
@@ -90,6 +100,6 @@ getcap "$PREFIX"/libexec/tupperware/*
 TUPPER_IT=1 TUPPER_PREFIX="$PREFIX" TUPPER_NETNS="$NETNS" TUPPER_USER="$TEST_USER" \
 TUPPER_NORANGE_USER="$NORANGE_USER" TUPPER_STORE="$STORE" TUPPER_STATE_DIR="$STATE" \
 TUPPER_IMAGE_TAR="$PREFIX/busybox.tar" TUPPER_BRIDGE=tupper0 \
-    cargo test -p tupper-integration --locked --test e2e -- --test-threads=1
+    cargo test -p tupper-integration --locked --tests -- --test-threads=1 ${TUPPER_E2E_FILTER:-}
 
 step "all tests passed"

@@ -15,6 +15,7 @@ pub mod frame;
 pub mod helper;
 pub mod layout;
 pub mod messages;
+pub mod policy;
 pub mod process;
 pub mod spawn;
 pub mod subid;
