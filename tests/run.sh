@@ -20,9 +20,9 @@ NETNS=${TUPPER_TEST_NETNS:-tupper-test}
 # TUPPER_TEST_QUICK=1 skips the static checks, unit tests and the helpers' own
 # tests (they use the machine's default store), for iterating on end-to-end tests;
 # TUPPER_E2E_FILTER narrows the end-to-end tests by name.
-TEST_USER=tuppertest
-NORANGE_USER=tuppernorange
-HELPER_TEST_USER=tupdev   # the helpers' own privileged tests run as this user
+TEST_USER=${TUPPER_TEST_USER:-tuppertest}
+NORANGE_USER=${TUPPER_TEST_NORANGE_USER:-tuppernorange}
+HELPER_TEST_USER=${TUPPER_TEST_HELPER_USER:-tupdev}   # the helpers' own privileged tests run as this user
 
 step() { printf '\n== %s\n' "$*"; }
 die() { printf 'tests/run.sh: %s\n' "$*" >&2; exit 1; }
