@@ -90,7 +90,8 @@ setpriv --reuid="$TEST_USER" --regid="$TEST_USER" --init-groups --inh-caps=-all 
     "$PREFIX/bin/tupper-supervisor" image ls >/dev/null
 findmnt "$STORE"
 uid=$(id -u "$TEST_USER")
-rm -rf "/tmp/tupperware-$uid" "/run/user/$uid/tupperware"
+home=$(getent passwd "$TEST_USER" | cut -d: -f6)
+rm -rf "/tmp/tupperware-$uid" "/run/user/$uid/tupperware" "$home/.local/state/tupperware"
 as_user "$TEST_USER" "$PREFIX/bin/tupper-supervisor" image rm busybox >/dev/null 2>&1 || true
 as_user "$TEST_USER" "$PREFIX/bin/tupper-supervisor" image import busybox "$PREFIX/busybox.tar"
 as_user "$TEST_USER" "$PREFIX/bin/tupper-supervisor" image ls

@@ -44,12 +44,15 @@ use crate::error::Error;
 use crate::spawn::Forked;
 
 fn main() {
-    // 1. Sanitize: environment cleared, umask 022, fds above 3 closed;
-    //    the caller is our real uid.
-    let caller = match proto::helper::sanitize_process() {
-        Ok(caller) => caller,
-        Err(e) => die(&e.into()),
-    };
+    // 1. Sanitize (proto::helper: signals, not dumpable, no core, fds,
+    //    limits, environment, umask, cwd /); the caller is our real uid.
+    //    The container init gets the caller's soft limits back before it
+    //    runs the command, so the core limit's hard value is kept for it.
+    let (caller, caller_limits) =
+        match proto::helper::sanitize_process_with(proto::helper::CoreLimit::SoftZero) {
+            Ok(c) => c,
+            Err(e) => die(&e.into()),
+        };
     if let Err(e) = privileges::restrict(caller) {
         die(&e);
     }
@@ -76,7 +79,13 @@ fn main() {
         Err(e) => Err(e.to_remote()),
         Ok((req, mapping, pipes, Forked::Child)) => {
             // 6–14 happen in the init and never return.
-            init::run(chan, pipes.into_child(), req, mapping.is_some())
+            init::run(
+                chan,
+                pipes.into_child(),
+                req,
+                mapping.is_some(),
+                &caller_limits,
+            )
         }
         Ok((_, mapping, pipes, Forked::Parent { pid, pidfd })) => {
             // 5. Maps, "setup done", reply.

@@ -1,8 +1,10 @@
 //! Per-user state: one JSON record per container in the runtime directory.
 //!
 //! `$XDG_RUNTIME_DIR/tupperware`, else `/run/user/<uid>/tupperware`, else
-//! `/tmp/tupperware-<uid>`. The directory must belong to the user and be
-//! private; records are written atomically (temp file + rename).
+//! `~/.local/state/tupperware` (the home directory from the password
+//! database). Never a fixed name in a shared directory such as `/tmp`, which
+//! another user could create first. The directory must belong to the user
+//! and be private; records are written atomically (temp file + rename).
 
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
@@ -47,17 +49,7 @@ pub struct StateDir {
 impl StateDir {
     pub fn open() -> Result<StateDir> {
         let uid = nix::unistd::getuid().as_raw();
-        let base = std::env::var_os("XDG_RUNTIME_DIR")
-            .map(PathBuf::from)
-            .filter(|p| p.is_absolute() && p.is_dir())
-            .or_else(|| {
-                let run = PathBuf::from(format!("/run/user/{uid}"));
-                run.is_dir().then_some(run)
-            });
-        let root = match base {
-            Some(b) => b.join("tupperware"),
-            None => std::env::temp_dir().join(format!("tupperware-{uid}")),
-        };
+        let root = state_root(uid)?;
         for dir in [root.clone(), root.join("containers")] {
             match fs::DirBuilder::new().mode(0o700).create(&dir) {
                 Ok(()) => {}
@@ -68,7 +60,8 @@ impl StateDir {
                 .map_err(|e| Error::io(format!("state directory {}", dir.display()), e))?;
             if !md.is_dir() || md.uid() != uid || md.mode() & 0o077 != 0 {
                 return Err(Error::user(format!(
-                    "state directory {} must be a directory owned by you with mode 0700",
+                    "state directory {} must be a directory owned by you with mode 0700 \
+                     (remove it, or set XDG_RUNTIME_DIR to a private directory of yours)",
                     dir.display()
                 )));
             }
@@ -146,6 +139,44 @@ impl StateDir {
             ))),
         }
     }
+}
+
+/// A directory of the user's own to hold the state directory: one that
+/// exists, is a real directory and belongs to `uid`.
+fn owned_dir(path: &Path, uid: u32) -> bool {
+    path.is_absolute() && fs::symlink_metadata(path).is_ok_and(|md| md.is_dir() && md.uid() == uid)
+}
+
+/// Where the state directory lives for `uid` (see the module comment).
+fn state_root(uid: u32) -> Result<PathBuf> {
+    if let Some(xdg) = std::env::var_os("XDG_RUNTIME_DIR").map(PathBuf::from) {
+        if owned_dir(&xdg, uid) {
+            return Ok(xdg.join("tupperware"));
+        }
+    }
+    let run = PathBuf::from(format!("/run/user/{uid}"));
+    if owned_dir(&run, uid) {
+        return Ok(run.join("tupperware"));
+    }
+    let home = nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid))
+        .ok()
+        .flatten()
+        .map(|u| u.dir)
+        .filter(|h| owned_dir(h, uid))
+        .ok_or_else(|| {
+            Error::user(
+                "no private directory for tupperware's state: you have no runtime directory \
+                 (/run/user/UID) and no home directory of your own; set XDG_RUNTIME_DIR to a \
+                 directory only you can write",
+            )
+        })?;
+    let state = home.join(".local").join("state");
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&state)
+        .map_err(|e| Error::io(format!("state directory {}", state.display()), e))?;
+    Ok(state.join("tupperware"))
 }
 
 fn write_atomically(tmp: &Path, path: &Path, data: &[u8]) -> Result<()> {

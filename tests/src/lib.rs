@@ -80,6 +80,18 @@ impl Env {
             .expect("uid")
     }
 
+    /// The supervisor's state directory of `user` (the test users have no
+    /// runtime directory, so it is in their home).
+    pub fn state_dir_of(&self, user: &str) -> PathBuf {
+        let out = Command::new("getent")
+            .args(["passwd", user])
+            .output()
+            .expect("getent passwd");
+        let line = String::from_utf8_lossy(&out.stdout).into_owned();
+        let home = line.trim().split(':').nth(5).expect("home directory");
+        PathBuf::from(home).join(".local/state/tupperware")
+    }
+
     /// A command run as `user` with no capabilities, inside the test netns.
     pub fn as_user(&self, user: &str, program: &str) -> Command {
         let mut c = Command::new("ip");

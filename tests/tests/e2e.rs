@@ -686,7 +686,7 @@ fn gc_removes_roots_whose_records_were_lost() {
     ]);
     assert_eq!(e.container_roots(&e.user).len(), 1);
     // The runtime directory goes at reboot; the store stays.
-    let state = std::path::PathBuf::from(format!("/tmp/tupperware-{}", e.uid(&e.user)));
+    let state = e.state_dir_of(&e.user);
     assert!(
         state.join("containers").is_dir(),
         "state not in {}",

@@ -39,7 +39,7 @@ fn caps_err(what: &'static str) -> impl FnOnce(caps::errors::CapsError) -> Error
 
 /// Reduce capabilities to [`DEFAULT_CAPS`], set no_new_privs, close every
 /// descriptor but stdio and the (close-on-exec) control channel.
-pub fn lock_down() -> Result<(), Error> {
+pub fn lock_down(caller_limits: &proto::helper::CallerLimits) -> Result<(), Error> {
     let keep: caps::CapsHashSet = DEFAULT_CAPS.into_iter().collect();
     // Bounding set by number, so capabilities newer than the caps crate go too.
     for cap in 0..64u32 {
@@ -58,51 +58,13 @@ pub fn lock_down() -> Result<(), Error> {
     caps::clear(None, CapSet::Ambient).map_err(caps_err("clear ambient capabilities"))?;
     crate::sys::prctl(libc::PR_SET_NO_NEW_PRIVS, 1).ctx("set no_new_privs")?;
     proto::helper::close_fds_from(proto::CONTROL_FD + 1)?;
-    reset_signals();
+    // Default dispositions and an empty mask for the command: ignored
+    // signals survive `execve`, and the Rust runtime ignores `SIGPIPE`.
+    proto::helper::reset_signals_except(&[]);
+    // The caller's own soft limits (the helper raised them, and lowered the
+    // core limit, for itself).
+    caller_limits.restore_soft_limits();
     Ok(())
-}
-
-/// Default dispositions and an empty signal mask for the command: ignored
-/// signals survive `execve`, and the Rust runtime ignores `SIGPIPE`.
-/// Raw `rt_sigaction`, because libc refuses the signals it reserves for itself.
-fn reset_signals() {
-    /// The kernel's `struct sigaction` on Linux.
-    #[repr(C)]
-    struct KernelSigaction {
-        handler: usize,
-        flags: libc::c_ulong,
-        restorer: usize,
-        mask: u64,
-    }
-    let default = KernelSigaction {
-        handler: libc::SIG_DFL,
-        flags: 0,
-        restorer: 0,
-        mask: 0,
-    };
-    // SAFETY: valid pointers to a kernel sigaction and an empty mask;
-    // failures (SIGKILL, SIGSTOP) are harmless.
-    unsafe {
-        for sig in 1..=64 {
-            if sig != libc::SIGKILL && sig != libc::SIGSTOP {
-                libc::syscall(
-                    libc::SYS_rt_sigaction,
-                    sig,
-                    &default as *const KernelSigaction,
-                    std::ptr::null_mut::<KernelSigaction>(),
-                    8usize,
-                );
-            }
-        }
-        let empty: u64 = 0;
-        libc::syscall(
-            libc::SYS_rt_sigprocmask,
-            libc::SIG_SETMASK,
-            &empty as *const u64,
-            std::ptr::null_mut::<u64>(),
-            8usize,
-        );
-    }
 }
 
 fn key(entry: &str) -> &str {

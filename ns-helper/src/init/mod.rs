@@ -24,7 +24,13 @@ fn exit(code: i32) -> ! {
     unsafe { libc::_exit(code) }
 }
 
-pub fn run(mut chan: Channel, mut sync: ChildEnd, req: SpawnRequest, user_namespace: bool) -> ! {
+pub fn run(
+    mut chan: Channel,
+    mut sync: ChildEnd,
+    req: SpawnRequest,
+    user_namespace: bool,
+    caller_limits: &proto::helper::CallerLimits,
+) -> ! {
     let setup = set_up(&mut sync, &req, user_namespace);
     // 10. report "setup done" (or why not) to the helper.
     let report = setup.as_ref().map(|_| ()).map_err(Error::to_remote);
@@ -53,7 +59,7 @@ pub fn run(mut chan: Channel, mut sync: ChildEnd, req: SpawnRequest, user_namesp
     }
 
     // 13–14. Lock down and exec; only failures come back.
-    let (err, code) = match exec::lock_down() {
+    let (err, code) = match exec::lock_down(caller_limits) {
         Ok(()) => exec::exec_command(&req),
         Err(e) => (e.to_remote(), EXIT_SETUP_FAILED),
     };

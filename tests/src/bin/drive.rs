@@ -6,6 +6,7 @@
 //! tupper-drive LIBEXECDIR net-release CONTAINER_ID
 //! tupper-drive LIBEXECDIR absurd-frame (storage|ns|net)
 //! tupper-drive LIBEXECDIR garbage-frame (storage|ns|net)
+//! tupper-drive LIBEXECDIR hold-hostile (storage|ns|net)
 //! ```
 //! Prints `ok: <reply>` or `error: <kind>: <message>`; exits 0 only on `ok`.
 
@@ -13,6 +14,9 @@ use std::io::Write;
 use std::process::{Command, ExitCode, Stdio};
 
 use proto::{Channel, NetReply, NetRequest};
+
+#[path = "drive/hostile.rs"]
+mod hostile;
 
 fn spawn(libexec: &str, helper: &str) -> (Channel, std::process::Child) {
     let mut cmd = Command::new(format!("{libexec}/tupper-{helper}"));
@@ -92,6 +96,7 @@ fn main() -> ExitCode {
             println!("reply: {reply:?}; helper exit: {status:?}");
             ExitCode::SUCCESS
         }
+        ["hold-hostile", helper] => hostile::hold(libexec, helper),
         _ => {
             eprintln!("tupper-drive: unknown command {rest:?}");
             ExitCode::from(2)
