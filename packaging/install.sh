@@ -155,6 +155,18 @@ else
     write_config
 fi
 
+# --- the store -------------------------------------------------------------------
+
+# Only root creates the store (and formats its btrfs image with mkfs.btrfs);
+# users' commands mount an existing store after a reboot but never create one.
+# Any root command that needs the store creates it: `image ls` is harmless. It
+# runs here, in the host's mount namespace, so the mount is everyone's.
+store_path=$(sed -n 's/^path = "\(.*\)"/\1/p' "$CONFIG" | head -n1)
+note "creating and mounting the store $store_path"
+if ! err=$(cd / && env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin "$BINDIR/tupper-supervisor" image ls 2>&1 >/dev/null); then
+    die "cannot create the store $store_path: $err"
+fi
+
 # --- subordinate ids -----------------------------------------------------------
 
 # Does $1 (login name) own a range of at least SUBID_COUNT ids in file $2?
@@ -208,7 +220,7 @@ for h in "${HELPERS[@]}"; do
     printf '  %-52s %s\n' "$LIBEXECDIR/$h" "0755 root, $(getcap "$LIBEXECDIR/$h" | awk '{print $NF}')"
 done
 printf '  %-52s %s\n' "$CONFIG" "$config_action"
-printf '  %-52s %s\n' "store" "$(sed -n 's/^path = "\(.*\)"/\1/p' "$CONFIG" | head -n1) (created by tupper-storage on first use)"
+printf '  %-52s %s\n' "store" "$store_path (created and mounted; after a reboot the first command mounts it again)"
 printf '  %-52s %s\n' "helper state" "$(sed -n 's/^state_dir = "\(.*\)"/\1/p' "$CONFIG" | head -n1)"
 for s in "${subid_summary[@]}"; do
     printf '  subordinate ids   %s\n' "$s"

@@ -52,6 +52,12 @@ id "$NORANGE_USER" >/dev/null 2>&1 || useradd -M -s /usr/sbin/nologin "$NORANGE_
 # The second user must have no subordinate ids at all.
 sed -i "/^$NORANGE_USER:/d" /etc/subuid /etc/subgid
 
+step "fresh store"
+# Every run starts from an empty store, as on a clean machine; install.sh
+# creates it (as root: only the administrator creates the store).
+umount "$STORE" 2>/dev/null || true
+rm -rf "$STORE" "$STATE"
+
 step "install into $PREFIX"
 "$repo/packaging/install.sh" --prefix "$PREFIX" --sysconfdir "$SYSCONF" --store "$STORE" \
     --state-dir "$STATE" --image-size 4G --user "$TEST_USER" --user "$HELPER_TEST_USER" --force-config
@@ -80,14 +86,10 @@ as_user() {
         --reset-env -- "${@:2}"
 }
 
-step "fresh store and state for $TEST_USER"
-# Every run starts from an empty store, as on a clean machine.
-umount "$STORE" 2>/dev/null || true
-rm -rf "$STORE" "$STATE"
-# The first use mounts the store. Do it in the host's mount namespace: each
-# `ip netns exec` runs in a private one, where the mount would not outlive it.
-setpriv --reuid="$TEST_USER" --regid="$TEST_USER" --init-groups --inh-caps=-all --reset-env -- \
-    "$PREFIX/bin/tupper-supervisor" image ls >/dev/null
+step "fresh state for $TEST_USER"
+# install.sh created and mounted the store as root, in the host's mount
+# namespace (each `ip netns exec` runs in a private one, where a mount would
+# not outlive it).
 findmnt "$STORE"
 uid=$(id -u "$TEST_USER")
 home=$(getent passwd "$TEST_USER" | cut -d: -f6)

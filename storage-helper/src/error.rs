@@ -13,6 +13,12 @@ pub enum StorageError {
     NotFound(String),
     #[error("{0}")]
     AlreadyExists(String),
+    /// The store has not been created by the administrator yet.
+    #[error("{0}")]
+    NotCreated(String),
+    /// A lock another command holds was not released in time.
+    #[error("{0}")]
+    Busy(String),
     /// A tarball entry that would escape the image or is not allowed in one.
     #[error("{0}")]
     Unsafe(String),
@@ -74,7 +80,10 @@ impl StorageError {
                     format!("{self} (the image store is full)"),
                 )
             }
-            StorageError::Sys { .. } | StorageError::Other { .. } => ErrorKind::System,
+            StorageError::Sys { .. }
+            | StorageError::Other { .. }
+            | StorageError::NotCreated(_)
+            | StorageError::Busy(_) => ErrorKind::System,
         };
         RemoteError::new(kind, self.to_string())
     }

@@ -48,7 +48,9 @@ fn caps_err(what: &str) -> impl FnOnce(caps::errors::CapsError) -> StorageError 
 }
 
 /// Drop every capability not in [`NEEDED`] from the permitted set, clear the
-/// inheritable, ambient and effective sets. Works both for a binary with file
+/// inheritable, ambient and effective sets. Nothing is ever put back into the
+/// inheritable or ambient sets: no program this helper runs gets any of its
+/// capabilities. Works both for a binary with file
 /// capabilities (`=p`) run by a user and for root running it without them.
 pub fn restrict() -> Result<()> {
     // Ambient may be unsupported on very old kernels; nothing to clear then.
@@ -86,21 +88,6 @@ pub fn with_caps<T>(wanted: &[Capability], f: impl FnOnce() -> Result<T>) -> Res
         (Ok(_), Err(e)) => Err(caps_err("cannot lower capabilities")(e)),
         (out, _) => out,
     }
-}
-
-/// For a child about to exec (`pre_exec`): hand it CAP_DAC_OVERRIDE as an
-/// ambient capability so a tool run as the caller's uid can open the
-/// root-owned image file. Nothing else is passed on. Only called in the forked
-/// child of this single-threaded process.
-pub fn pass_dac_override_to_child() -> std::io::Result<()> {
-    let cap = Capability::CAP_DAC_OVERRIDE;
-    if !caps::has_cap(None, CapSet::Permitted, cap).unwrap_or(false) {
-        return Ok(());
-    }
-    let to_io = |e: caps::errors::CapsError| std::io::Error::other(e.to_string());
-    caps::raise(None, CapSet::Inheritable, cap).map_err(to_io)?;
-    caps::raise(None, CapSet::Ambient, cap).map_err(to_io)?;
-    Ok(())
 }
 
 #[cfg(test)]

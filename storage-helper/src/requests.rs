@@ -21,7 +21,7 @@ impl Context {
             what: "system configuration".into(),
             why: why.clone(),
         })?;
-        store::ensure(&cfg.store)
+        store::ensure(&cfg.store, self.caller)
     }
 }
 

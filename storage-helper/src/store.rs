@@ -1,24 +1,36 @@
 //! The store: `<store>` on btrfs (loop-mounting an embedded image file when
 //! it is not), with `images/<uid>/` and `containers/<uid>/` inside.
+//!
+//! Who may do what:
+//! - creating the store (its directory, and formatting its image with
+//!   `mkfs.btrfs`, the one program this helper ever runs) is the
+//!   administrator's job: only a caller whose real uid is 0 does it, at
+//!   install time. No capability is ever passed on to that program; root has
+//!   its own.
+//! - mounting an existing image (after a reboot) is done by whoever comes
+//!   first, root or not: it runs no other program.
+//! - the lock that serialises the first mount is waited for only briefly
+//!   (see [`crate::lock`]): the caller can stop its helper while it holds it.
 
 use std::fs::File;
 use std::os::fd::{AsFd, OwnedFd};
-use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
 use nix::errno::Errno;
-use nix::fcntl::{openat, renameat, Flock, FlockArg, OFlag};
+use nix::fcntl::{openat, renameat, Flock, OFlag};
 use nix::mount::MsFlags;
 use nix::sys::stat::{fstat, Mode, SFlag};
 use nix::sys::statfs::{fstatfs, BTRFS_SUPER_MAGIC};
 use nix::unistd::{fchown, ftruncate, unlinkat, Gid, Uid, UnlinkatFlags};
 use proto::config::StoreConfig;
+use proto::helper::Caller;
 
 use crate::error::{Result, StorageError};
 use crate::fsutil::{ensure_root_dir_at, make_root_owned, open_dir_path};
+use crate::lock;
 use crate::loopdev;
-use crate::privileges::{pass_dac_override_to_child, with_caps, ADMIN, STORE, STORE_CREATE};
+use crate::privileges::{with_caps, ADMIN, STORE, STORE_CREATE};
 
 const IMAGE_FILE: &str = "storage.img";
 const IMAGE_TMP: &str = ".storage.img.new";
@@ -47,17 +59,35 @@ impl Store {
     }
 }
 
+fn is_admin(caller: Caller) -> bool {
+    caller.uid == 0
+}
+
+/// What a user is told when the administrator has not created the store.
+fn not_created(path: &Path) -> StorageError {
+    StorageError::NotCreated(format!(
+        "the image store {} has not been created yet; an administrator creates it by \
+         running `tupper-supervisor image ls` once as root (packaging/install.sh does)",
+        path.display()
+    ))
+}
+
 /// Make sure the store exists, is on btrfs and has its top-level layout.
-pub fn ensure(cfg: &StoreConfig) -> Result<Store> {
+pub fn ensure(cfg: &StoreConfig, caller: Caller) -> Result<Store> {
     let path = cfg.path.as_path();
-    let mut root = open_or_create(path)?;
+    let mut root = open_or_create(path, caller)?;
     if !is_btrfs(&root)? {
+        // Only the administrator creates the image: decide before touching
+        // anything (not even the lock file).
+        if !is_admin(caller) && !exists(&root, IMAGE_FILE)? {
+            return Err(not_created(path));
+        }
         // Two first uses at once must not both mount: serialise on a lock file
         // in the (not yet covered) store directory, then look again.
         let _lock = lock(&root)?;
         let underlying = open_store(path)?;
         if !is_btrfs(&underlying)? {
-            mount_embedded_image(&underlying, path, cfg)?;
+            mount_embedded_image(&underlying, path, cfg, caller)?;
         }
         root = open_store(path)?;
         if !is_btrfs(&root)? {
@@ -79,8 +109,12 @@ fn open_store(path: &Path) -> Result<OwnedFd> {
     })
 }
 
-fn open_or_create(path: &Path) -> Result<OwnedFd> {
+fn open_or_create(path: &Path, caller: Caller) -> Result<OwnedFd> {
     match open_store(path) {
+        Err(StorageError::Sys {
+            errno: Errno::ENOENT,
+            ..
+        }) if !is_admin(caller) => Err(not_created(path)),
         Err(StorageError::Sys {
             errno: Errno::ENOENT,
             ..
@@ -104,6 +138,10 @@ fn is_btrfs(fd: impl AsFd) -> Result<bool> {
     Ok(st.filesystem_type() == BTRFS_SUPER_MAGIC)
 }
 
+fn exists(dir: &OwnedFd, name: &str) -> Result<bool> {
+    crate::fsutil::exists_at(dir, name)
+}
+
 fn lock(dir: &OwnedFd) -> Result<Flock<File>> {
     let fd = with_caps(STORE_CREATE, || {
         let fd = openat(
@@ -120,19 +158,34 @@ fn lock(dir: &OwnedFd) -> Result<Flock<File>> {
         }
         Ok(fd)
     })?;
-    Flock::lock(File::from(fd), FlockArg::LockExclusive)
-        .map_err(|(_, e)| StorageError::sys("cannot lock the image store")(e))
+    lock::exclusive_within(File::from(fd), lock::WAIT, || {
+        StorageError::Busy(
+            "the image store is busy (being set up by another command); try again".into(),
+        )
+    })
 }
 
 /// The embedded default: a sparse btrfs image file attached to a loop device
 /// and mounted over the store directory.
-fn mount_embedded_image(dir: &OwnedFd, path: &Path, cfg: &StoreConfig) -> Result<()> {
-    let image = open_or_create_image(dir, path, cfg)?;
+fn mount_embedded_image(
+    dir: &OwnedFd,
+    path: &Path,
+    cfg: &StoreConfig,
+    caller: Caller,
+) -> Result<()> {
+    let image = open_or_create_image(dir, path, cfg, caller)?;
     with_caps(ADMIN, || {
         let dev = match loopdev::find_attached(&image)? {
             Some(dev) => dev,
             None => loopdev::attach(&image)?,
         };
+        // nodev: device nodes in the store (images refuse them, but a
+        // container could mknod one in its root) are never usable.
+        // noatime: reads do not write. suid stays allowed on purpose:
+        // container roots are in this mount and inherit its flags, and
+        // containers need their setuid binaries (sudo, su, ping); files
+        // there are owned by subordinate ids, never by host root.
+        // Every container's `/proc`, `/dev` etc. are mounted by tupper-ns.
         nix::mount::mount(
             Some(dev.path.as_str()),
             path,
@@ -146,7 +199,12 @@ fn mount_embedded_image(dir: &OwnedFd, path: &Path, cfg: &StoreConfig) -> Result
     })
 }
 
-fn open_or_create_image(dir: &OwnedFd, path: &Path, cfg: &StoreConfig) -> Result<File> {
+fn open_or_create_image(
+    dir: &OwnedFd,
+    path: &Path,
+    cfg: &StoreConfig,
+    caller: Caller,
+) -> Result<File> {
     let open = || {
         with_caps(STORE, || {
             openat(
@@ -163,7 +221,10 @@ fn open_or_create_image(dir: &OwnedFd, path: &Path, cfg: &StoreConfig) -> Result
             errno: Errno::ENOENT,
             ..
         }) => {
-            create_image(dir, path, cfg)?;
+            if !is_admin(caller) {
+                return Err(not_created(path));
+            }
+            create_image(dir, path, cfg, caller)?;
             open()?
         }
         other => other?,
@@ -183,7 +244,7 @@ fn open_or_create_image(dir: &OwnedFd, path: &Path, cfg: &StoreConfig) -> Result
 /// Create, size and format the image under a temporary name, then rename it
 /// into place: a helper killed half-way never leaves an unformatted
 /// `storage.img` behind (we hold the store lock, so the temporary name is ours).
-fn create_image(dir: &OwnedFd, path: &Path, cfg: &StoreConfig) -> Result<()> {
+fn create_image(dir: &OwnedFd, path: &Path, cfg: &StoreConfig, caller: Caller) -> Result<()> {
     let size = cfg.image_size_bytes().map_err(|why| StorageError::Other {
         what: "store configuration".into(),
         why,
@@ -206,7 +267,7 @@ fn create_image(dir: &OwnedFd, path: &Path, cfg: &StoreConfig) -> Result<()> {
             .map_err(StorageError::sys("cannot give the store image to root"))?;
         ftruncate(&fd, size as i64).map_err(StorageError::sys("cannot size the store image"))
     })
-    .and_then(|()| mkfs(&path.join(IMAGE_TMP)))
+    .and_then(|()| mkfs(&path.join(IMAGE_TMP), caller))
     .and_then(|()| {
         with_caps(STORE, || {
             renameat(dir, IMAGE_TMP, dir, IMAGE_FILE)
@@ -219,8 +280,14 @@ fn create_image(dir: &OwnedFd, path: &Path, cfg: &StoreConfig) -> Result<()> {
     made
 }
 
-/// Format the freshly created image (the one external tool the helper runs).
-fn mkfs(image: &Path) -> Result<()> {
+/// Format the freshly created image (the one external tool the helper runs,
+/// and only for the administrator: it runs as root with root's own
+/// privileges, never with anything this helper holds, from `/`, with an
+/// empty environment and no input).
+fn mkfs(image: &Path, caller: Caller) -> Result<()> {
+    if !is_admin(caller) {
+        return Err(not_created(image.parent().unwrap_or(image)));
+    }
     let tool = MKFS
         .iter()
         .find(|p| Path::new(p).is_file())
@@ -231,13 +298,11 @@ fn mkfs(image: &Path) -> Result<()> {
     let mut cmd = Command::new(tool);
     cmd.arg("-q")
         .arg(image)
+        .current_dir("/")
         .env_clear()
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
-    // SAFETY: the closure only makes capget/capset/prctl calls; this process
-    // is single-threaded.
-    unsafe { cmd.pre_exec(pass_dac_override_to_child) };
     let out = cmd
         .output()
         .map_err(StorageError::io("cannot run mkfs.btrfs"))?;

@@ -7,6 +7,7 @@ use caps::Capability;
 use crate::btrfs;
 use crate::error::{Result, StorageError};
 use crate::fsutil::open_dir_at;
+use crate::nested;
 use crate::privileges::{with_caps, STORE};
 
 /// Destroying: CAP_SYS_ADMIN for the ioctl, CAP_FOWNER to clear the
@@ -43,17 +44,35 @@ pub fn make_readonly(subvol: impl AsFd) -> Result<()> {
     })
 }
 
-/// Delete subvolume `name` of `dir`, clearing its read-only flag first.
+/// Delete subvolume `name` of `dir` and every subvolume nested inside it,
+/// at any depth, read-only ones too (see [`nested`]): the nested ones by id,
+/// deepest first, then `name` itself.
 pub fn destroy(dir: &OwnedFd, name: &str) -> Result<()> {
-    let sub = open_dir_at(dir, name, "the subvolume")?;
+    let top = open_dir_at(dir, name, "the subvolume")?;
     with_caps(DESTROY, || {
-        let flags =
-            btrfs::get_flags(&sub).map_err(StorageError::sys("cannot read the subvolume flags"))?;
-        if flags & btrfs::SUBVOL_RDONLY != 0 {
-            btrfs::set_flags(&sub, flags & !btrfs::SUBVOL_RDONLY)
-                .map_err(StorageError::sys("cannot make the subvolume writable"))?;
+        make_writable(&top)?;
+        let below = nested::descendants(&top)?;
+        // A link inside a read-only subvolume cannot be removed.
+        let parents = nested::parents(&below);
+        for n in below.iter().filter(|n| parents.contains(&n.id)) {
+            make_writable(&nested::open(&top, n)?)?;
         }
-        drop(sub);
+        for n in below.iter().rev() {
+            btrfs::subvol_destroy_by_id(&top, n.id).map_err(StorageError::sys(
+                "cannot delete a subvolume inside the subvolume",
+            ))?;
+        }
+        drop(top);
         btrfs::subvol_destroy(dir, name).map_err(StorageError::sys("cannot delete the subvolume"))
     })
+}
+
+fn make_writable(sub: &OwnedFd) -> Result<()> {
+    let flags =
+        btrfs::get_flags(sub).map_err(StorageError::sys("cannot read the subvolume flags"))?;
+    if flags & btrfs::SUBVOL_RDONLY != 0 {
+        btrfs::set_flags(sub, flags & !btrfs::SUBVOL_RDONLY)
+            .map_err(StorageError::sys("cannot make the subvolume writable"))?;
+    }
+    Ok(())
 }

@@ -8,7 +8,7 @@
 
 use std::ffi::OsStr;
 use std::fs::File;
-use std::io::{Read, Write};
+use std::io::Read;
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;
@@ -25,6 +25,7 @@ use nix::unistd::{fchown, fchownat, symlinkat, unlinkat, Gid, Uid, UnlinkatFlags
 use pathrs::flags::OpenFlags;
 use pathrs::{Handle, InodeType, Root};
 
+use super::data::{copy_sparse, Budget};
 use super::ids::Shift;
 use super::policy::{self, shown, Kind};
 use crate::error::{Result, StorageError};
@@ -34,6 +35,8 @@ use crate::privileges::{with_caps, EXTRACT};
 pub struct Extractor {
     root: Root,
     shift: Shift,
+    /// The caller's import size limit.
+    budget: Budget,
     /// Directory mtimes, applied at the end (creating entries inside a
     /// directory changes its mtime).
     dir_times: Vec<(PathBuf, i64)>,
@@ -87,7 +90,7 @@ fn ts(secs: i64) -> TimeSpec {
 impl Extractor {
     /// Start on a fresh subvolume: its root belongs to container root, 0755,
     /// unless the tarball says otherwise.
-    pub fn new(subvol: OwnedFd, shift: Shift) -> Result<Extractor> {
+    pub fn new(subvol: OwnedFd, shift: Shift, budget: Budget) -> Result<Extractor> {
         let (uid, gid) = shift.host_ids(".", 0, 0)?;
         with_caps(EXTRACT, || {
             fchown(&subvol, Some(Uid::from_raw(uid)), Some(Gid::from_raw(gid)))
@@ -98,6 +101,7 @@ impl Extractor {
         Ok(Extractor {
             root: Root::from_fd(subvol),
             shift,
+            budget,
             dir_times: Vec::new(),
             entries: 0,
             bytes: 0,
@@ -150,7 +154,10 @@ impl Extractor {
                 self.dir_times.push((rel, meta.mtime));
             }
             Kind::File => {
-                let mut file = with_caps(EXTRACT, || {
+                // Apparent size (a GNU sparse entry's full size), before
+                // anything is written.
+                self.budget.charge(entry.size(), &name)?;
+                let file = with_caps(EXTRACT, || {
                     clear_for(&parent, leaf, false, &name)?;
                     let fd = openat(
                         &parent,
@@ -165,7 +172,7 @@ impl Extractor {
                     .map_err(StorageError::sys(format!("cannot create {name:?}")))?;
                     Ok(File::from(fd))
                 })?;
-                self.bytes += copy_data(entry, &mut file, &name)?;
+                self.bytes += copy_sparse(entry, &file, &name)?;
                 with_caps(EXTRACT, || {
                     set_owner_mode(&file, &meta, &name)?;
                     futimens(&file, &ts(meta.mtime), &ts(meta.mtime)).map_err(StorageError::sys(
@@ -379,23 +386,6 @@ impl Extractor {
 
 fn bad_pax(name: &str, key: &str) -> StorageError {
     StorageError::Tarball(format!("entry {name:?} has a malformed PAX {key} record"))
-}
-
-/// Stream an entry's data into `file` without holding it all in memory.
-fn copy_data(r: &mut impl Read, file: &mut File, name: &str) -> Result<u64> {
-    let mut buf = vec![0u8; 128 * 1024];
-    let mut total = 0u64;
-    loop {
-        let n = match r.read(&mut buf) {
-            Ok(0) => return Ok(total),
-            Ok(n) => n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(tarball_err(e)),
-        };
-        file.write_all(&buf[..n])
-            .map_err(StorageError::io(format!("cannot write {name:?}")))?;
-        total += n as u64;
-    }
 }
 
 /// Owner first (chown clears setuid/setgid), then the mode.

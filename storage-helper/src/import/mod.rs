@@ -2,6 +2,7 @@
 
 mod chunks;
 mod compression;
+mod data;
 mod extract;
 mod ids;
 mod policy;
@@ -53,6 +54,9 @@ fn import(
     let shift = Shift {
         mapping: proto::subid::mapping_for(caller)?,
     };
+    let limit = proto::policy::Policy::load()?
+        .limits_for_current(caller)
+        .import_size;
     let images = store()?.user_images(caller.uid)?;
     if exists_at(&images, name)? {
         return Err(StorageError::AlreadyExists(format!(
@@ -63,7 +67,7 @@ fn import(
     // act: a hidden subvolume that is destroyed unless the import completes
     let partial = Partial::create(&images)?;
     let sub = open_dir_at(&images, &partial.name, "the new image")?;
-    let mut ex = Extractor::new(sub, shift)?;
+    let mut ex = Extractor::new(sub, shift, data::Budget::new(limit))?;
     {
         let input = compression::decompress(&mut *reader)
             .map_err(|e| StorageError::Tarball(e.to_string()))?;
@@ -114,8 +118,18 @@ struct Partial<'d> {
 
 impl<'d> Partial<'d> {
     fn create(dir: &'d OwnedFd) -> Result<Partial<'d>> {
-        // Serialise create+lock against other imports' reaping.
-        let _dir_lock = flock(dir, libc::LOCK_EX)?;
+        // Serialise create+lock against other imports' reaping: on a new
+        // open file of the directory, so the lock ends with this block, and
+        // waited for only briefly (the holder may be stopped by its caller).
+        let fresh = open_dir_at(dir, ".", "the image directory")?;
+        let _dir_lock =
+            crate::lock::exclusive_within(std::fs::File::from(fresh), crate::lock::WAIT, || {
+                StorageError::Busy(
+                    "another import of yours is starting (or is stopped while starting); \
+                     try again"
+                        .into(),
+                )
+            })?;
         reap_stale(dir);
         let name = format!(".import-{}", random_hex()?);
         subvol::create(dir, &name)?;
