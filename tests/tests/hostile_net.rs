@@ -144,14 +144,16 @@ fn assert_refused(e: &Env, user: &str, pid: &str, id: &str) {
 fn a_bare_user_namespace_without_subordinate_ids_is_refused() {
     let Some(e) = env() else { return };
     // What filled the bridge: no subordinate ids, no store, no container.
-    let sleeper = Unshared::start(&e, &e.norange_user, "-Urn");
-    assert_refused(
-        &e,
-        &e.norange_user,
-        &sleeper.pid(),
-        "0123456789abcdef0123456789abcdef",
-    );
-    drop(sleeper);
+    // With a mount namespace of its own too, only its root gives it away.
+    for flags in ["-Urn", "-Urnm"] {
+        let sleeper = Unshared::start(&e, &e.norange_user, flags);
+        assert_refused(
+            &e,
+            &e.norange_user,
+            &sleeper.pid(),
+            "0123456789abcdef0123456789abcdef",
+        );
+    }
     nothing_left(&e);
 }
 
