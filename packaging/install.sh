@@ -16,7 +16,7 @@ set -euo pipefail
 # capability table mirrors these three lines.
 CAPS_STORAGE="cap_sys_admin,cap_dac_override,cap_chown,cap_fowner,cap_fsetid=p"
 CAPS_NS="cap_setuid,cap_setgid,cap_dac_read_search=p"
-CAPS_NET="cap_net_admin,cap_sys_admin,cap_dac_override,cap_chown=p"
+CAPS_NET="cap_net_admin,cap_sys_admin,cap_sys_chroot,cap_dac_override,cap_chown=p"
 
 helper_caps() {
     case "$1" in

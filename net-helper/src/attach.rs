@@ -1,64 +1,58 @@
-//! `Attach { pid, container }`: verify the pid, lease an address, create the
-//! veth pair, configure the container side; undo everything on failure.
+//! `Attach { pid, container }`: verify the pid is the caller's container,
+//! check the caller's limit, lease an address, create the veth pair,
+//! configure the container side; undo everything on failure.
 
 use std::os::fd::AsFd;
 
 use proto::helper::Caller;
+use proto::policy::Policy;
 use proto::NetReply;
 
+use crate::allocation;
 use crate::container_side::{self, Inside};
 use crate::error::{NetError, Result};
 use crate::host_side::{create_veth, ensure_bridge};
-use proto::process::start_time as process_start_time;
 
-use crate::leases::{boot_id, Lease, Leases};
+use crate::lease_store::{Held, LeaseStore};
+use crate::leases::{boot_id, Lease};
 use crate::names;
 use crate::netlink::{delete_if_exists, session};
 use crate::ownership::{self, Container};
 use crate::settings::Settings;
-use crate::state_dir::{Lock, StateDir};
 
 pub fn attach(settings: &Settings, caller: Caller, pid: i32, container: &str) -> Result<NetReply> {
     // 1. Validate.
     proto::validate::container_id(container)?;
-    // 2. The pid must be a container of the caller (uniform refusal otherwise).
+    // 2. The pid must be a container of the caller: its namespaces are the
+    //    caller's, and its mount namespace is rooted in the caller's container
+    //    root `container` in the store (uniform refusal otherwise).
     let target = ownership::verify(pid, caller.uid)?;
+    crate::container_root::verify(&settings.store, caller, container, &target)?;
+    let limit = Policy::load()?.limits_for_current(caller).interfaces;
     let host_if = names::host_interface(container);
     let peer = names::peer_temp(container);
 
-    // 3–4. Under the lock: reclaim stale leases, refuse duplicates, make sure
-    // the bridge exists, take the lowest free address.
-    let state = StateDir::open(&settings.state_dir)?;
-    let lock = state.lock()?;
-    let mut leases = state.load(&lock)?;
-    let stale = leases.take_stale(&boot_id()?, process_start_time);
-    if !stale.is_empty() {
-        // Best effort: a leftover interface must not block every later attach.
-        let cleanup = session(|h| async move {
-            for s in &stale {
-                if let Err(e) = delete_if_exists(&h, &s.host_interface).await {
-                    eprintln!("tupper-net: reclaiming a stale lease: {e}");
-                }
-            }
-            Ok(())
-        });
-        if let Err(e) = cleanup {
-            eprintln!("tupper-net: reclaiming stale leases: {e}");
-        }
-        state.save(&lock, &leases)?;
-    }
+    // 3–4. Under the caller's own lock (only their helpers contend for it):
+    // reclaim stale leases, refuse duplicates, apply the caller's limit, make
+    // sure the bridge exists, take the lowest free address no one holds.
+    let store = LeaseStore::open(&settings.state_dir)?;
+    let user_lock = store.lock_user(caller.uid)?;
+    let leases = allocation::reclaim_stale(&store)?;
     if leases.conflicts(container, target.netns_id, &host_if) {
         return Err(NetError::NotYourContainer { pid });
     }
+    let held_by_caller = leases.count_of(caller.uid);
+    if held_by_caller >= limit.value as usize {
+        return Err(limit
+            .exceeded(&format!(
+                "you have {held_by_caller} interfaces on the bridge already"
+            ))
+            .into());
+    }
     let bridge =
         session(|h| async move { ensure_bridge(&h, &settings.bridge, &settings.subnet).await })?;
-    let address = settings
-        .subnet
-        .first_free(&leases.used_addresses())
-        .ok_or_else(|| NetError::Exhausted {
-            subnet: settings.subnet.cidr(),
-        })?;
-    leases.leases.push(Lease {
+    let boot = boot_id()?;
+    let held = allocation::claim(&store, &settings.subnet, &leases, |address| Lease {
         address,
         uid: caller.uid,
         container: container.to_string(),
@@ -66,11 +60,14 @@ pub fn attach(settings: &Settings, caller: Caller, pid: i32, container: &str) ->
         pid_start_time: target.start_time,
         netns: target.netns_id,
         host_interface: host_if.clone(),
-        boot_id: boot_id()?,
-    });
-    state.save(&lock, &leases)?;
+        boot_id: boot.clone(),
+    })?;
+    // The lease is recorded: it counts for the caller's next attach.
+    drop(user_lock);
+    let address = held.address;
 
     // 5–6. The veth pair and the container side; roll back on any failure.
+    // The address stays held (its lock) until the attach is complete.
     let mut created = false;
     let outcome = plumb(
         settings,
@@ -82,18 +79,10 @@ pub fn attach(settings: &Settings, caller: Caller, pid: i32, container: &str) ->
         &mut created,
     );
     if let Err(e) = outcome {
-        rollback(
-            &state,
-            &lock,
-            &mut leases,
-            container,
-            caller.uid,
-            &host_if,
-            created,
-        );
+        rollback(&store, &held, &host_if, created);
         return Err(e);
     }
-    drop(lock);
+    drop(held);
 
     // 7. Report.
     Ok(NetReply::Attached {
@@ -145,22 +134,16 @@ fn plumb(
 }
 
 /// Best effort: remove what this attach created and give the address back.
-fn rollback(
-    state: &StateDir,
-    lock: &Lock,
-    leases: &mut Leases,
-    container: &str,
-    uid: u32,
-    host_if: &str,
-    created: bool,
-) {
+fn rollback(store: &LeaseStore, held: &Held, host_if: &str, created: bool) {
     if created {
         if let Err(e) = session(|h| async move { delete_if_exists(&h, host_if).await }) {
             eprintln!("tupper-net: rollback: {e}");
+            // The record stays: the interface it names is reclaimed with it
+            // once the container is gone.
+            return;
         }
     }
-    leases.remove(container, uid);
-    if let Err(e) = state.save(lock, leases) {
+    if let Err(e) = store.remove(held) {
         eprintln!("tupper-net: rollback: {e}");
     }
 }

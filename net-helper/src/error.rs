@@ -21,6 +21,13 @@ pub enum NetError {
     #[error("no free address left in {subnet}")]
     Exhausted { subnet: String },
 
+    /// A lock another tupper-net (perhaps a stopped one) has held for `waited`.
+    #[error("{what} is busy: another tupper-net has held its lock for {}s; try again later", waited.as_secs())]
+    Busy {
+        what: String,
+        waited: std::time::Duration,
+    },
+
     /// A system call failed; `what` says what we were doing.
     #[error("{what}: {source}")]
     Sys {
@@ -79,7 +86,7 @@ impl NetError {
             NetError::Proto(e) => return e.to_remote(),
             NetError::NotYourContainer { .. } => ErrorKind::PermissionDenied,
             NetError::NoLease { .. } => ErrorKind::NotFound,
-            NetError::Exhausted { .. } => ErrorKind::Exhausted,
+            NetError::Exhausted { .. } | NetError::Busy { .. } => ErrorKind::Exhausted,
             NetError::Exists(_) => ErrorKind::AlreadyExists,
             NetError::Sys { .. }
             | NetError::Netlink { .. }
@@ -128,6 +135,17 @@ mod tests {
         .to_remote();
         assert_eq!(r.kind, ErrorKind::Exhausted);
         assert_eq!(r.message, "no free address left in 10.88.0.0/16");
+        let r = NetError::Busy {
+            what: "the lease of container ab".into(),
+            waited: std::time::Duration::from_secs(3),
+        }
+        .to_remote();
+        assert_eq!(r.kind, ErrorKind::Exhausted);
+        assert_eq!(
+            r.message,
+            "the lease of container ab is busy: another tupper-net has held its lock for 3s; \
+             try again later"
+        );
         let r = NetError::from(proto::validate::container_id("x").unwrap_err()).to_remote();
         assert_eq!(r.kind, ErrorKind::InvalidRequest);
     }

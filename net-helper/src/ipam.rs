@@ -1,5 +1,6 @@
 //! Address arithmetic of the container subnet: which addresses may be leased.
 
+#[cfg(test)]
 use std::collections::HashSet;
 use std::net::Ipv4Addr;
 
@@ -50,14 +51,21 @@ impl Subnet {
         self.contains(a.into()) && a != u32::from(self.network) && a != self.broadcast()
     }
 
-    /// The lowest address that is not the network, the gateway, the broadcast
-    /// address or in `used`.
-    pub fn first_free(&self, used: &HashSet<Ipv4Addr>) -> Option<Ipv4Addr> {
+    /// Every address that may be leased, lowest first: neither the network,
+    /// the gateway nor the broadcast address.
+    pub fn leasable(&self) -> impl Iterator<Item = Ipv4Addr> {
         let first = u32::from(self.network) + 1;
         let last = self.broadcast() - 1;
+        let gateway = self.gateway;
         (first..=last)
             .map(Ipv4Addr::from)
-            .find(|a| *a != self.gateway && !used.contains(a))
+            .filter(move |a| *a != gateway)
+    }
+
+    /// The lowest leasable address not in `used`.
+    #[cfg(test)]
+    pub fn first_free(&self, used: &HashSet<Ipv4Addr>) -> Option<Ipv4Addr> {
+        self.leasable().find(|a| !used.contains(a))
     }
 }
 

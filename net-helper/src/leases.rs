@@ -1,6 +1,6 @@
-//! The lease records in `<state_dir>/leases.json` and the decisions made on
-//! them: which records are stale, which addresses are taken, what conflicts.
-//! Pure logic; reading and writing the file is in `state_dir`.
+//! The lease records (one JSON file per address, see `lease_store`) and the
+//! decisions made on them: which records are stale, which addresses are
+//! taken, what conflicts, how many a user holds. Pure logic.
 
 use std::collections::HashSet;
 use std::net::Ipv4Addr;
@@ -32,30 +32,61 @@ pub struct Lease {
     pub boot_id: String,
 }
 
+impl Lease {
+    pub fn parse(bytes: &[u8]) -> Result<Lease> {
+        serde_json::from_slice(bytes).map_err(|e| NetError::State(format!("lease record: {e}")))
+    }
+
+    pub fn to_json(&self) -> Result<Vec<u8>> {
+        let mut v = serde_json::to_vec_pretty(self)
+            .map_err(|e| NetError::State(format!("cannot encode a lease: {e}")))?;
+        v.push(b'\n');
+        Ok(v)
+    }
+
+    /// The container is gone: another boot, or the pid no longer runs the
+    /// process that was attached. `start_time(pid)` is the current start time
+    /// of `pid`, `None` if none runs.
+    pub fn is_stale(&self, boot_id: &str, start_time: impl Fn(i32) -> Option<u64>) -> bool {
+        self.boot_id != boot_id || start_time(self.pid) != Some(self.pid_start_time)
+    }
+
+    /// The record holds this container id, this network namespace or this
+    /// host interface name.
+    pub fn conflicts(&self, container: &str, netns: NsId, host_interface: &str) -> bool {
+        self.container == container || self.netns == netns || self.host_interface == host_interface
+    }
+
+    pub fn is(&self, container: &str, uid: u32) -> bool {
+        self.container == container && self.uid == uid
+    }
+}
+
+/// A set of records: a snapshot of the store, and the format of the single
+/// `leases.json` of earlier versions (migrated by `lease_store`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Leases {
     pub leases: Vec<Lease>,
 }
 
-/// Leases are small; anything bigger than this is not ours.
-pub const MAX_FILE_LEN: u64 = 16 << 20;
+/// One lease record is a few hundred bytes; anything bigger is not ours.
+pub const MAX_LEASE_LEN: u64 = 4096;
+/// The legacy `leases.json`.
+pub const MAX_LEGACY_LEN: u64 = 16 << 20;
 
 impl Leases {
-    pub fn parse(text: &str) -> Result<Leases> {
-        serde_json::from_str(text).map_err(|e| NetError::State(format!("leases.json: {e}")))
+    pub fn parse(text: &[u8]) -> Result<Leases> {
+        serde_json::from_slice(text).map_err(|e| NetError::State(format!("leases.json: {e}")))
     }
 
+    #[cfg(test)]
     pub fn to_json(&self) -> Result<Vec<u8>> {
-        let mut v = serde_json::to_vec_pretty(self)
-            .map_err(|e| NetError::State(format!("cannot encode leases: {e}")))?;
-        v.push(b'\n');
-        Ok(v)
+        serde_json::to_vec_pretty(self)
+            .map_err(|e| NetError::State(format!("cannot encode leases: {e}")))
     }
 
-    /// Remove and return the records whose container is gone: another boot,
-    /// or the pid no longer runs the process that was attached.
-    /// `start_time(pid)` is the current start time of `pid`, `None` if none runs.
+    /// Split off the stale records (see [`Lease::is_stale`]).
     pub fn take_stale(
         &mut self,
         boot_id: &str,
@@ -63,34 +94,31 @@ impl Leases {
     ) -> Vec<Lease> {
         let (stale, live): (Vec<_>, Vec<_>) = std::mem::take(&mut self.leases)
             .into_iter()
-            .partition(|l| l.boot_id != boot_id || start_time(l.pid) != Some(l.pid_start_time));
+            .partition(|l| l.is_stale(boot_id, &start_time));
         self.leases = live;
         stale
     }
 
-    /// A live record already holds this container id, this network namespace
-    /// or this host interface name.
+    /// A record already holds this container id, this network namespace or
+    /// this host interface name.
     pub fn conflicts(&self, container: &str, netns: NsId, host_interface: &str) -> bool {
-        self.leases.iter().any(|l| {
-            l.container == container || l.netns == netns || l.host_interface == host_interface
-        })
+        self.leases
+            .iter()
+            .any(|l| l.conflicts(container, netns, host_interface))
     }
 
     pub fn used_addresses(&self) -> HashSet<Ipv4Addr> {
         self.leases.iter().map(|l| l.address).collect()
     }
 
-    /// Position of the caller's own lease for `container`.
-    pub fn position_of(&self, container: &str, uid: u32) -> Option<usize> {
-        self.leases
-            .iter()
-            .position(|l| l.container == container && l.uid == uid)
+    /// How many records `uid` holds.
+    pub fn count_of(&self, uid: u32) -> usize {
+        self.leases.iter().filter(|l| l.uid == uid).count()
     }
 
-    /// Remove the record of `container` owned by `uid`.
-    pub fn remove(&mut self, container: &str, uid: u32) -> Option<Lease> {
-        self.position_of(container, uid)
-            .map(|i| self.leases.remove(i))
+    /// The caller's own record for `container`.
+    pub fn find(&self, container: &str, uid: u32) -> Option<&Lease> {
+        self.leases.iter().find(|l| l.is(container, uid))
     }
 }
 
@@ -123,18 +151,17 @@ mod tests {
 
     #[test]
     fn round_trip_and_strict_parse() {
+        let one = lease(2, "a", 10, 100);
+        assert_eq!(Lease::parse(&one.to_json().unwrap()).unwrap(), one);
+        assert!(Lease::parse(b"{}").is_err());
         let l = Leases {
             leases: vec![lease(2, "a", 10, 100), lease(3, "b", 11, 110)],
         };
-        let bytes = l.to_json().unwrap();
+        assert_eq!(Leases::parse(&l.to_json().unwrap()).unwrap(), l);
+        assert!(Leases::parse(b"{\"leases\": [], \"extra\": 1}").is_err());
+        assert!(Leases::parse(b"not json").is_err());
         assert_eq!(
-            Leases::parse(std::str::from_utf8(&bytes).unwrap()).unwrap(),
-            l
-        );
-        assert!(Leases::parse("{\"leases\": [], \"extra\": 1}").is_err());
-        assert!(Leases::parse("not json").is_err());
-        assert_eq!(
-            Leases::parse("{\"leases\": []}").unwrap(),
+            Leases::parse(b"{\"leases\": []}").unwrap(),
             Leases::default()
         );
     }
@@ -182,13 +209,24 @@ mod tests {
     }
 
     #[test]
-    fn remove_only_the_callers_lease() {
-        let mut l = Leases {
-            leases: vec![lease(2, "a", 10, 100)],
+    fn count_and_find_only_the_callers_leases() {
+        let l = Leases {
+            leases: vec![
+                lease(2, "a", 10, 100),
+                lease(3, "b", 11, 100),
+                Lease {
+                    uid: 4242,
+                    ..lease(4, "c", 12, 100)
+                },
+            ],
         };
-        assert!(l.remove("a", 4242).is_none());
-        assert_eq!(l.leases.len(), 1);
-        assert_eq!(l.remove("a", 1001).unwrap().container, "a");
-        assert!(l.leases.is_empty());
+        assert_eq!(l.count_of(1001), 2);
+        assert_eq!(l.count_of(4242), 1);
+        assert_eq!(l.count_of(7), 0);
+        assert!(l.find("a", 4242).is_none());
+        assert_eq!(
+            l.find("a", 1001).unwrap().address,
+            Ipv4Addr::new(10, 88, 0, 2)
+        );
     }
 }

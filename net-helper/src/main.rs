@@ -1,13 +1,16 @@
 //! `tupper-net`: the network helper. Spawned by `tupper-supervisor` with its
 //! control channel on fd 3; answers `Attach` and `Release` requests.
 //!
-//! Installed with `setcap cap_net_admin,cap_sys_admin,cap_dac_override,cap_chown=p`.
+//! Installed with `setcap cap_net_admin,cap_sys_admin,cap_sys_chroot,cap_dac_override,cap_chown=p`.
 
+mod allocation;
 mod attach;
+mod container_root;
 mod container_side;
 mod error;
 mod host_side;
 mod ipam;
+mod lease_store;
 mod leases;
 mod names;
 mod netlink;

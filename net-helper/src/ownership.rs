@@ -14,6 +14,7 @@ use proto::process::start_time as process_start_time;
 use crate::leases::NsId;
 
 /// `_IO(PIDFS_IOCTL_MAGIC = 0xFF, n)` from `linux/pidfd.h`.
+const PIDFD_GET_MNT_NAMESPACE: libc::c_ulong = 0xFF03;
 const PIDFD_GET_NET_NAMESPACE: libc::c_ulong = 0xFF04;
 const PIDFD_GET_USER_NAMESPACE: libc::c_ulong = 0xFF09;
 /// `_IO(NSIO = 0xb7, n)` from `linux/nsfs.h`.
@@ -28,6 +29,9 @@ pub struct Container {
     pub pidfd: OwnedFd,
     pub netns: OwnedFd,
     pub netns_id: NsId,
+    /// Its mount namespace, created with the network namespace (same owner);
+    /// `container_root` checks what it is rooted in.
+    pub mntns: OwnedFd,
     pub start_time: u64,
 }
 
@@ -123,8 +127,8 @@ fn owning_userns(ns: &OwnedFd) -> Option<OwnedFd> {
 
 /// Check that `pid` is a container of `uid` that may be attached: the
 /// process runs in a user namespace that is not ours and is owned by `uid`
-/// (root only: or in ours), and in a network namespace that is not ours and
-/// is owned by that user namespace.
+/// (root only: or in ours), and in network and mount namespaces that are
+/// not ours and are owned by that user namespace.
 pub fn verify(pid: i32, uid: u32) -> Result<Container> {
     let my_user = own_ns("user")?;
     let my_net = own_ns("net")?;
@@ -147,6 +151,7 @@ fn check(pid: i32, uid: u32, my_user: NsId, my_net: NsId) -> Option<Container> {
     let pidfd = pidfd_open(pid)?;
     let userns = target_ns(&pidfd, pid, PIDFD_GET_USER_NAMESPACE, "user")?;
     let netns = target_ns(&pidfd, pid, PIDFD_GET_NET_NAMESPACE, "net")?;
+    let mntns = target_ns(&pidfd, pid, PIDFD_GET_MNT_NAMESPACE, "mnt")?;
     let user_id = ns_id_of(&userns)?;
     let netns_id = ns_id_of(&netns)?;
     // Root may run containers without a user namespace (it holds every
@@ -158,7 +163,10 @@ fn check(pid: i32, uid: u32, my_user: NsId, my_net: NsId) -> Option<Container> {
     if !root_without_userns && owner_uid(&userns)? != uid {
         return None;
     }
-    if ns_id_of(&owning_userns(&netns)?)? != user_id {
+    if ns_id_of(&owning_userns(&netns)?)? != user_id
+        || ns_id_of(&owning_userns(&mntns)?)? != user_id
+        || ns_id_of(&mntns)? == own_ns("mnt").ok()?
+    {
         return None;
     }
     // Start time of the process the pidfd holds: read it, then make sure the
@@ -172,6 +180,7 @@ fn check(pid: i32, uid: u32, my_user: NsId, my_net: NsId) -> Option<Container> {
         pidfd,
         netns,
         netns_id,
+        mntns,
         start_time,
     })
 }

@@ -10,18 +10,21 @@ use crate::error::{NetError, Result};
 
 /// Everything the helper may ever use:
 /// - `CAP_NET_ADMIN`: links, addresses and routes on the host and in the container netns;
-/// - `CAP_SYS_ADMIN`: `setns` into the container's network namespace;
-/// - `CAP_DAC_OVERRIDE`: the root-owned, mode 0700 lease directory;
+/// - `CAP_SYS_ADMIN`: `setns` into the container's network and mount namespaces;
+/// - `CAP_SYS_CHROOT`: `setns` into the container's mount namespace (to see its root);
+/// - `CAP_DAC_OVERRIDE`: the root-owned, mode 0700 lease directory, and the
+///   caller's container root in the `0700 root` store;
 /// - `CAP_CHOWN`: make each new state file and directory owned by root.
-pub const NEEDED: [Capability; 4] = [
+pub const NEEDED: [Capability; 5] = [
     Capability::CAP_NET_ADMIN,
     Capability::CAP_SYS_ADMIN,
+    Capability::CAP_SYS_CHROOT,
     Capability::CAP_DAC_OVERRIDE,
     Capability::CAP_CHOWN,
 ];
 
 /// The `setcap` string the binary is installed with.
-pub const SETCAP: &str = "cap_net_admin,cap_sys_admin,cap_dac_override,cap_chown";
+pub const SETCAP: &str = "cap_net_admin,cap_sys_admin,cap_sys_chroot,cap_dac_override,cap_chown";
 
 fn caps_err(what: &str, e: caps::errors::CapsError) -> NetError {
     NetError::sys(what, std::io::Error::other(e.to_string()))

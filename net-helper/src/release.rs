@@ -5,24 +5,37 @@ use proto::helper::Caller;
 use proto::NetReply;
 
 use crate::error::{NetError, Result};
+use crate::lease_store::{LeaseStore, BUSY_WAIT};
 use crate::netlink::{delete_if_exists, session};
 use crate::settings::Settings;
-use crate::state_dir::StateDir;
 
 pub fn release(settings: &Settings, caller: Caller, container: &str) -> Result<NetReply> {
     proto::validate::container_id(container)?;
-    let state = StateDir::open(&settings.state_dir)?;
-    let lock = state.lock()?;
-    let mut leases = state.load(&lock)?;
-    let Some(i) = leases.position_of(container, caller.uid) else {
-        return Err(NetError::NoLease {
-            container: container.to_string(),
-        });
+    let no_lease = || NetError::NoLease {
+        container: container.to_string(),
     };
+    let store = LeaseStore::open(&settings.state_dir)?;
+    let address = store
+        .snapshot()?
+        .find(container, caller.uid)
+        .map(|l| l.address)
+        .ok_or_else(no_lease)?;
+    // A helper holding this address (perhaps stopped by its caller) makes us
+    // wait a bounded time only; the supervisor retries later (`gc`).
+    let held = store
+        .hold_within(address, BUSY_WAIT)?
+        .ok_or_else(|| NetError::Busy {
+            what: format!("the lease of container {container}"),
+            waited: BUSY_WAIT,
+        })?;
+    // Decide again under the lock: the record may have been reclaimed since.
+    let lease = store
+        .read(&held)?
+        .filter(|l| l.is(container, caller.uid))
+        .ok_or_else(no_lease)?;
     // Normally gone with the container's netns; a container still running keeps it until now.
-    let host_if = leases.leases[i].host_interface.clone();
+    let host_if = lease.host_interface;
     session(|h| async move { delete_if_exists(&h, &host_if).await })?;
-    leases.leases.remove(i);
-    state.save(&lock, &leases)?;
+    store.remove(&held)?;
     Ok(NetReply::Released)
 }

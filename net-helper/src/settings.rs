@@ -12,6 +12,8 @@ pub struct Settings {
     pub bridge: String,
     pub subnet: Subnet,
     pub state_dir: PathBuf,
+    /// The store, where container roots are (`containers/<uid>/<id>`).
+    pub store: PathBuf,
 }
 
 impl Settings {
@@ -22,6 +24,7 @@ impl Settings {
             subnet: Subnet::from_config(&cfg.network)?,
             bridge: cfg.network.bridge,
             state_dir: cfg.runtime.state_dir,
+            store: cfg.store.path,
         })
     }
 }

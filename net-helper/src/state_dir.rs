@@ -1,22 +1,24 @@
-//! The root-owned state directory: the lock, and atomic reads and writes of
-//! `leases.json`. Every new directory and file is made owned by root with
-//! mode 0700/0600, so users can neither read nor forge leases.
+//! Root-owned state directories and the few operations the lease store needs
+//! on them: bounded reads, atomic replacement (temporary file, fsync, rename,
+//! fsync of the directory), removal, listing, and `flock` locks that never
+//! wait unboundedly. Every new directory and file is made owned by root with
+//! mode 0700/0600, so users can neither read nor forge leases; nothing is
+//! opened through a symbolic link.
 
-use std::ffi::CString;
+use std::ffi::{CStr, CString};
 use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 use caps::Capability::{CAP_CHOWN, CAP_DAC_OVERRIDE};
 
 use crate::error::{NetError, Result};
-use crate::leases::{Leases, MAX_FILE_LEN};
 use crate::privilege::with_caps;
 
-const LOCK_FILE: &str = "net.lock";
-const LEASE_FILE: &str = "leases.json";
-const LEASE_TEMP: &str = "leases.json.tmp";
+/// How often a bounded wait for a lock tries again.
+const LOCK_POLL: Duration = Duration::from_millis(20);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Mode {
@@ -27,13 +29,15 @@ enum Mode {
     Unprivileged,
 }
 
+/// An open state directory (the configured one, or one below it).
 #[derive(Debug)]
 pub struct StateDir {
     dir: OwnedFd,
     mode: Mode,
 }
 
-/// Held while the lease file is read, decided on and written.
+/// An exclusive `flock` on a lock file; released when dropped (or when the
+/// holder dies, whatever way).
 #[derive(Debug)]
 pub struct Lock {
     _fd: OwnedFd,
@@ -56,6 +60,31 @@ fn fstat(fd: &OwnedFd) -> Result<libc::stat> {
     Ok(st)
 }
 
+/// `mkdirat` (0700) then open the directory without following a symlink;
+/// returns whether we created it.
+fn make_and_open_dir(at: libc::c_int, name: &CStr, what: &str) -> Result<(OwnedFd, bool)> {
+    // SAFETY: plain syscalls on a NUL-terminated name; results checked.
+    let created = if unsafe { libc::mkdirat(at, name.as_ptr(), 0o700) } == 0 {
+        true
+    } else if errno() == libc::EEXIST {
+        false
+    } else {
+        return Err(NetError::last_os(format!("create {what}")));
+    };
+    let fd = unsafe {
+        libc::openat(
+            at,
+            name.as_ptr(),
+            libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC,
+        )
+    };
+    if fd < 0 {
+        return Err(NetError::last_os(format!("open {what}")));
+    }
+    // SAFETY: fd was just returned by openat and is owned by nobody else.
+    Ok((unsafe { OwnedFd::from_raw_fd(fd) }, created))
+}
+
 impl StateDir {
     /// Open (creating if needed) the configured state directory.
     pub fn open(path: &Path) -> Result<StateDir> {
@@ -63,33 +92,30 @@ impl StateDir {
     }
 
     #[cfg(test)]
-    fn open_unprivileged(path: &Path) -> Result<StateDir> {
+    pub fn open_unprivileged(path: &Path) -> Result<StateDir> {
         Self::open_as(path, Mode::Unprivileged)
     }
 
     fn open_as(path: &Path, mode: Mode) -> Result<StateDir> {
         let cpath = CString::new(path.as_os_str().as_bytes())
             .map_err(|_| NetError::Config("runtime.state_dir holds a NUL byte".into()))?;
+        Self::finish_open(mode, || {
+            make_and_open_dir(libc::AT_FDCWD, &cpath, "the state directory")
+        })
+    }
+
+    /// Open (creating if needed) the directory `name` below this one.
+    pub fn subdir(&self, name: &str) -> Result<StateDir> {
+        let cname = c(name)?;
+        let at = self.dir.as_raw_fd();
+        Self::finish_open(self.mode, || {
+            make_and_open_dir(at, &cname, &format!("the state directory {name}"))
+        })
+    }
+
+    fn finish_open(mode: Mode, open: impl FnOnce() -> Result<(OwnedFd, bool)>) -> Result<StateDir> {
         let sd = StateDir::privileged(mode, || {
-            // SAFETY: plain syscalls on a NUL-terminated path; results checked.
-            let created = if unsafe { libc::mkdir(cpath.as_ptr(), 0o700) } == 0 {
-                true
-            } else if errno() == libc::EEXIST {
-                false
-            } else {
-                return Err(NetError::last_os("create the state directory"));
-            };
-            let fd = unsafe {
-                libc::open(
-                    cpath.as_ptr(),
-                    libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC,
-                )
-            };
-            if fd < 0 {
-                return Err(NetError::last_os("open the state directory"));
-            }
-            // SAFETY: fd was just returned by open and is owned by nobody else.
-            let dir = unsafe { OwnedFd::from_raw_fd(fd) };
+            let (dir, created) = open()?;
             let sd = StateDir { dir, mode };
             if created {
                 sd.make_root_owned(&sd.dir, 0o700)?;
@@ -174,120 +200,235 @@ impl StateDir {
         })
     }
 
-    /// Take the exclusive lock that serialises every lease change on this host.
-    pub fn lock(&self) -> Result<Lock> {
+    /// The lock file `name` (created if needed), locked exclusively if no one
+    /// else holds it; `None` if someone does. Never waits.
+    pub fn try_lock(&self, name: &str) -> Result<Option<Lock>> {
         let fd = self
-            .open_file(LOCK_FILE, libc::O_RDWR, true)?
-            .ok_or_else(|| NetError::State("lock file vanished".into()))?;
+            .open_file(name, libc::O_RDWR, true)?
+            .ok_or_else(|| NetError::State(format!("lock file {name} vanished")))?;
         loop {
             // SAFETY: flock on a descriptor we own.
-            if unsafe { libc::flock(fd.as_raw_fd(), libc::LOCK_EX) } == 0 {
-                return Ok(Lock { _fd: fd });
+            if unsafe { libc::flock(fd.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+                return Ok(Some(Lock { _fd: fd }));
             }
-            if errno() != libc::EINTR {
-                return Err(NetError::last_os("lock the lease file"));
+            match errno() {
+                libc::EINTR => continue,
+                libc::EWOULDBLOCK => return Ok(None),
+                _ => return Err(NetError::last_os(format!("lock {name}"))),
             }
         }
     }
 
-    /// Read the leases; a missing file is no leases. Call with the lock held.
-    pub fn load(&self, _lock: &Lock) -> Result<Leases> {
-        let Some(fd) = self.open_file(LEASE_FILE, libc::O_RDONLY, false)? else {
-            return Ok(Leases::default());
+    /// Like [`try_lock`](Self::try_lock), trying again until `wait` has passed:
+    /// a holder that is stopped (or slow) costs us at most `wait`.
+    pub fn lock_within(&self, name: &str, wait: Duration) -> Result<Option<Lock>> {
+        let deadline = Instant::now() + wait;
+        loop {
+            if let Some(lock) = self.try_lock(name)? {
+                return Ok(Some(lock));
+            }
+            if Instant::now() >= deadline {
+                return Ok(None);
+            }
+            std::thread::sleep(LOCK_POLL);
+        }
+    }
+
+    /// The contents of `name`, `None` if it does not exist; longer than `max`
+    /// bytes is an error (nothing we write is).
+    pub fn read(&self, name: &str, max: u64) -> Result<Option<Vec<u8>>> {
+        let Some(fd) = self.open_file(name, libc::O_RDONLY, false)? else {
+            return Ok(None);
         };
-        let mut text = String::new();
+        let mut bytes = Vec::new();
         std::fs::File::from(fd)
-            .take(MAX_FILE_LEN + 1)
-            .read_to_string(&mut text)
-            .map_err(|e| NetError::sys("read leases", e))?;
-        if text.len() as u64 > MAX_FILE_LEN {
-            return Err(NetError::State("leases.json is too large".into()));
+            .take(max + 1)
+            .read_to_end(&mut bytes)
+            .map_err(|e| NetError::sys(format!("read {name}"), e))?;
+        if bytes.len() as u64 > max {
+            return Err(NetError::State(format!("{name} is too large")));
         }
-        Leases::parse(&text)
+        Ok(Some(bytes))
     }
 
-    /// Replace the lease file atomically: write a temporary file, fsync it,
-    /// rename it over the old one, fsync the directory. Call with the lock held.
-    pub fn save(&self, _lock: &Lock, leases: &Leases) -> Result<()> {
-        let bytes = leases.to_json()?;
-        let temp = c(LEASE_TEMP)?;
-        let target = c(LEASE_FILE)?;
+    /// Replace `name` atomically with `bytes`: write `name.tmp`, fsync it,
+    /// rename it over `name`, fsync the directory. The caller holds the lock
+    /// that makes it the only writer of `name` (and so of `name.tmp`).
+    pub fn write_atomic(&self, name: &str, bytes: &[u8]) -> Result<()> {
+        let temp_name = format!("{name}.tmp");
+        // A temporary file left by a crash is ours to replace.
+        self.unlink(&temp_name)?;
+        let fd = self
+            .open_file(&temp_name, libc::O_WRONLY, true)?
+            .ok_or_else(|| NetError::State(format!("{temp_name} vanished")))?;
+        let mut file = std::fs::File::from(fd);
+        file.write_all(bytes)
+            .and_then(|_| file.sync_all())
+            .map_err(|e| NetError::sys(format!("write {name}"), e))?;
+        drop(file);
+        let temp = c(&temp_name)?;
+        let target = c(name)?;
         let dir = self.dir.as_raw_fd();
-        // A temporary file left by a crash is ours to replace (we hold the lock).
         StateDir::privileged(self.mode, || {
-            // SAFETY: unlinkat on our directory descriptor.
-            if unsafe { libc::unlinkat(dir, temp.as_ptr(), 0) } != 0 && errno() != libc::ENOENT {
-                return Err(NetError::last_os("remove a stale temporary lease file"));
+            // SAFETY: renameat within our directory.
+            if unsafe { libc::renameat(dir, temp.as_ptr(), dir, target.as_ptr()) } != 0 {
+                return Err(NetError::last_os(format!("replace {name}")));
             }
             Ok(())
         })?;
-        let fd = self
-            .open_file(LEASE_TEMP, libc::O_WRONLY, true)?
-            .ok_or_else(|| NetError::State("temporary lease file vanished".into()))?;
-        let mut file = std::fs::File::from(fd);
-        file.write_all(&bytes)
-            .and_then(|_| file.sync_all())
-            .map_err(|e| NetError::sys("write leases", e))?;
-        drop(file);
+        self.sync()
+    }
+
+    /// Remove `name` (a missing one is fine) and make the removal durable.
+    pub fn remove(&self, name: &str) -> Result<()> {
+        self.unlink(name)?;
+        self.sync()
+    }
+
+    fn unlink(&self, name: &str) -> Result<()> {
+        let cname = c(name)?;
+        let dir = self.dir.as_raw_fd();
         StateDir::privileged(self.mode, || {
-            // SAFETY: renameat within our directory; fsync on our directory fd.
-            if unsafe { libc::renameat(dir, temp.as_ptr(), dir, target.as_ptr()) } != 0 {
-                return Err(NetError::last_os("replace leases"));
-            }
-            if unsafe { libc::fsync(dir) } != 0 {
-                return Err(NetError::last_os("sync the state directory"));
+            // SAFETY: unlinkat on our directory descriptor.
+            if unsafe { libc::unlinkat(dir, cname.as_ptr(), 0) } != 0 && errno() != libc::ENOENT {
+                return Err(NetError::last_os(format!("remove {name}")));
             }
             Ok(())
         })
+    }
+
+    fn sync(&self) -> Result<()> {
+        // SAFETY: fsync on our directory descriptor.
+        if unsafe { libc::fsync(self.dir.as_raw_fd()) } != 0 {
+            return Err(NetError::last_os("sync the state directory"));
+        }
+        Ok(())
+    }
+
+    /// Names of the entries of the directory (without `.` and `..`), at most
+    /// `max` of them: more is an error.
+    pub fn names(&self, max: usize) -> Result<Vec<String>> {
+        // Reopen "." through our descriptor: our own offset, permission
+        // already granted by the open of the directory.
+        let fd = StateDir::privileged(self.mode, || {
+            // SAFETY: openat of "." relative to our directory descriptor.
+            let fd = unsafe {
+                libc::openat(
+                    self.dir.as_raw_fd(),
+                    c".".as_ptr(),
+                    libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
+                )
+            };
+            if fd < 0 {
+                return Err(NetError::last_os("list the state directory"));
+            }
+            Ok(fd)
+        })?;
+        // SAFETY: fdopendir takes ownership of fd; closedir releases both.
+        let dirp = unsafe { libc::fdopendir(fd) };
+        if dirp.is_null() {
+            let e = NetError::last_os("list the state directory");
+            // SAFETY: fdopendir failed, so fd is still ours to close.
+            unsafe { libc::close(fd) };
+            return Err(e);
+        }
+        let mut names = Vec::new();
+        let outcome = loop {
+            // SAFETY: readdir on the stream we opened; errno reset to tell end from error.
+            unsafe { *libc::__errno_location() = 0 };
+            let entry = unsafe { libc::readdir(dirp) };
+            if entry.is_null() {
+                break if errno() == 0 {
+                    Ok(())
+                } else {
+                    Err(NetError::last_os("list the state directory"))
+                };
+            }
+            // SAFETY: d_name is a NUL-terminated array inside the entry.
+            let name = unsafe { CStr::from_ptr((*entry).d_name.as_ptr()) };
+            let name = name.to_string_lossy();
+            if name == "." || name == ".." {
+                continue;
+            }
+            if names.len() >= max {
+                break Err(NetError::State(
+                    "the state directory holds more entries than it ever should".into(),
+                ));
+            }
+            names.push(name.into_owned());
+        };
+        // SAFETY: closing the stream we opened.
+        unsafe { libc::closedir(dirp) };
+        outcome.map(|()| names)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::leases::{Lease, NsId};
-    use std::net::Ipv4Addr;
     use std::os::unix::fs::PermissionsExt;
 
-    fn sample() -> Leases {
-        Leases {
-            leases: vec![Lease {
-                address: Ipv4Addr::new(10, 88, 0, 2),
-                uid: 1001,
-                container: "0123456789abcdef0123456789abcdef".into(),
-                pid: 77,
-                pid_start_time: 5,
-                netns: NsId { dev: 4, ino: 99 },
-                host_interface: "tw0123456789ab".into(),
-                boot_id: "b".into(),
-            }],
-        }
-    }
-
     #[test]
-    fn create_lock_save_load() {
+    fn create_write_read_remove() {
         let tmp = tempfile::tempdir().unwrap();
         let path = tmp.path().join("state");
         let sd = StateDir::open_unprivileged(&path).unwrap();
         let mode = std::fs::metadata(&path).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o700);
-        let lock = sd.lock().unwrap();
-        assert_eq!(sd.load(&lock).unwrap(), Leases::default());
-        sd.save(&lock, &sample()).unwrap();
-        assert_eq!(sd.load(&lock).unwrap(), sample());
-        let fmode = std::fs::metadata(path.join(LEASE_FILE))
+        let sub = sd.subdir("leases").unwrap();
+        let mode = std::fs::metadata(path.join("leases"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o700);
+        assert_eq!(sub.read("a", 100).unwrap(), None);
+        sub.write_atomic("a", b"one").unwrap();
+        assert_eq!(sub.read("a", 100).unwrap().unwrap(), b"one");
+        let fmode = std::fs::metadata(path.join("leases/a"))
             .unwrap()
             .permissions()
             .mode();
         assert_eq!(fmode & 0o777, 0o600);
-        // A leftover temporary file from a crash does not block the next save.
-        std::fs::write(path.join(LEASE_TEMP), b"partial").unwrap();
-        sd.save(&lock, &Leases::default()).unwrap();
-        assert_eq!(sd.load(&lock).unwrap(), Leases::default());
-        assert!(!path.join(LEASE_TEMP).exists());
-        // Reopening an existing directory works.
-        drop(lock);
-        StateDir::open_unprivileged(&path).unwrap();
+        // A leftover temporary file from a crash does not block the next write.
+        std::fs::write(path.join("leases/a.tmp"), b"partial").unwrap();
+        sub.write_atomic("a", b"two").unwrap();
+        assert_eq!(sub.read("a", 100).unwrap().unwrap(), b"two");
+        assert!(!path.join("leases/a.tmp").exists());
+        assert!(sub.read("a", 2).is_err());
+        assert_eq!(sub.names(10).unwrap(), ["a"]);
+        assert!(sub.names(0).is_err());
+        sub.remove("a").unwrap();
+        sub.remove("a").unwrap();
+        assert_eq!(sub.read("a", 100).unwrap(), None);
+        assert!(sub.names(10).unwrap().is_empty());
+        // Reopening existing directories works.
+        StateDir::open_unprivileged(&path)
+            .unwrap()
+            .subdir("leases")
+            .unwrap();
+    }
+
+    #[test]
+    fn locks_are_exclusive_and_waits_are_bounded() {
+        let tmp = tempfile::tempdir().unwrap();
+        let sd = StateDir::open_unprivileged(&tmp.path().join("state")).unwrap();
+        let held = sd.try_lock("x.lock").unwrap().unwrap();
+        // flock locks belong to the open file description: a second open conflicts.
+        assert!(sd.try_lock("x.lock").unwrap().is_none());
+        let start = Instant::now();
+        assert!(sd
+            .lock_within("x.lock", Duration::from_millis(200))
+            .unwrap()
+            .is_none());
+        assert!(start.elapsed() >= Duration::from_millis(200));
+        assert!(start.elapsed() < Duration::from_secs(2));
+        // Another name is independent.
+        assert!(sd.try_lock("y.lock").unwrap().is_some());
+        drop(held);
+        assert!(sd
+            .lock_within("x.lock", Duration::from_millis(200))
+            .unwrap()
+            .is_some());
     }
 
     #[test]
@@ -300,18 +441,25 @@ mod tests {
         let link = tmp.path().join("link");
         std::os::unix::fs::symlink(&path, &link).unwrap();
         assert!(StateDir::open_unprivileged(&link).is_err());
+        // A symlinked or writable subdirectory is refused too.
+        let good = tmp.path().join("good");
+        let sd = StateDir::open_unprivileged(&good).unwrap();
+        std::os::unix::fs::symlink(&path, good.join("leases")).unwrap();
+        assert!(sd.subdir("leases").is_err());
+        std::fs::create_dir(good.join("users")).unwrap();
+        std::fs::set_permissions(good.join("users"), std::fs::Permissions::from_mode(0o777))
+            .unwrap();
+        assert!(sd.subdir("users").is_err());
     }
 
     #[test]
-    fn corrupt_or_symlinked_lease_file_is_an_error() {
+    fn symlinked_files_are_not_followed() {
         let tmp = tempfile::tempdir().unwrap();
         let path = tmp.path().join("state");
         let sd = StateDir::open_unprivileged(&path).unwrap();
-        let lock = sd.lock().unwrap();
-        std::fs::write(path.join(LEASE_FILE), b"{ nope").unwrap();
-        assert!(sd.load(&lock).is_err());
-        std::fs::remove_file(path.join(LEASE_FILE)).unwrap();
-        std::os::unix::fs::symlink("/etc/passwd", path.join(LEASE_FILE)).unwrap();
-        assert!(sd.load(&lock).is_err());
+        std::os::unix::fs::symlink("/etc/passwd", path.join("a")).unwrap();
+        assert!(sd.read("a", 1 << 20).is_err());
+        std::os::unix::fs::symlink("/etc/passwd", path.join("b.lock")).unwrap();
+        assert!(sd.try_lock("b.lock").is_err());
     }
 }

@@ -167,9 +167,32 @@ impl Env {
             .collect()
     }
 
-    /// Text of the lease state, or empty when none.
+    /// Text of the lease state (every record in `leases/<address>`, and a
+    /// legacy `leases.json` if one is left), or empty when none.
     pub fn leases(&self) -> String {
-        std::fs::read_to_string(self.state_dir.join("leases.json")).unwrap_or_default()
+        let mut text =
+            std::fs::read_to_string(self.state_dir.join("leases.json")).unwrap_or_default();
+        for (_, record) in self.lease_records() {
+            text.push_str(&record);
+        }
+        text
+    }
+
+    /// The lease records: (address, JSON text), lowest address first.
+    pub fn lease_records(&self) -> Vec<(std::net::Ipv4Addr, String)> {
+        let mut records: Vec<_> = std::fs::read_dir(self.state_dir.join("leases"))
+            .map(|d| {
+                d.flatten()
+                    .filter_map(|e| e.file_name().to_str()?.parse().ok())
+                    .filter_map(|a: std::net::Ipv4Addr| {
+                        let path = self.state_dir.join("leases").join(a.to_string());
+                        Some((a, std::fs::read_to_string(path).ok()?))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        records.sort();
+        records
     }
 
     /// `image import NAME -` as `user`, feeding `data` on standard input.
