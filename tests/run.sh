@@ -67,8 +67,8 @@ chmod 0644 "$PREFIX/busybox.tar"
 if [ "$QUICK" != 1 ]; then
     step "helper tests: tupper-storage driven directly (root), tupper-ns with its file capabilities (as $HELPER_TEST_USER)"
     # These use the compiled-in default store (/var/lib/tupperware).
-    TUPPER_STORAGE_TESTS=1 cargo test -p tupper-storage --locked --test helper
-    TUPPER_NS_TESTS=1 cargo test -p tupper-ns --locked --test spawn
+    TUPPER_STORAGE_TESTS=1 cargo test -p tupper-storage --locked --test helper -- --ignored
+    TUPPER_NS_TESTS=1 cargo test -p tupper-ns --locked --test spawn -- --ignored
 fi
 
 step "network namespace $NETNS"
@@ -103,6 +103,6 @@ getcap "$PREFIX"/libexec/tupperware/*
 TUPPER_IT=1 TUPPER_PREFIX="$PREFIX" TUPPER_NETNS="$NETNS" TUPPER_USER="$TEST_USER" \
 TUPPER_NORANGE_USER="$NORANGE_USER" TUPPER_STORE="$STORE" TUPPER_STATE_DIR="$STATE" \
 TUPPER_IMAGE_TAR="$PREFIX/busybox.tar" TUPPER_BRIDGE=tupper0 \
-    cargo test -p tupper-integration --locked --tests -- --test-threads=1 ${TUPPER_E2E_FILTER:-}
+    cargo test -p tupper-integration --locked --tests -- --ignored --test-threads=1 ${TUPPER_E2E_FILTER:-}
 
 step "all tests passed"

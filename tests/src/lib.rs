@@ -4,7 +4,8 @@
 //! capabilities, creates an unprivileged user and a network namespace, and
 //! runs these tests as root with `TUPPER_IT=1`. Every product command runs as
 //! the unprivileged user inside that namespace; root only inspects results.
-//! Without `TUPPER_IT=1` (a plain `cargo test`), the tests say so and pass.
+//! Every such test is `#[ignore]`d, so a plain `cargo test` reports it as
+//! ignored; run with `--ignored` but without `TUPPER_IT=1`, it fails.
 
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
@@ -33,14 +34,17 @@ fn var(name: &str) -> String {
 }
 
 impl Env {
-    /// `None` when not run by `tests/run.sh`.
+    /// The environment `tests/run.sh` set up; panics without it (the tests
+    /// that call this are `#[ignore]`d, so this only happens when one is run
+    /// on purpose outside the suite). Always `Some`.
     /// `driver_build` is the cargo-built `tupper-drive` (the build tree may
     /// not be reachable by the test user, so it is copied into the prefix).
     pub fn get(driver_build: &str) -> Option<Env> {
-        if std::env::var("TUPPER_IT").ok().as_deref() != Some("1") {
-            eprintln!("end-to-end tests need root and an installed build: run tests/run.sh");
-            return None;
-        }
+        assert_eq!(
+            std::env::var("TUPPER_IT").ok().as_deref(),
+            Some("1"),
+            "end-to-end tests need root and an installed build: run tests/run.sh"
+        );
         let prefix: PathBuf = var("TUPPER_PREFIX").into();
         let driver = prefix.join("test-bin/tupper-drive");
         let tmp = driver.with_extension(format!("{}", std::process::id()));

@@ -52,6 +52,7 @@ fn nothing_left(e: &Env) {
 }
 
 #[test]
+#[ignore = "privileged end-to-end test: run by tests/run.sh (root, installed helpers)"]
 fn hostname_pid1_and_only_container_processes() {
     let Some(e) = env() else { return };
     let out = e.run_ok(&[
@@ -75,6 +76,7 @@ fn hostname_pid1_and_only_container_processes() {
 }
 
 #[test]
+#[ignore = "privileged end-to-end test: run by tests/run.sh (root, installed helpers)"]
 fn readme_example_runs() {
     let Some(e) = env() else { return };
     let out = e.run_ok(&[
@@ -94,6 +96,7 @@ fn readme_example_runs() {
 }
 
 #[test]
+#[ignore = "privileged end-to-end test: run by tests/run.sh (root, installed helpers)"]
 fn container_writes_stay_in_the_container() {
     let Some(e) = env() else { return };
     e.run_ok(&[
@@ -147,6 +150,7 @@ fn container_writes_stay_in_the_container() {
 }
 
 #[test]
+#[ignore = "privileged end-to-end test: run by tests/run.sh (root, installed helpers)"]
 fn no_host_mounts_are_visible() {
     let Some(e) = env() else { return };
     let out = e.run_ok(&offline(&["cat", "/proc/self/mountinfo"]));
@@ -164,6 +168,7 @@ fn no_host_mounts_are_visible() {
 }
 
 #[test]
+#[ignore = "privileged end-to-end test: run by tests/run.sh (root, installed helpers)"]
 fn container_is_root_in_a_user_namespace_on_the_subordinate_range() {
     let Some(e) = env() else { return };
     let out = e.run_ok(&offline(&["sh", "-c", "id -u; cat /proc/self/uid_map"]));
@@ -177,6 +182,7 @@ fn container_is_root_in_a_user_namespace_on_the_subordinate_range() {
 }
 
 #[test]
+#[ignore = "privileged end-to-end test: run by tests/run.sh (root, installed helpers)"]
 fn bridge_address_and_gateway_answers() {
     let Some(e) = env() else { return };
     let out = e.run_ok(&[
@@ -195,6 +201,7 @@ fn bridge_address_and_gateway_answers() {
 }
 
 #[test]
+#[ignore = "privileged end-to-end test: run by tests/run.sh (root, installed helpers)"]
 fn network_none_has_only_loopback() {
     let Some(e) = env() else { return };
     let out = e.run_ok(&offline(&["ip", "-o", "link"]));
@@ -203,6 +210,7 @@ fn network_none_has_only_loopback() {
 }
 
 #[test]
+#[ignore = "privileged end-to-end test: run by tests/run.sh (root, installed helpers)"]
 fn two_containers_get_different_addresses_and_reach_each_other() {
     let Some(e) = env() else { return };
     let mut a = e.spawn(&[
@@ -235,6 +243,7 @@ fn two_containers_get_different_addresses_and_reach_each_other() {
 }
 
 #[test]
+#[ignore = "privileged end-to-end test: run by tests/run.sh (root, installed helpers)"]
 fn exit_codes_come_back() {
     let Some(e) = env() else { return };
     let code = |args: &[&str]| e.tupper(args).output().unwrap();
@@ -255,6 +264,7 @@ fn exit_codes_come_back() {
 }
 
 #[test]
+#[ignore = "privileged end-to-end test: run by tests/run.sh (root, installed helpers)"]
 fn environment_and_workdir_reach_the_command() {
     let Some(e) = env() else { return };
     let out = e.run_ok(&[
@@ -275,6 +285,7 @@ fn environment_and_workdir_reach_the_command() {
 }
 
 #[test]
+#[ignore = "privileged end-to-end test: run by tests/run.sh (root, installed helpers)"]
 fn stdin_is_passed_with_interactive() {
     let Some(e) = env() else { return };
     use std::io::Write;
@@ -298,6 +309,7 @@ fn stdin_is_passed_with_interactive() {
 }
 
 #[test]
+#[ignore = "privileged end-to-end test: run by tests/run.sh (root, installed helpers)"]
 fn signals_reach_the_container() {
     let Some(e) = env() else { return };
     let mut c = e.spawn(&offline(&[
@@ -316,6 +328,7 @@ fn signals_reach_the_container() {
 }
 
 #[test]
+#[ignore = "privileged end-to-end test: run by tests/run.sh (root, installed helpers)"]
 fn a_killed_supervisor_is_reclaimed_by_the_next_invocation() {
     let Some(e) = env() else { return };
     let mut c = e.spawn(&[
@@ -344,6 +357,7 @@ fn a_killed_supervisor_is_reclaimed_by_the_next_invocation() {
 }
 
 #[test]
+#[ignore = "privileged end-to-end test: run by tests/run.sh (root, installed helpers)"]
 fn bad_names_are_refused_without_side_effects() {
     let Some(e) = env() else { return };
     for args in [
@@ -391,6 +405,7 @@ fn assert_import_refused(e: &Env, name: &str, tar: Vec<u8>, expect: &str) {
 }
 
 #[test]
+#[ignore = "privileged end-to-end test: run by tests/run.sh (root, installed helpers)"]
 fn hostile_tarballs_are_refused_and_leave_nothing() {
     let Some(e) = env() else { return };
     let dotdot = Tarball::new()
@@ -421,6 +436,7 @@ fn hostile_tarballs_are_refused_and_leave_nothing() {
 }
 
 #[test]
+#[ignore = "privileged end-to-end test: run by tests/run.sh (root, installed helpers)"]
 fn absolute_symlinks_in_an_image_stay_inside_it() {
     let Some(e) = env() else { return };
     let tar = Tarball::new()
@@ -451,6 +467,7 @@ fn absolute_symlinks_in_an_image_stay_inside_it() {
 }
 
 #[test]
+#[ignore = "privileged end-to-end test: run by tests/run.sh (root, installed helpers)"]
 fn image_import_list_remove() {
     let Some(e) = env() else { return };
     let tar = std::fs::read(&e.image_tar).unwrap();
@@ -490,6 +507,7 @@ fn image_import_list_remove() {
 }
 
 #[test]
+#[ignore = "privileged end-to-end test: run by tests/run.sh (root, installed helpers)"]
 fn a_user_without_subordinate_ids_is_told_what_to_add() {
     let Some(e) = env() else { return };
     let tar = std::fs::read(&e.image_tar).unwrap();
@@ -508,6 +526,7 @@ fn a_user_without_subordinate_ids_is_told_what_to_add() {
 }
 
 #[test]
+#[ignore = "privileged end-to-end test: run by tests/run.sh (root, installed helpers)"]
 fn net_helper_refuses_foreign_pids() {
     let Some(e) = env() else { return };
     let id = "0123456789abcdef0123456789abcdef";
@@ -557,6 +576,7 @@ fn net_helper_refuses_foreign_pids() {
 }
 
 #[test]
+#[ignore = "privileged end-to-end test: run by tests/run.sh (root, installed helpers)"]
 fn malformed_frames_are_refused_by_every_helper() {
     let Some(e) = env() else { return };
     for helper in ["storage", "ns", "net"] {
@@ -583,6 +603,7 @@ fn malformed_frames_are_refused_by_every_helper() {
 }
 
 #[test]
+#[ignore = "privileged end-to-end test: run by tests/run.sh (root, installed helpers)"]
 fn tty_gives_the_container_a_controlling_terminal() {
     let Some(e) = env() else { return };
     let out = e.run_ok(&[
@@ -609,6 +630,7 @@ fn tty_gives_the_container_a_controlling_terminal() {
 }
 
 #[test]
+#[ignore = "privileged end-to-end test: run by tests/run.sh (root, installed helpers)"]
 fn ps_shows_a_running_container_with_its_address() {
     let Some(e) = env() else { return };
     let mut c = e.spawn(&[
@@ -640,6 +662,7 @@ fn ps_shows_a_running_container_with_its_address() {
 }
 
 #[test]
+#[ignore = "privileged end-to-end test: run by tests/run.sh (root, installed helpers)"]
 fn root_gets_a_container_and_an_address_too() {
     let Some(e) = env() else { return };
     let root = |args: &[&str]| {
@@ -673,6 +696,7 @@ fn root_gets_a_container_and_an_address_too() {
 }
 
 #[test]
+#[ignore = "privileged end-to-end test: run by tests/run.sh (root, installed helpers)"]
 fn gc_removes_roots_whose_records_were_lost() {
     let Some(e) = env() else { return };
     e.run_ok(&[
@@ -701,6 +725,7 @@ fn gc_removes_roots_whose_records_were_lost() {
 }
 
 #[test]
+#[ignore = "privileged end-to-end test: run by tests/run.sh (root, installed helpers)"]
 fn three_interrupts_kill_a_container_that_ignores_them() {
     let Some(e) = env() else { return };
     // A PID 1 that ignores SIGINT. (Not `sh -c "echo ready; sleep 60"`:

@@ -40,6 +40,7 @@ fn limit_row(pid: u32, name: &str) -> (String, String) {
 }
 
 #[test]
+#[ignore = "privileged end-to-end test: run by tests/run.sh (root, installed helpers)"]
 fn helpers_reset_what_a_hostile_caller_hands_them() {
     let Some(e) = env() else { return };
     for helper in HELPERS {
@@ -126,6 +127,7 @@ fn helpers_reset_what_a_hostile_caller_hands_them() {
 }
 
 #[test]
+#[ignore = "privileged end-to-end test: run by tests/run.sh (root, installed helpers)"]
 fn helpers_refuse_hard_limits_too_low_to_finish() {
     let Some(e) = env() else { return };
     let supervisor = e.supervisor();

@@ -141,6 +141,7 @@ fn assert_refused(e: &Env, user: &str, pid: &str, id: &str) {
 }
 
 #[test]
+#[ignore = "privileged end-to-end test: run by tests/run.sh (root, installed helpers)"]
 fn a_bare_user_namespace_without_subordinate_ids_is_refused() {
     let Some(e) = env() else { return };
     // What filled the bridge: no subordinate ids, no store, no container.
@@ -158,6 +159,7 @@ fn a_bare_user_namespace_without_subordinate_ids_is_refused() {
 }
 
 #[test]
+#[ignore = "privileged end-to-end test: run by tests/run.sh (root, installed helpers)"]
 fn a_namespace_that_is_not_a_tupperware_container_is_refused() {
     let Some(e) = env() else { return };
     // A real container root of the caller exists in the store: the id is
@@ -289,6 +291,7 @@ fn start_running<'a>(e: &'a Env, name: &str, network: &str) -> Supervisor<'a> {
 }
 
 #[test]
+#[ignore = "privileged end-to-end test: run by tests/run.sh (root, installed helpers)"]
 fn the_policy_limits_interfaces_per_user() {
     let Some(e) = env() else { return };
     let _policy = PolicyFile::set(
@@ -421,6 +424,7 @@ fn wait_within(mut child: Child, limit: Duration) -> Option<Output> {
 }
 
 #[test]
+#[ignore = "privileged end-to-end test: run by tests/run.sh (root, installed helpers)"]
 fn a_stopped_helper_does_not_hang_another_users_run() {
     let Some(e) = env() else { return };
     assert!(e.lease_records().is_empty(), "{:?}", e.lease_records());
@@ -444,6 +448,7 @@ fn a_stopped_helper_does_not_hang_another_users_run() {
 }
 
 #[test]
+#[ignore = "privileged end-to-end test: run by tests/run.sh (root, installed helpers)"]
 fn a_release_blocked_by_a_stopped_helper_fails_cleanly_in_time() {
     let Some(e) = env() else { return };
     let c = start_running(&e, "held-lease", "bridge");

@@ -9,6 +9,7 @@ fn env() -> Option<Env> {
 }
 
 #[test]
+#[ignore = "privileged end-to-end test: run by tests/run.sh (root, installed helpers)"]
 fn another_user_cannot_squat_the_state_directory() {
     let Some(e) = env() else { return };
     let uid = e.uid(&e.user);

@@ -133,6 +133,7 @@ fn assert_not_created(out: &Output, who: &str) {
 }
 
 #[test]
+#[ignore = "privileged end-to-end test: run by tests/run.sh (root, installed helpers)"]
 fn only_root_creates_the_store_and_users_mount_it_again() {
     let Some(e) = env() else { return };
     let mut scene = Unmounted::new(&e);
@@ -179,6 +180,7 @@ fn only_root_creates_the_store_and_users_mount_it_again() {
 }
 
 #[test]
+#[ignore = "privileged end-to-end test: run by tests/run.sh (root, installed helpers)"]
 fn a_stopped_lock_holder_does_not_hang_other_users() {
     let Some(e) = env() else { return };
     let scene = Unmounted::new(&e);
@@ -308,6 +310,7 @@ fn image_file(e: &Env, image: &str, file: &str) -> PathBuf {
 }
 
 #[test]
+#[ignore = "privileged end-to-end test: run by tests/run.sh (root, installed helpers)"]
 fn a_tiny_sparse_bomb_is_refused_over_the_import_size_limit() {
     let Some(e) = env() else { return };
     let scratch = Scratch::new("bomb");
@@ -335,6 +338,7 @@ fn a_tiny_sparse_bomb_is_refused_over_the_import_size_limit() {
 }
 
 #[test]
+#[ignore = "privileged end-to-end test: run by tests/run.sh (root, installed helpers)"]
 fn zeros_are_imported_as_holes() {
     let Some(e) = env() else { return };
     let scratch = Scratch::new("holes");
@@ -429,6 +433,7 @@ fn assert_no_subvolume_of(e: &Env, root: &Path) {
 }
 
 #[test]
+#[ignore = "privileged end-to-end test: run by tests/run.sh (root, installed helpers)"]
 fn nested_subvolumes_do_not_make_a_container_undeletable() {
     let Some(e) = env() else { return };
     assert!(e.container_roots(&e.user).is_empty());
