@@ -39,6 +39,10 @@ pub fn attach(settings: &Settings, caller: Caller, pid: i32, container: &str) ->
                 if let Err(e) = delete_if_exists(&h, &s.host_interface).await {
                     eprintln!("tupper-net: reclaiming a stale lease: {e}");
                 }
+                // Layer-2 isolation hook: the stale port's filter goes too.
+                if let Err(e) = crate::filter::remove_port(&s.host_interface) {
+                    eprintln!("tupper-net: reclaiming a stale lease: {e}");
+                }
             }
             Ok(())
         });
@@ -113,8 +117,11 @@ fn plumb(
     created: &mut bool,
 ) -> Result<()> {
     let netns = target.netns.as_fd();
+    // Layer-2 isolation hook: the port's filter exists before the port does.
+    crate::filter::install_port(host_if, address)?;
+    let mac = crate::filter::container_mac(address);
     session(|h| async move {
-        match create_veth(&h, host_if, peer, netns, bridge).await {
+        match create_veth(&h, host_if, peer, mac, netns, bridge).await {
             Ok(_) => {
                 *created = true;
                 Ok(())
@@ -158,6 +165,10 @@ fn rollback(
         if let Err(e) = session(|h| async move { delete_if_exists(&h, host_if).await }) {
             eprintln!("tupper-net: rollback: {e}");
         }
+    }
+    // Layer-2 isolation hook (an already missing filter is fine).
+    if let Err(e) = crate::filter::remove_port(host_if) {
+        eprintln!("tupper-net: rollback: {e}");
     }
     leases.remove(container, uid);
     if let Err(e) = state.save(lock, leases) {

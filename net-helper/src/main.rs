@@ -6,6 +6,7 @@
 mod attach;
 mod container_side;
 mod error;
+mod filter;
 mod host_side;
 mod ipam;
 mod leases;
@@ -16,6 +17,7 @@ mod privilege;
 mod release;
 mod settings;
 mod state_dir;
+mod sysctl;
 
 use std::process::ExitCode;
 

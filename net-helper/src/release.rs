@@ -22,6 +22,8 @@ pub fn release(settings: &Settings, caller: Caller, container: &str) -> Result<N
     // Normally gone with the container's netns; a container still running keeps it until now.
     let host_if = leases.leases[i].host_interface.clone();
     session(|h| async move { delete_if_exists(&h, &host_if).await })?;
+    // Layer-2 isolation hook: the port's filter goes with the port.
+    crate::filter::remove_port(&leases.leases[i].host_interface)?;
     leases.leases.remove(i);
     state.save(&lock, &leases)?;
     Ok(NetReply::Released)
