@@ -25,9 +25,9 @@ fn text(out: &Output) -> String {
 }
 
 /// A running container of `user`, sleeping with a marker we can find it by.
+/// Removed when dropped, also when a test fails half-way.
 struct Container {
-    user: String,
-    name: String,
+    rm: Command,
     child: Child,
     pid: i32,
     address: String,
@@ -72,9 +72,10 @@ fn start(e: &Env, user: &str, name: &str, marker: &str) -> Container {
         assert!(Instant::now() < deadline, "container {name} not found");
         std::thread::sleep(Duration::from_millis(50));
     };
+    let mut rm = e.as_user(user, &e.supervisor().to_string_lossy());
+    rm.args(["rm", "-f", name]);
     Container {
-        user: user.to_string(),
-        name: name.to_string(),
+        rm,
         child,
         pid,
         address,
@@ -82,10 +83,15 @@ fn start(e: &Env, user: &str, name: &str, marker: &str) -> Container {
     }
 }
 
-fn stop(e: &Env, mut c: Container) {
-    let mut rm = e.as_user(&c.user, &e.supervisor().to_string_lossy());
-    let _ = rm.args(["rm", "-f", &c.name]).output();
-    let _ = c.child.wait();
+impl Drop for Container {
+    fn drop(&mut self) {
+        let _ = self.rm.output();
+        let _ = self.child.wait();
+    }
+}
+
+fn stop(_e: &Env, c: Container) {
+    drop(c);
 }
 
 /// `tupper-l2 ARGS` as root (the built binary; root reads the build tree).
@@ -164,7 +170,7 @@ fn fdb_port(e: &Env, mac: &str) -> Option<String> {
 }
 
 #[test]
-fn forged_arp_cannot_take_over_a_neighbour_or_the_gateway() {
+fn l2_forged_arp_cannot_take_over_a_neighbour_or_the_gateway() {
     let Some(e) = env() else { return };
     let victim = start(&e, &e.user, "hb-victim", "3011");
     let attacker = start(&e, &e.second_user, "hb-attacker", "3012");
@@ -176,24 +182,6 @@ fn forged_arp_cannot_take_over_a_neighbour_or_the_gateway() {
     let gw = in_container(victim.pid, &["ping", "-c1", "-W2", GATEWAY]);
     assert!(gw.status.success(), "{}", text(&gw));
     let bridge = bridge_mac(&e);
-    // The port chains are in place.
-    let table = nft_table(&e);
-    let ports = e.veths();
-    assert_eq!(ports.len(), 2, "{ports:?}");
-    for p in &ports {
-        assert!(
-            table.contains(&format!("chain port-{p} {{")),
-            "{p}: {table}"
-        );
-    }
-    assert!(
-        table.contains(&format!("ether saddr != {} drop", victim.mac)),
-        "{table}"
-    );
-    assert!(
-        table.contains(&format!("arp saddr ip != {} drop", attacker.address)),
-        "{table}"
-    );
     // Past the neighbour lock time, so that an unfiltered claim would win.
     std::thread::sleep(Duration::from_millis(1500));
     for claimed in [victim.address.as_str(), GATEWAY] {
@@ -235,6 +223,24 @@ fn forged_arp_cannot_take_over_a_neighbour_or_the_gateway() {
     // The attacker's own, honest traffic still flows.
     let own = in_container(attacker.pid, &["ping", "-c1", "-W2", GATEWAY]);
     assert!(own.status.success(), "{}", text(&own));
+    // The port chains are in place.
+    let table = nft_table(&e);
+    let ports = e.veths();
+    assert_eq!(ports.len(), 2, "{ports:?}");
+    for p in &ports {
+        assert!(
+            table.contains(&format!("chain port-{p} {{")),
+            "{p}: {table}"
+        );
+    }
+    assert!(
+        table.contains(&format!("ether saddr != {} drop", victim.mac)),
+        "{table}"
+    );
+    assert!(
+        table.contains(&format!("arp saddr ip != {} drop", attacker.address)),
+        "{table}"
+    );
     stop(&e, attacker);
     stop(&e, victim);
     let table = nft_table(&e);
@@ -243,7 +249,7 @@ fn forged_arp_cannot_take_over_a_neighbour_or_the_gateway() {
 }
 
 #[test]
-fn a_spoofed_source_mac_cannot_steal_a_neighbours_traffic() {
+fn l2_a_spoofed_source_mac_cannot_steal_a_neighbours_traffic() {
     let Some(e) = env() else { return };
     let victim = start(&e, &e.user, "hb-victim2", "3021");
     let attacker = start(&e, &e.second_user, "hb-attacker2", "3022");
@@ -283,7 +289,7 @@ fn sysctl(e: &Env, interface: &str, key: &str) -> String {
 }
 
 #[test]
-fn router_advertisements_from_a_container_never_reach_the_host() {
+fn l2_router_advertisements_from_a_container_never_reach_the_host() {
     let Some(e) = env() else { return };
     let attacker = start(&e, &e.second_user, "hb-router", "3031");
     let port = e.veths().pop().expect("the attacker's port");
