@@ -22,6 +22,8 @@ NETNS=${TUPPER_TEST_NETNS:-tupper-test}
 # TUPPER_E2E_FILTER narrows the end-to-end tests by name.
 TEST_USER=${TUPPER_TEST_USER:-tuppertest}
 NORANGE_USER=${TUPPER_TEST_NORANGE_USER:-tuppernorange}
+# A second user with subordinate ids: the other party of the hostile network tests.
+SECOND_USER=${TUPPER_TEST_SECOND_USER:-${TEST_USER}b}
 HELPER_TEST_USER=${TUPPER_TEST_HELPER_USER:-tupdev}   # the helpers' own privileged tests run as this user
 
 step() { printf '\n== %s\n' "$*"; }
@@ -48,6 +50,7 @@ fi
 step "test users"
 id "$TEST_USER" >/dev/null 2>&1 || useradd -m -s /bin/bash "$TEST_USER"
 id "$HELPER_TEST_USER" >/dev/null 2>&1 || useradd -m -s /bin/bash "$HELPER_TEST_USER"
+id "$SECOND_USER" >/dev/null 2>&1 || useradd -m -s /bin/bash "$SECOND_USER"
 id "$NORANGE_USER" >/dev/null 2>&1 || useradd -M -s /usr/sbin/nologin "$NORANGE_USER"
 # The second user must have no subordinate ids at all.
 sed -i "/^$NORANGE_USER:/d" /etc/subuid /etc/subgid
@@ -60,7 +63,7 @@ rm -rf "$STORE" "$STATE"
 
 step "install into $PREFIX"
 "$repo/packaging/install.sh" --prefix "$PREFIX" --sysconfdir "$SYSCONF" --store "$STORE" \
-    --state-dir "$STATE" --image-size 4G --user "$TEST_USER" --user "$HELPER_TEST_USER" --force-config
+    --state-dir "$STATE" --image-size 4G --user "$TEST_USER" --user "$HELPER_TEST_USER" --user "$SECOND_USER" --force-config
 "$repo/packaging/make-busybox-image.sh" "$PREFIX/busybox.tar"
 chmod 0644 "$PREFIX/busybox.tar"
 
@@ -69,6 +72,8 @@ if [ "$QUICK" != 1 ]; then
     # These use the compiled-in default store (/var/lib/tupperware).
     TUPPER_STORAGE_TESTS=1 cargo test -p tupper-storage --locked --test helper -- --ignored
     TUPPER_NS_TESTS=1 cargo test -p tupper-ns --locked --test spawn -- --ignored
+    # The bridge filter against the kernel, in a scratch network namespace.
+    cargo test -p tupper-net --locked -- --ignored
 fi
 
 step "network namespace $NETNS"
@@ -97,11 +102,14 @@ rm -rf "/tmp/tupperware-$uid" "/run/user/$uid/tupperware" "$home/.local/state/tu
 as_user "$TEST_USER" "$PREFIX/bin/tupper-supervisor" image rm busybox >/dev/null 2>&1 || true
 as_user "$TEST_USER" "$PREFIX/bin/tupper-supervisor" image import busybox "$PREFIX/busybox.tar"
 as_user "$TEST_USER" "$PREFIX/bin/tupper-supervisor" image ls
+uid2=$(id -u "$SECOND_USER")
+rm -rf "/tmp/tupperware-$uid2" "/run/user/$uid2/tupperware"
+as_user "$SECOND_USER" "$PREFIX/bin/tupper-supervisor" image import busybox "$PREFIX/busybox.tar" >/dev/null
 
 step "end-to-end tests (as $TEST_USER, capabilities only on the helpers)"
 getcap "$PREFIX"/libexec/tupperware/*
 TUPPER_IT=1 TUPPER_PREFIX="$PREFIX" TUPPER_NETNS="$NETNS" TUPPER_USER="$TEST_USER" \
-TUPPER_NORANGE_USER="$NORANGE_USER" TUPPER_STORE="$STORE" TUPPER_STATE_DIR="$STATE" \
+TUPPER_NORANGE_USER="$NORANGE_USER" TUPPER_SECOND_USER="$SECOND_USER" TUPPER_STORE="$STORE" TUPPER_STATE_DIR="$STATE" \
 TUPPER_IMAGE_TAR="$PREFIX/busybox.tar" TUPPER_BRIDGE=tupper0 \
     cargo test -p tupper-integration --locked --tests -- --ignored --test-threads=1 ${TUPPER_E2E_FILTER:-}
 

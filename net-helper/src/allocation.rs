@@ -74,11 +74,13 @@ pub fn claim(
     })
 }
 
-/// Best effort: a leftover interface must not block every later attach.
+/// Best effort: a leftover interface (and its bridge port filter) must not
+/// block every later attach.
 fn delete_interfaces<'a>(names: impl IntoIterator<Item = &'a str>) {
     let names: Vec<&str> = names.into_iter().collect();
+    let links = names.clone();
     let cleanup = session(|h| async move {
-        for name in &names {
+        for name in &links {
             if let Err(e) = delete_if_exists(&h, name).await {
                 eprintln!("tupper-net: reclaiming a stale lease: {e}");
             }
@@ -87,5 +89,11 @@ fn delete_interfaces<'a>(names: impl IntoIterator<Item = &'a str>) {
     });
     if let Err(e) = cleanup {
         eprintln!("tupper-net: reclaiming stale leases: {e}");
+    }
+    // Layer-2 isolation hook: the stale ports' filters go too.
+    for name in &names {
+        if let Err(e) = crate::filter::remove_port(name) {
+            eprintln!("tupper-net: reclaiming a stale lease: {e}");
+        }
     }
 }

@@ -102,8 +102,11 @@ fn plumb(
     created: &mut bool,
 ) -> Result<()> {
     let netns = target.netns.as_fd();
+    // Layer-2 isolation hook: the port's filter exists before the port does.
+    crate::filter::install_port(host_if, address)?;
+    let mac = crate::filter::container_mac(address);
     session(|h| async move {
-        match create_veth(&h, host_if, peer, netns, bridge).await {
+        match create_veth(&h, host_if, peer, mac, netns, bridge).await {
             Ok(_) => {
                 *created = true;
                 Ok(())
@@ -142,6 +145,10 @@ fn rollback(store: &LeaseStore, held: &Held, host_if: &str, created: bool) {
             // once the container is gone.
             return;
         }
+    }
+    // Layer-2 isolation hook (an already missing filter is fine).
+    if let Err(e) = crate::filter::remove_port(host_if) {
+        eprintln!("tupper-net: rollback: {e}");
     }
     if let Err(e) = store.remove(held) {
         eprintln!("tupper-net: rollback: {e}");

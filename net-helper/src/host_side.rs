@@ -33,6 +33,8 @@ pub async fn ensure_bridge(handle: &Handle, name: &str, subnet: &Subnet) -> Resu
     if !has_address(handle, index, subnet.gateway, subnet.prefix).await? {
         add_address(handle, index, subnet.gateway, subnet.prefix, name).await?;
     }
+    // Layer-2 isolation hook: the bridge never takes RAs or autoconfigures IPv6.
+    crate::sysctl::disable_ipv6(name)?;
     set_up(handle, index, name).await?;
     Ok(index)
 }
@@ -52,17 +54,19 @@ pub struct VethError {
     pub error: NetError,
 }
 
-/// Create the veth pair `host`/`peer` with `peer` in the container netns,
-/// then put `host` on the bridge and set it up.
+/// Create the veth pair `host`/`peer` with `peer` (MAC `peer_mac`) in the
+/// container netns, then put `host` on the bridge and set it up.
 pub async fn create_veth(
     handle: &Handle,
     host: &str,
     peer: &str,
+    peer_mac: [u8; 6],
     netns: BorrowedFd<'_>,
     bridge: u32,
 ) -> Result<PeerPlacement, VethError> {
     let fail = |created, error| VethError { created, error };
     let peer_in_ns = LinkUnspec::new_with_name(peer)
+        .address(peer_mac.to_vec())
         .setns_by_fd(netns.as_raw_fd())
         .build();
     let direct = LinkVeth::new(host, peer)
@@ -80,7 +84,15 @@ pub async fn create_veth(
             // Fallback: create both ends here, then move the peer.
             handle
                 .link()
-                .add(LinkVeth::new(host, peer).build())
+                .add(
+                    LinkVeth::new(host, peer)
+                        .set_info_data(InfoData::Veth(InfoVeth::Peer(
+                            LinkUnspec::new_with_name(peer)
+                                .address(peer_mac.to_vec())
+                                .build(),
+                        )))
+                        .build(),
+                )
                 .execute()
                 .await
                 .map_err(|e| {
@@ -108,6 +120,8 @@ pub async fn create_veth(
             PeerPlacement::Moved
         }
     };
+    // Layer-2 isolation hook: no IPv6 on the host end, before it is up.
+    crate::sysctl::disable_ipv6(host).map_err(|e| fail(true, e))?;
     let enslave = async {
         let idx = link_index(handle, host)
             .await?

@@ -8,6 +8,7 @@ mod attach;
 mod container_root;
 mod container_side;
 mod error;
+mod filter;
 mod host_side;
 mod ipam;
 mod lease_store;
@@ -19,6 +20,7 @@ mod privilege;
 mod release;
 mod settings;
 mod state_dir;
+mod sysctl;
 
 use std::process::ExitCode;
 

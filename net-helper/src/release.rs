@@ -34,8 +34,10 @@ pub fn release(settings: &Settings, caller: Caller, container: &str) -> Result<N
         .filter(|l| l.is(container, caller.uid))
         .ok_or_else(no_lease)?;
     // Normally gone with the container's netns; a container still running keeps it until now.
-    let host_if = lease.host_interface;
+    let host_if = lease.host_interface.clone();
     session(|h| async move { delete_if_exists(&h, &host_if).await })?;
+    // Layer-2 isolation hook: the port's filter goes with the port.
+    crate::filter::remove_port(&lease.host_interface)?;
     store.remove(&held)?;
     Ok(NetReply::Released)
 }

@@ -20,6 +20,8 @@ pub struct Env {
     pub netns: String,
     pub user: String,
     pub norange_user: String,
+    /// A second user with subordinate ids (the other party of the hostile network tests).
+    pub second_user: String,
     pub store: PathBuf,
     pub state_dir: PathBuf,
     pub image_tar: PathBuf,
@@ -57,6 +59,7 @@ impl Env {
             netns: var("TUPPER_NETNS"),
             user: var("TUPPER_USER"),
             norange_user: var("TUPPER_NORANGE_USER"),
+            second_user: var("TUPPER_SECOND_USER"),
             store: var("TUPPER_STORE").into(),
             state_dir: var("TUPPER_STATE_DIR").into(),
             image_tar: var("TUPPER_IMAGE_TAR").into(),
