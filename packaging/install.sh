@@ -155,6 +155,16 @@ else
     write_config
 fi
 
+# The policy: installed when there is none (an administrator's edits are kept).
+POLICY=$SYSCONFDIR/policy.toml
+if [ -e "$POLICY" ]; then
+    policy_action="kept existing"
+else
+    install -o root -g root -m 0644 "$here/policy.toml" "$POLICY.new.$$"
+    mv -f "$POLICY.new.$$" "$POLICY"
+    policy_action="written (per-user limits)"
+fi
+
 # --- the store -------------------------------------------------------------------
 
 # Only root creates the store (and formats its btrfs image with mkfs.btrfs);
@@ -220,6 +230,7 @@ for h in "${HELPERS[@]}"; do
     printf '  %-52s %s\n' "$LIBEXECDIR/$h" "0755 root, $(getcap "$LIBEXECDIR/$h" | awk '{print $NF}')"
 done
 printf '  %-52s %s\n' "$CONFIG" "$config_action"
+printf '  %-52s %s\n' "$POLICY" "$policy_action"
 printf '  %-52s %s\n' "store" "$store_path (created and mounted; after a reboot the first command mounts it again)"
 printf '  %-52s %s\n' "helper state" "$(sed -n 's/^state_dir = "\(.*\)"/\1/p' "$CONFIG" | head -n1)"
 for s in "${subid_summary[@]}"; do

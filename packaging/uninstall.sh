@@ -5,7 +5,8 @@
 #   sudo packaging/uninstall.sh [--prefix P] [--sysconfdir D] [--keep-config] ...
 #
 # Removes P/bin/tupper-supervisor, the helpers in P/libexec/tupperware (and the
-# directory if it is then empty) and D/tupperware.toml (unless --keep-config).
+# directory if it is then empty) and D/tupperware.toml and D/policy.toml
+# (unless --keep-config).
 # It never touches the store (images and containers), the helpers' state
 # directory, the users' subordinate id ranges or the build directory.
 set -euo pipefail
@@ -40,8 +41,10 @@ fi
 
 if [ "$KEEP_CONFIG" = 1 ]; then
     if [ -e "$CONFIG" ]; then note "kept $CONFIG (--keep-config)"; fi
+    if [ -e "$SYSCONFDIR/policy.toml" ]; then note "kept $SYSCONFDIR/policy.toml (--keep-config)"; fi
 else
     remove_file "$CONFIG"
+    remove_file "$SYSCONFDIR/policy.toml"
     if [ -d "$SYSCONFDIR" ] && [ "$SYSCONFDIR" != / ] && [ "$SYSCONFDIR" != /etc ]; then
         if rmdir -- "$SYSCONFDIR" 2>/dev/null; then removed+=("$SYSCONFDIR/"); fi
     fi

@@ -192,6 +192,11 @@ impl StoreConfig {
 
 /// `"20G"` → 20 GiB. At least 256 MiB (the smallest useful btrfs).
 pub fn parse_size(s: &str) -> Option<u64> {
+    parse_bytes(s).filter(|b| *b >= 256 << 20)
+}
+
+/// `"8G"` → 8 GiB: bytes, or a number with a K, M, G or T suffix (binary).
+pub fn parse_bytes(s: &str) -> Option<u64> {
     let s = s.trim();
     let (num, mult) = match s.chars().last()? {
         'K' | 'k' => (&s[..s.len() - 1], 1u64 << 10),
@@ -200,8 +205,7 @@ pub fn parse_size(s: &str) -> Option<u64> {
         'T' | 't' => (&s[..s.len() - 1], 1 << 40),
         _ => (s, 1),
     };
-    let n: u64 = num.trim().parse().ok()?;
-    n.checked_mul(mult).filter(|b| *b >= 256 << 20)
+    num.trim().parse::<u64>().ok()?.checked_mul(mult)
 }
 
 #[cfg(test)]

@@ -24,7 +24,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use crate::config::SYSCONFDIR;
+use crate::config::{parse_bytes, SYSCONFDIR};
 use crate::helper::Caller;
 use crate::{Error, ErrorKind, RemoteError};
 
@@ -212,19 +212,6 @@ fn group_id(name: &str) -> Option<u32> {
         .ok()
         .flatten()
         .map(|g| g.gid.as_raw())
-}
-
-/// `"8G"` → 8 GiB; plain bytes allowed; no lower bound (unlike the store size).
-pub fn parse_bytes(s: &str) -> Option<u64> {
-    let s = s.trim();
-    let (num, mult) = match s.chars().last()? {
-        'K' | 'k' => (&s[..s.len() - 1], 1u64 << 10),
-        'M' | 'm' => (&s[..s.len() - 1], 1 << 20),
-        'G' | 'g' => (&s[..s.len() - 1], 1 << 30),
-        'T' | 't' => (&s[..s.len() - 1], 1 << 40),
-        _ => (s, 1),
-    };
-    num.trim().parse::<u64>().ok()?.checked_mul(mult)
 }
 
 #[cfg(test)]

@@ -226,6 +226,15 @@ impl Env {
     }
 }
 
+/// Standard output and standard error of a finished command, together.
+pub fn output_text(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
 pub fn assert_success(out: &Output, what: &[&str]) {
     assert!(
         out.status.success(),

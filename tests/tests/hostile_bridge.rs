@@ -17,11 +17,7 @@ fn env() -> Option<Env> {
 }
 
 fn text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
+    tupper_integration::output_text(out)
 }
 
 /// A running container of `user`, sleeping with a marker we can find it by.

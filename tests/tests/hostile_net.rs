@@ -14,11 +14,7 @@ fn env() -> Option<Env> {
 }
 
 fn text(out: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
+    tupper_integration::output_text(out)
 }
 
 /// Lease records of `user` (address, JSON).
