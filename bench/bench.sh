@@ -1,13 +1,21 @@
 #!/usr/bin/env bash
-# Start-up latency of tupperware against crun, runc and bubblewrap: the median
-# wall time of `true` in a fresh container. Reported, never asserted.
+# shellcheck source-path=SCRIPTDIR
+# Start-up cost of tupperware against crun, runc and bubblewrap: the median
+# wall time of `true` in a fresh container, and how many processes and program
+# executions one `run --rm` costs. Reported, never asserted.
 #
 #   sudo bench/bench.sh [--prefix P] [--user U] [--runs N] [--warmup N] [--peers-only]
 #
-# Assumes packaging/install.sh was run with the same --prefix and gave U a
-# subordinate id range; imports the busybox image for U if U lacks it.
-# Everything runs inside a network namespace created here ("tw-bench", deleted
-# on exit), so the bridge benchmark never touches the host's interfaces.
+# Self-contained, as root on Debian: installs the Debian packages it needs,
+# builds and installs tupperware into a prefix of its own (default
+# /opt/tw-bench, with its configuration in P/etc, the store /var/lib/tw-bench
+# and the state directory /run/tw-bench), creates the user U if missing, and on
+# exit removes the installation, the store (unmounted), the state directory, the
+# network namespace and its work directory (the user and its subordinate id
+# range are kept). Everything runs inside a network namespace created here
+# ("tw-bench"), so the bridge benchmark never touches the host's interfaces;
+# the user's tupperware state lives in the work directory. None of these names
+# is one tests/run.sh uses, so both can run at the same time.
 set -euo pipefail
 
 prog=${0##*/}
@@ -17,8 +25,10 @@ die() { printf '%s: %s\n' "$prog" "$*" >&2; exit 1; }
 note() { printf '%s: %s\n' "$prog" "$*"; }
 
 NETNS=tw-bench
-PREFIX=/usr/local
-BENCH_USER=${SUDO_USER:-tupper}
+STORE=/var/lib/tw-bench
+STATE=/run/tw-bench
+PREFIX=/opt/tw-bench
+BENCH_USER=twbench
 RUNS=20
 WARMUP=3
 PEERS_ONLY=0
@@ -27,12 +37,14 @@ usage() {
     cat <<EOF
 usage: $prog [--prefix P] [--user U] [--runs N] [--warmup N] [--peers-only]
 
-  --prefix P     where tupperware is installed (default /usr/local)
-  --user U       the unprivileged user running tupperware and bwrap
-                 (default \$SUDO_USER, else "tupper")
+  --prefix P     where this script installs tupperware (default /opt/tw-bench);
+                 removed on exit, so never an installation of your own
+  --user U       the unprivileged user running tupperware and bwrap (default
+                 "twbench", created without a home if missing; install.sh gives
+                 it a subordinate id range)
   --runs N       measured runs per command (default 20)
   --warmup N     warm-up runs per command (default 3)
-  --peers-only   only crun, runc and bwrap (no tupperware needed)
+  --peers-only   only crun, runc and bwrap (no build, no tupperware)
 EOF
 }
 
@@ -55,24 +67,25 @@ while [ $# -gt 0 ]; do
 done
 [[ "$RUNS" =~ ^[1-9][0-9]*$ ]] || die "--runs must be a positive number"
 [[ "$WARMUP" =~ ^[0-9]+$ ]] || die "--warmup must be a number"
-[ "$(id -u)" = 0 ] || die "run as root (it creates a network namespace and runs crun/runc as root)"
+[ "$(id -u)" = 0 ] ||
+    die "run as root (it installs packages and tupperware, creates a network namespace and runs crun/runc as root)"
+case "$PREFIX" in
+    /*/*) ;;
+    *) die "--prefix \"$PREFIX\": give a directory of the benchmark's own (removed on exit), e.g. /opt/tw-bench" ;;
+esac
+case "$PREFIX" in
+    /usr | /usr/local | /usr/* | /opt/tupperware*) die "--prefix $PREFIX: give a directory of the benchmark's own (removed on exit)" ;;
+esac
 
 SUPERVISOR=$PREFIX/bin/tupper-supervisor
-have_user=0
-if id -u "$BENCH_USER" >/dev/null 2>&1; then
-    [ "$(id -u "$BENCH_USER")" != 0 ] || die "--user must be an ordinary user, not root"
-    have_user=1
-fi
-if [ "$PEERS_ONLY" = 0 ]; then
-    [ "$have_user" = 1 ] || die "no such user: $BENCH_USER (give --user U, or --peers-only)"
-    [ -x "$SUPERVISOR" ] || die "$SUPERVISOR not found: run packaging/install.sh --prefix $PREFIX --user $BENCH_USER first"
-fi
+LIBEXEC=$PREFIX/libexec/tupperware
+SYSCONF=$PREFIX/etc
 
 # --- tools -------------------------------------------------------------------
 
 missing=()
 for pair in runc:runc crun:crun bwrap:bubblewrap hyperfine:hyperfine jq:jq nsenter:util-linux \
-    setpriv:util-linux ip:iproute2; do
+    setpriv:util-linux ip:iproute2 perf:linux-perf strace:strace useradd:passwd; do
     command -v "${pair%%:*}" >/dev/null 2>&1 || missing+=("${pair#*:}")
 done
 if [ "${#missing[@]}" -gt 0 ]; then
@@ -80,6 +93,21 @@ if [ "${#missing[@]}" -gt 0 ]; then
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
+if [ "$PEERS_ONLY" = 0 ]; then
+    # What tupperware needs to build and run (btrfs-progs, uidmap, ...) and cargo.
+    # shellcheck source=../packaging/lib.sh
+    . "$repo/packaging/lib.sh"
+    ensure_packages
+    ensure_rust
+fi
+
+# --- the user --------------------------------------------------------------------
+
+if ! id -u "$BENCH_USER" >/dev/null 2>&1; then
+    note "creating user $BENCH_USER (kept after the run)"
+    useradd -M -s /usr/sbin/nologin "$BENCH_USER"
+fi
+[ "$(id -u "$BENCH_USER")" != 0 ] || die "--user must be an ordinary user, not root"
 
 # --- work dir, network namespace, cleanup -------------------------------------------
 
@@ -87,11 +115,30 @@ work=$(mktemp -d /tmp/tw-bench.XXXXXX)
 chmod 0755 "$work"
 bundle=$work/bundle
 results=$work/results
-mkdir -p "$bundle/rootfs" "$results"
-[ "$have_user" = 0 ] || chown "$BENCH_USER" "$results"
+xdg=$work/xdg   # the user's runtime directory, so its tupperware state is ours too
+mkdir -p "$bundle/rootfs" "$results" "$xdg"
+chown "$BENCH_USER" "$results" "$xdg"
+chmod 0700 "$xdg"
+installed=0
+
+remove_store() {
+    if findmnt -n "$STORE" >/dev/null 2>&1; then
+        # The loop device under it is autoclearing: it goes with the mount.
+        umount "$STORE" || note "cannot unmount $STORE"
+    fi
+    findmnt -n "$STORE" >/dev/null 2>&1 || rm -rf "$STORE"
+    rm -rf "$STATE"
+}
 
 cleanup() {
-    local rt id
+    local rt id pid
+    # A process still in our network namespace was started by this script (a
+    # supervisor left by an interrupted run): end it, by pid.
+    if [ -e "/run/netns/$NETNS" ]; then
+        for pid in $(ip netns pids "$NETNS" 2>/dev/null); do kill -TERM "$pid" 2>/dev/null || true; done
+        sleep 0.5
+        for pid in $(ip netns pids "$NETNS" 2>/dev/null); do kill -KILL "$pid" 2>/dev/null || true; done
+    fi
     for rt in runc crun; do
         command -v "$rt" >/dev/null 2>&1 || continue
         for id in $("$rt" list -q 2>/dev/null | grep '^tw-bench-' || true); do
@@ -99,6 +146,11 @@ cleanup() {
         done
     done
     ip netns del "$NETNS" 2>/dev/null || true
+    if [ "$installed" = 1 ]; then
+        remove_store
+        "$repo/packaging/uninstall.sh" --prefix "$PREFIX" --sysconfdir "$SYSCONF" >/dev/null || true
+        rmdir "$PREFIX/bin" "$PREFIX/libexec" "$PREFIX" 2>/dev/null || true
+    fi
     rm -rf "$work"
 }
 trap cleanup EXIT
@@ -114,11 +166,22 @@ ip -n "$NETNS" link set lo up
 # Enter only the network namespace. (`ip netns exec` would also remount /sys,
 # which hides the cgroup mounts runc, crun and tupper-ns need.)
 in_netns() { nsenter --net="/run/netns/$NETNS" -- "$@"; }
-# As the unprivileged user: no capabilities, clean environment.
-as_user() {
-    in_netns setpriv --reuid="$BENCH_USER" --regid="$BENCH_USER" --init-groups \
-        --inh-caps=-all --reset-env -- "$@"
-}
+# As the unprivileged user: no capabilities, an empty environment but for PATH
+# and the runtime directory.
+user_cmd=(env -i PATH=/usr/local/bin:/usr/bin:/bin XDG_RUNTIME_DIR="$xdg"
+    setpriv --reuid="$BENCH_USER" --regid="$BENCH_USER" --init-groups --inh-caps=-all --)
+as_user() { in_netns "${user_cmd[@]}" "$@"; }
+
+# --- tupperware, in the benchmark's own prefix ---------------------------------------
+
+if [ "$PEERS_ONLY" = 0 ]; then
+    installed=1
+    remove_store # a fresh store every time (install.sh creates it)
+    note "building and installing tupperware into $PREFIX (store $STORE, state $STATE)"
+    "$repo/packaging/install.sh" --prefix "$PREFIX" --sysconfdir "$SYSCONF" --store "$STORE" \
+        --state-dir "$STATE" --image-size 1G --user "$BENCH_USER" --force-config >/dev/null
+    [ -x "$SUPERVISOR" ] || die "install.sh left no $SUPERVISOR"
+fi
 
 # --- the rootfs ------------------------------------------------------------------
 
@@ -134,7 +197,7 @@ tar --numeric-owner -xpf "$tarball" -C "$bundle/rootfs"
 jq '.process.terminal = false | .process.args = ["true"]' "$bundle/config.json" >"$bundle/config.json.new"
 mv "$bundle/config.json.new" "$bundle/config.json"
 
-# --- benchmarks -------------------------------------------------------------------
+# --- timings ---------------------------------------------------------------------
 
 hf=(hyperfine --runs "$RUNS" --warmup "$WARMUP" --style basic)
 names=()
@@ -161,11 +224,9 @@ bench() { # bench NAME NOTE RUNNER... :: COMMAND
 }
 
 if [ "$PEERS_ONLY" = 0 ]; then
-    if ! as_user "$SUPERVISOR" image ls 2>/dev/null | awk 'NR > 1 { print $1 }' | grep -qx busybox; then
-        note "importing the busybox image for $BENCH_USER"
-        as_user "$SUPERVISOR" image import busybox "$tarball" ||
-            note "image import failed: the tupperware runs below will fail too"
-    fi
+    note "importing the busybox image for $BENCH_USER"
+    as_user "$SUPERVISOR" image import busybox "$tarball" >/dev/null ||
+        note "image import failed: the tupperware runs below will fail too"
     bench tupper-none "user ns + own pid/mount/uts/ipc/net ns (lo only), btrfs snapshot; unprivileged" \
         as_user :: "$SUPERVISOR run --rm --network none busybox true"
     bench tupper-bridge "as tupper-none + veth on bridge, address lease, routes; unprivileged" \
@@ -182,29 +243,139 @@ bench crun "runc's default spec: pid/mount/uts/ipc/net ns (lo only), cgroup; as 
 # shellcheck disable=SC2016
 bench runc "same bundle as crun; as root, no user ns" \
     in_netns :: 'runc run --bundle '"$bundle"' tw-bench-runc-$$ </dev/null'
-if [ "$have_user" = 1 ]; then
-    bench bwrap "bwrap --unshare-all (user/pid/net/ipc/uts/cgroup ns), ro rootfs, no cgroup; unprivileged" \
-        as_user :: "bwrap --unshare-all --ro-bind $bundle/rootfs / --proc /proc --dev /dev true"
-else
-    note "no user $BENCH_USER: skipping bwrap"
+bench bwrap "bwrap --unshare-all (user/pid/net/ipc/uts/cgroup ns), ro rootfs, no cgroup; unprivileged" \
+    as_user :: "bwrap --unshare-all --ro-bind $bundle/rootfs / --proc /proc --dev /dev true"
+
+# --- processes and executions of one run --------------------------------------------
+
+# Counted twice, by two independent means, on one run each:
+#
+# perf (the figures reported): the kernel's tracepoints task:task_newtask (a
+# new task and its clone flags; CLONE_THREAD, 0x10000, marks a thread rather
+# than a process), sched:sched_process_exec (a successful execve and its file)
+# and sched:sched_process_exit, recorded system-wide (-a) while the command
+# runs; the run's tasks are then the tree that descends from the task that
+# exec'd tupper-supervisor, whatever their namespaces. System-wide because a
+# per-task perf event does not follow a process into the exec of a binary with
+# file capabilities (the kernel drops counters when a process becomes
+# non-dumpable), so it would miss every helper and all they start. perf does
+# not touch the run: helpers get their capabilities as usual.
+#
+# strace -f as root (the cross-check): execve, clone, clone3, fork and vfork of
+# the same tree. Tracing keeps the helpers' file capabilities because the tracer
+# holds CAP_SYS_PTRACE in the initial user namespace (a tracer without it would
+# make them exec unprivileged, and the run would fail). It also sees the failed
+# execve calls (a PATH search), which the exec tracepoint does not.
+#
+# Both start counting at the exec of tupper-supervisor: nsenter, env and
+# setpriv before it exec in place and create nothing.
+counts=()
+cross=()
+count_run() { # count_run NAME NETWORK
+    local name=$1 net=$2 line
+    printf '\n== %s: processes and executions of one run\n' "$name"
+    if ! in_netns perf record -q -a -o "$work/$name.perf" -e task:task_newtask \
+        -e sched:sched_process_exec -e sched:sched_process_exit -- \
+        "${user_cmd[@]}" "$SUPERVISOR" run --rm --network "$net" busybox true; then
+        note "$name: the recorded run failed; no counts"
+        return 0
+    fi
+    # perf script lines: "PID/TID  EVENT: FIELDS", in time order.
+    line=$(perf script -i "$work/$name.perf" -F pid,tid,event,trace 2>/dev/null |
+        awk -v sup="$SUPERVISOR" -v lib="$LIBEXEC/" -v name="$name" '
+        function field(key,   i) {
+            for (i = 3; i <= NF; i++) if (index($i, key "=") == 1) return substr($i, length(key) + 2)
+            return ""
+        }
+        function is_thread(hex,   d) { # bit 16 of a hex number: the 5th digit from the right is odd
+            if (length(hex) < 5) return 0
+            d = index("0123456789abcdef", tolower(substr(hex, length(hex) - 4, 1))) - 1
+            return d % 2
+        }
+        {
+            split($1, id, "/"); tid = id[2]; ev = $2
+            if (ev == "sched:sched_process_exec:") {
+                file = field("filename")
+                if (!started && file == sup) { started = 1; mine[tid] = 1 }
+                if (!(tid in mine)) next
+                execs++
+                n = file; sub(/.*\//, "", n)
+                if (index(file, lib) == 1) helper[n]++; else other[n]++
+            } else if (ev == "task:task_newtask:") {
+                if (!(tid in mine)) next
+                mine[field("pid")] = 1
+                if (is_thread(field("clone_flags"))) threads++; else procs++
+            } else if (ev == "sched:sched_process_exit:") {
+                delete mine[tid]   # a pid may be reused later by someone else
+            }
+        }
+        function list(a,   k, s) {
+            s = ""
+            for (k in a) s = s (s == "" ? "" : ", ") k " " a[k]
+            return s == "" ? "none" : s
+        }
+        END {
+            if (!started) exit 1
+            printf "%-14s %5d %7d %5d  helpers: %s; other: %s\n", name, procs, threads, execs, list(helper), list(other)
+        }') || { note "$name: no exec of $SUPERVISOR recorded; no counts"; return 0; }
+    counts+=("$line")
+    printf '%s\n' "$line"
+
+    # The cross-check with strace.
+    if ! in_netns strace -f -qq -e trace=execve,clone,clone3,fork,vfork -o "$work/$name.strace" -- \
+        "${user_cmd[@]}" "$SUPERVISOR" run --rm --network "$net" busybox true; then
+        note "$name: the traced run failed (did tracing cost the helpers their capabilities?)"
+        return 0
+    fi
+    line=$(awk -v sup="$SUPERVISOR" -v name="$name" '
+        { pid = $1; l = $0 }
+        / <unfinished \.\.\.>$/ { pending[pid] = l; next }
+        /<\.\.\. [a-z0-9]+ resumed>/ { l = pending[pid] " " l; delete pending[pid] }
+        {
+            call = l; sub(/^[0-9]+ +(<\.\.\. )?/, "", call); sub(/\(.*/, "", call)
+            r = l; if (!sub(/.*\) += /, "", r)) next
+            if (call == "execve") {
+                if (!started && index(l, "execve(\"" sup "\"") && r ~ /^0/) started = 1
+                if (!started) next
+                calls++; if (r ~ /^0/) ok++
+            } else if (started && (call == "clone" || call == "clone3" || call == "fork" || call == "vfork") && r ~ /^[1-9]/) {
+                if (l ~ /CLONE_THREAD/) threads++; else procs++
+            }
+        }
+        END {
+            if (!started) exit 1
+            printf "%-14s %5d %7d %5d  (strace; execve calls including failed ones: %d)\n", name, procs, threads, ok, calls
+        }' "$work/$name.strace") || { note "$name: strace saw no exec of $SUPERVISOR"; return 0; }
+    cross+=("$line")
+    printf '%s\n' "$line"
+}
+
+if [ "$PEERS_ONLY" = 0 ]; then
+    count_run tupper-none none
+    count_run tupper-bridge bridge
 fi
 
 # --- report -------------------------------------------------------------------
 
 [ "${#names[@]}" -gt 0 ] || die "every benchmark failed"
 median_ms() { jq -r '.results[0].median * 1000' "$results/$1.json"; }
+# CPU time (user + system, mean) of the command and the children it waited for:
+# far less sensitive than wall time to other work on the machine.
+cpu_ms() { jq -r '(.results[0].user + .results[0].system) * 1000' "$results/$1.json"; }
 crun_ms=
 for n in "${names[@]}"; do [ "$n" = crun ] && crun_ms=$(median_ms crun); done
 
 printf '\nmedian wall time of "true" in a new container, %d runs after %d warm-up, inside netns %s\n' \
     "$RUNS" "$WARMUP" "$NETNS"
-printf '%-14s %10s %9s  %s\n' command "median ms" "vs crun" "what runs"
+printf 'load average at the end: %s (2 busy cores or more make every number noisier)\n' \
+    "$(cut -d' ' -f1-3 /proc/loadavg)"
+printf '%-14s %10s %9s %8s  %s\n' command "median ms" "vs crun" "cpu ms" "what runs"
 for i in "${!names[@]}"; do
     n=${names[$i]}
     ms=$(median_ms "$n")
     ratio=-
     [ -z "$crun_ms" ] || ratio=$(awk -v a="$ms" -v b="$crun_ms" 'BEGIN { printf "%.2fx", a / b }')
-    printf '%-14s %10.1f %9s  %s\n' "$n" "$ms" "$ratio" "${notes[$i]}"
+    printf '%-14s %10.1f %9s %8.1f  %s\n' "$n" "$ms" "$ratio" "$(cpu_ms "$n")" "${notes[$i]}"
 done
 cat <<EOF
 
@@ -213,5 +384,16 @@ crun and runc use runc's default spec (terminal off), which keeps a network
 namespace with only lo: comparable to \`tupper-supervisor run --network none\`;
 they run as root without a user namespace, while tupperware runs as $BENCH_USER
 with one. No peer sets up bridge networking (that needs CNI); tupper-bridge
-shows what tupperware's own veth/bridge/lease step adds.
+shows what tupperware's own veth/bridge/lease step adds. "cpu ms" is the mean
+user + system time of the command and the children it waited for (work the
+kernel defers to its own threads, such as tearing down a network namespace, is
+not in it); on a busy machine it moves much less than the wall time.
 EOF
+
+if [ "${#counts[@]}" -gt 0 ]; then
+    # shellcheck disable=SC2016 # the backquotes are text
+    printf '\nwhat one `tupper-supervisor run --rm ... busybox true` costs, from the exec of the\n'
+    printf 'supervisor on (perf; then the same counted by strace, on another run)\n'
+    printf '%-14s %5s %7s %5s  %s\n' command procs threads execs "successful executions by program"
+    printf '%s\n' "${counts[@]}" "${cross[@]}"
+fi
