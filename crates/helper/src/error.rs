@@ -105,3 +105,37 @@ impl ToRemote for Error {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kinds() {
+        let e = Error::MissingCapability {
+            helper: "tupper-net",
+            caps: "cap_net_admin".into(),
+            fix: "install it".into(),
+        };
+        assert_eq!(e.to_remote().kind, ErrorKind::System);
+        assert_eq!(
+            e.to_remote().message,
+            "tupper-net lacks cap_net_admin; install it"
+        );
+        let e = Error::Channel {
+            what: "reading a request",
+            source: proto::Error::Decode("x".into()),
+        };
+        assert_eq!(e.to_remote().kind, ErrorKind::Protocol);
+        assert!(!e.channel_closed());
+        let e = Error::Channel {
+            what: "reading a request",
+            source: proto::Error::Closed,
+        };
+        assert!(e.channel_closed());
+        assert!(Error::ChannelLost("x".into()).channel_closed());
+        let r = RemoteError::new(ErrorKind::NotFound, "gone");
+        assert_eq!(ToRemote::to_remote(&r), r);
+        assert!(!r.channel_closed());
+    }
+}

@@ -111,3 +111,230 @@ where
     }
     Ok(served)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+    use std::os::unix::net::UnixStream;
+    use std::thread::JoinHandle;
+
+    use proto::frame::Hello;
+
+    use super::*;
+
+    type Reply = Result<u32, RemoteError>;
+
+    /// The helper's end, and a supervisor thread driving the other end.
+    fn pair<F>(supervisor: F) -> (Channel, JoinHandle<()>)
+    where
+        F: FnOnce(Channel) + Send + 'static,
+    {
+        let (helper, sup) = Channel::pair().unwrap();
+        let t = std::thread::spawn(move || {
+            let mut sup = Channel::new(sup);
+            sup.handshake().unwrap();
+            supervisor(sup)
+        });
+        (helper, t)
+    }
+
+    /// The helper closed its end without answering (a close with our
+    /// request unread is a connection reset on a Unix socket).
+    fn no_reply(r: Result<Reply, proto::Error>) {
+        match r {
+            Err(proto::Error::Closed) => {}
+            Err(proto::Error::Io(e)) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
+            other => panic!("expected no reply, got {other:?}"),
+        }
+    }
+
+    fn call(sup: &mut Channel, req: &str) -> Reply {
+        sup.send(&req.to_string()).unwrap();
+        sup.recv::<Reply>().unwrap()
+    }
+
+    /// What the helper answers: the length, an error for "bad", a protocol
+    /// violation for "violate", a lost channel for "lost".
+    fn handle(_: &mut Channel, req: String) -> Result<u32, TestError> {
+        match req.as_str() {
+            "bad" => Err(TestError::Bad),
+            "violate" => Err(TestError::Violation),
+            "lost" => Err(TestError::Lost),
+            _ => Ok(req.len() as u32),
+        }
+    }
+
+    #[derive(Debug)]
+    enum TestError {
+        Bad,
+        Violation,
+        Lost,
+    }
+
+    impl ToRemote for TestError {
+        fn to_remote(&self) -> RemoteError {
+            match self {
+                TestError::Bad => RemoteError::new(ErrorKind::NotFound, "no such thing"),
+                TestError::Violation => RemoteError::new(ErrorKind::Protocol, "out of order"),
+                TestError::Lost => RemoteError::new(ErrorKind::Protocol, "closed mid-request"),
+            }
+        }
+
+        fn channel_closed(&self) -> bool {
+            matches!(self, TestError::Lost)
+        }
+    }
+
+    #[test]
+    fn serves_every_request_until_the_supervisor_closes() {
+        let (mut helper, sup) = pair(|mut sup| {
+            assert_eq!(call(&mut sup, "abc"), Ok(3));
+            let err = call(&mut sup, "bad").unwrap_err();
+            assert_eq!(err.kind, ErrorKind::NotFound);
+            assert_eq!(err.message, "no such thing");
+            // An error that is not a protocol error does not end the session.
+            assert_eq!(call(&mut sup, "abcde"), Ok(5));
+        });
+        let served = serve(&mut helper, handle).unwrap();
+        sup.join().unwrap();
+        assert_eq!(
+            served,
+            Served {
+                requests: 3,
+                failed: 1
+            }
+        );
+    }
+
+    #[test]
+    fn an_undecodable_frame_is_answered_once_and_ends_the_session() {
+        let (mut helper, sup) = pair(|sup| {
+            let mut stream: UnixStream = sup.into_stream();
+            // A string that claims more bytes than its frame holds.
+            stream.write_all(&[2, 0, 0, 0, 200, b'x']).unwrap();
+            // A good request after it must not be served.
+            proto::frame::write_frame(&mut stream, &"abc".to_string()).unwrap();
+            let reply: Reply = proto::frame::read_frame(&mut stream).unwrap().unwrap();
+            assert_eq!(reply.unwrap_err().kind, ErrorKind::Protocol);
+            no_reply(
+                proto::frame::read_frame::<_, Reply>(&mut stream)
+                    .and_then(|r| r.ok_or(proto::Error::Closed)),
+            );
+        });
+        let mut calls = 0;
+        let r = serve(&mut helper, |c: &mut Channel, req: String| {
+            calls += 1;
+            handle(c, req)
+        });
+        drop(helper);
+        sup.join().unwrap();
+        assert!(matches!(r, Err(Error::Channel { .. })), "{r:?}");
+        assert_eq!(calls, 0);
+    }
+
+    #[test]
+    fn a_protocol_error_of_the_handler_is_answered_and_ends_the_session() {
+        let (mut helper, sup) = pair(|mut sup| {
+            let err = call(&mut sup, "violate").unwrap_err();
+            assert_eq!(err.kind, ErrorKind::Protocol);
+            sup.send(&"abc".to_string()).unwrap();
+            no_reply(sup.recv::<Reply>());
+        });
+        let r = serve(&mut helper, handle);
+        drop(helper);
+        sup.join().unwrap();
+        assert!(matches!(r, Err(Error::Protocol(_))), "{r:?}");
+    }
+
+    #[test]
+    fn a_channel_lost_mid_request_is_not_answered() {
+        let (mut helper, sup) = pair(|mut sup| {
+            sup.send(&"lost".to_string()).unwrap();
+            no_reply(sup.recv::<Reply>());
+        });
+        let r = serve(&mut helper, handle);
+        drop(helper);
+        sup.join().unwrap();
+        assert!(matches!(r, Err(Error::ChannelLost(_))), "{r:?}");
+    }
+
+    #[test]
+    fn the_handler_gets_the_channel_for_streamed_frames() {
+        let (mut helper, sup) = pair(|mut sup| {
+            sup.send(&"stream".to_string()).unwrap();
+            for chunk in ["ab", "cde", ""] {
+                sup.send(&chunk.to_string()).unwrap();
+            }
+            assert_eq!(sup.recv::<Reply>().unwrap(), Ok(5));
+        });
+        let served = serve(&mut helper, |chan: &mut Channel, _req: String| {
+            let mut total = 0;
+            loop {
+                let chunk: String = chan.recv().map_err(|e| e.to_remote())?;
+                if chunk.is_empty() {
+                    return Ok::<u32, RemoteError>(total);
+                }
+                total += chunk.len() as u32;
+            }
+        })
+        .unwrap();
+        sup.join().unwrap();
+        assert_eq!(served.requests, 1);
+    }
+
+    #[test]
+    fn serve_one_reads_exactly_one_request() {
+        let (mut helper, sup) = pair(|mut sup| {
+            sup.send(&"abc".to_string()).unwrap();
+            // Meant for whoever takes the channel next (the container init).
+            sup.send(&"next".to_string()).unwrap();
+            assert_eq!(sup.recv::<Reply>().unwrap(), Ok(3));
+        });
+        let served = serve_one(&mut helper, handle).unwrap();
+        sup.join().unwrap();
+        assert_eq!(
+            served,
+            Served {
+                requests: 1,
+                failed: 0
+            }
+        );
+        assert_eq!(helper.recv::<String>().unwrap(), "next");
+    }
+
+    #[test]
+    fn serve_one_without_a_request_is_an_error() {
+        let (mut helper, sup) = pair(drop);
+        let r = serve_one(&mut helper, handle);
+        sup.join().unwrap();
+        assert!(matches!(r, Err(Error::Channel { .. })), "{r:?}");
+    }
+
+    #[test]
+    fn a_version_mismatch_serves_nothing() {
+        let (mut helper, sup) = Channel::pair().unwrap();
+        let t = std::thread::spawn(move || {
+            let mut sup = Channel::new(sup);
+            let _: Hello = sup.recv().unwrap();
+            sup.send(&Hello { version: 999 }).unwrap();
+            sup.send(&"abc".to_string()).unwrap();
+        });
+        let mut calls = 0;
+        let r = serve(&mut helper, |c: &mut Channel, req: String| {
+            calls += 1;
+            handle(c, req)
+        });
+        t.join().unwrap();
+        assert!(
+            matches!(
+                r,
+                Err(Error::Channel {
+                    source: proto::Error::VersionMismatch { .. },
+                    ..
+                })
+            ),
+            "{r:?}"
+        );
+        assert_eq!(calls, 0);
+    }
+}
