@@ -129,13 +129,23 @@ mod tests {
     where
         F: FnOnce(Channel) + Send + 'static,
     {
-        let (helper, sup) = Channel::pair().unwrap();
+        let (helper, sup) = timed_pair();
         let t = std::thread::spawn(move || {
             let mut sup = Channel::new(sup);
             sup.handshake().unwrap();
             supervisor(sup)
         });
         (helper, t)
+    }
+
+    /// A broken sequence (a missing handshake, a missing reply) fails the
+    /// test instead of hanging it.
+    fn timed_pair() -> (Channel, UnixStream) {
+        let (helper, sup) = Channel::pair().unwrap();
+        let limit = Some(std::time::Duration::from_secs(10));
+        helper.stream().set_read_timeout(limit).unwrap();
+        sup.set_read_timeout(limit).unwrap();
+        (helper, sup)
     }
 
     /// The helper closed its end without answering (a close with our
@@ -319,7 +329,7 @@ mod tests {
 
     #[test]
     fn a_version_mismatch_serves_nothing() {
-        let (mut helper, sup) = Channel::pair().unwrap();
+        let (mut helper, sup) = timed_pair();
         let t = std::thread::spawn(move || {
             let mut sup = Channel::new(sup);
             let _: Hello = sup.recv().unwrap();
