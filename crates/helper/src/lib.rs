@@ -85,3 +85,9 @@ pub fn fail(helper: &str, e: &dyn std::fmt::Display) -> std::process::ExitCode {
     let _ = writeln!(std::io::stderr(), "{helper}: {e}");
     std::process::ExitCode::FAILURE
 }
+
+/// The README's code blocks (the three helpers' specs) are compiled and run
+/// as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
