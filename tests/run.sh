@@ -18,8 +18,9 @@ STORE=${TUPPER_TEST_STORE:-/var/lib/tupperware-test}
 STATE=${TUPPER_TEST_STATE:-/run/tupperware-test}
 NETNS=${TUPPER_TEST_NETNS:-tupper-test}
 # TUPPER_TEST_QUICK=1 skips the static checks, unit tests and the helpers' own
-# tests (they use the machine's default store), for iterating on end-to-end tests;
-# TUPPER_E2E_FILTER narrows the end-to-end tests by name.
+# tests, for iterating on end-to-end tests; TUPPER_E2E_FILTER narrows the
+# end-to-end tests by name. Neither is allowed under CI=true: there the whole
+# suite runs, and anything it needs that is missing is a failure, not a skip.
 TEST_USER=${TUPPER_TEST_USER:-tuppertest}
 NORANGE_USER=${TUPPER_TEST_NORANGE_USER:-tuppernorange}
 # A second user with subordinate ids: the other party of the hostile network tests.
@@ -27,9 +28,31 @@ SECOND_USER=${TUPPER_TEST_SECOND_USER:-${TEST_USER}b}
 HELPER_TEST_USER=${TUPPER_TEST_HELPER_USER:-tupdev}   # the helpers' own privileged tests run as this user
 
 step() { printf '\n== %s\n' "$*"; }
-die() { printf 'tests/run.sh: %s\n' "$*" >&2; exit 1; }
+die() { printf 'tests/run.sh: FAILED: %s\n' "$*" >&2; exit 1; }
 
 [ "$(id -u)" = 0 ] || die "run as root (it creates users, a network namespace and a test store)"
+QUICK=${TUPPER_TEST_QUICK:-0}
+if [ "${CI:-}" = true ]; then
+    [ "$QUICK" != 1 ] || die "CI=true: TUPPER_TEST_QUICK=1 would skip tests; unset it"
+    [ -z "${TUPPER_E2E_FILTER:-}" ] || die "CI=true: TUPPER_E2E_FILTER would skip tests; unset it"
+fi
+case "$STORE" in
+    /var/lib/tupperware | /var/lib/tupperware/*) die "the test store may not be the production store ($STORE)" ;;
+esac
+
+# The helpers' tests must never touch the production store nor leave binaries
+# with file capabilities in /tmp: what is there now is compared at the end.
+PROD_STORE=/var/lib/tupperware
+prod_store_state() {
+    if [ -e "$PROD_STORE" ]; then
+        printf 'exists; '
+        findmnt -n -o SOURCE "$PROD_STORE" 2>/dev/null || printf 'not mounted\n'
+    else
+        printf 'absent\n'
+    fi
+}
+prod_before=$(prod_store_state)
+tmp_caps() { getcap -r /tmp 2>/dev/null | sort || true; }
 
 step "system packages"
 # shellcheck source=packaging/lib.sh
@@ -37,7 +60,24 @@ step "system packages"
 ensure_packages
 ensure_rust
 
-QUICK=${TUPPER_TEST_QUICK:-0}
+step "preflight"
+# Everything the suite needs, checked up front so that a missing piece is one
+# clear failure here rather than a confusing one (or a skip) later.
+missing=()
+for c in cargo btrfs busybox findmnt getcap getent ip losetup newgidmap newuidmap nft \
+    setcap setpriv stat unshare useradd; do
+    command -v "$c" >/dev/null 2>&1 || missing+=("$c")
+done
+[ "${#missing[@]}" = 0 ] || die "missing commands: ${missing[*]}"
+[ -x /bin/busybox ] || die "/bin/busybox missing (package busybox-static)"
+[ "$(cat /proc/sys/user/max_user_namespaces)" -gt 0 ] || die "user namespaces are disabled (user.max_user_namespaces is 0)"
+if [ -e /proc/sys/kernel/apparmor_restrict_unprivileged_userns ] &&
+    [ "$(cat /proc/sys/kernel/apparmor_restrict_unprivileged_userns)" != 0 ]; then
+    die "kernel.apparmor_restrict_unprivileged_userns is set: the containers need user namespaces"
+fi
+grep -qw btrfs /proc/filesystems || modprobe btrfs 2>/dev/null || die "no btrfs in this kernel"
+[ -e /dev/loop-control ] || die "no /dev/loop-control: the store is a loop-mounted image"
+tmp_caps_before=$(tmp_caps)
 if [ "$QUICK" != 1 ]; then
     step "static checks"
     cargo fmt --all -- --check
@@ -67,13 +107,41 @@ step "install into $PREFIX"
 "$repo/packaging/make-busybox-image.sh" "$PREFIX/busybox.tar"
 chmod 0644 "$PREFIX/busybox.tar"
 
+step "test driver"
+# The one driver of the suite (tests/src/bin/drive.rs), where the test users
+# can execute it. cargo says where it built it (target directories vary).
+drive_built=$(cargo build -p tupper-integration --bin tupper-drive --locked --message-format=json-render-diagnostics |
+    sed -n 's/.*"executable":"\([^"]*\/tupper-drive\)".*/\1/p' | tail -n1)
+[ -n "$drive_built" ] && [ -x "$drive_built" ] || die "cargo did not report a built tupper-drive"
+install -d -m 0755 "$PREFIX/test-bin"
+install -m 0755 "$drive_built" "$PREFIX/test-bin/tupper-drive"
+DRIVE=$PREFIX/test-bin/tupper-drive
+
 if [ "$QUICK" != 1 ]; then
     step "helper tests: tupper-storage driven directly (root), tupper-ns with its file capabilities (as $HELPER_TEST_USER)"
-    # These use the compiled-in default store (/var/lib/tupperware).
-    TUPPER_STORAGE_TESTS=1 cargo test -p tupper-storage --locked --test helper -- --ignored
-    TUPPER_NS_TESTS=1 cargo test -p tupper-ns --locked --test spawn -- --ignored
+    # Against the build installed above (its configuration names the test
+    # store) and the one driver; what they create is removed below.
+    SCRATCH=$PREFIX/test-scratch
+    rm -rf "$SCRATCH"
+    install -d -m 0755 "$SCRATCH"
+    helper_uid=$(id -u "$HELPER_TEST_USER")
+    subvols_before=$(btrfs subvolume list "$STORE" | sort)
+    helper_env=(TUPPER_PREFIX="$PREFIX" TUPPER_STORE="$STORE" TUPPER_DRIVE="$DRIVE" TUPPER_SCRATCH="$SCRATCH"
+        TUPPER_HELPER_USER="$HELPER_TEST_USER" TUPPER_NORANGE_USER="$NORANGE_USER")
+    env "${helper_env[@]}" cargo test -p tupper-storage --locked --test helper -- --ignored
+    env "${helper_env[@]}" cargo test -p tupper-ns --locked --test spawn -- --ignored
     # The bridge filter against the kernel, in a scratch network namespace.
     cargo test -p tupper-net --locked -- --ignored
+
+    step "remove what the helper tests created"
+    # tupper-storage's tests remove their images and containers themselves
+    # (root's directories stay); tupper-ns's build container roots by hand.
+    [ "$(btrfs subvolume list "$STORE" | sort)" = "$subvols_before" ] ||
+        die "the helper tests left subvolumes in $STORE"
+    rm -rf "$STORE/containers/$helper_uid" "$STORE/containers/0" "$STORE/images/0" "$SCRATCH"
+    for d in "$STORE/containers/$helper_uid" "$STORE/containers/0" "$STORE/images/0" "$SCRATCH"; do
+        [ ! -e "$d" ] || die "could not remove $d"
+    done
 fi
 
 step "network namespace $NETNS"
@@ -112,5 +180,13 @@ TUPPER_IT=1 TUPPER_PREFIX="$PREFIX" TUPPER_NETNS="$NETNS" TUPPER_USER="$TEST_USE
 TUPPER_NORANGE_USER="$NORANGE_USER" TUPPER_SECOND_USER="$SECOND_USER" TUPPER_STORE="$STORE" TUPPER_STATE_DIR="$STATE" \
 TUPPER_IMAGE_TAR="$PREFIX/busybox.tar" TUPPER_BRIDGE=tupper0 \
     cargo test -p tupper-integration --locked --tests -- --ignored --test-threads=1 ${TUPPER_E2E_FILTER:-}
+
+step "nothing outside the test prefix and store"
+prod_after=$(prod_store_state)
+[ "$prod_after" = "$prod_before" ] ||
+    die "the suite changed $PROD_STORE: before: $prod_before; after: $prod_after"
+new_caps=$(comm -13 <(printf '%s\n' "$tmp_caps_before") <(tmp_caps))
+[ -z "$new_caps" ] || die "the suite left binaries with file capabilities in /tmp: $new_caps"
+echo "$PROD_STORE: $prod_after; no new file capabilities under /tmp"
 
 step "all tests passed"

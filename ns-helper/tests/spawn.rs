@@ -1,16 +1,20 @@
 //! End-to-end tests of `tupper-ns` across the real privilege boundary.
 //!
-//! Needs root (to build container roots in the store and install the helper
-//! with file capabilities) and `TUPPER_NS_TESTS=1`: each test is `#[ignore]`d
-//! and fails when run without them. Run with
-//! `TUPPER_NS_TESTS=1 cargo test -p tupper-ns -- --ignored` (that also builds
-//! `examples/drive`, the stand-in supervisor these tests run as `tupdev`).
+//! They drive the build `tests/run.sh` installed into its test prefix (whose
+//! compiled-in configuration points at the test store, never at
+//! `/var/lib/tupperware`), with the file capabilities the installer gave it,
+//! through the one test driver `tupper-drive` (its `ns-spawn` command stands
+//! in for the supervisor), as the helper test user. `tests/run.sh` passes
+//! where everything is in environment variables (see [`Setup`]) and removes
+//! what these tests create afterwards. Each test is `#[ignore]`d; run with
+//! `--ignored` outside `tests/run.sh`, it fails instead of passing having
+//! done nothing.
 //!
-//! Store layout used (default config, `/var/lib/tupperware`):
-//! - `containers/<tupdev>/OK`      busybox root owned by container root (tupdev's range)
-//! - `containers/<tupdev>/EVIL`    same, but `proc` is a symlink to a host dir
-//! - `containers/<tupdev>/LINK`    a symlink to root's container
-//! - `containers/0/ROOTS`          root's busybox root (no user namespace)
+//! Store layout used (in the test store):
+//! - `containers/<user>/OK`      busybox root owned by container root (the user's range)
+//! - `containers/<user>/EVIL`    same, but `proc` is a symlink to a host dir
+//! - `containers/<user>/LINK`    a symlink to root's container
+//! - `containers/0/ROOTS`        root's busybox root (no user namespace)
 
 use std::os::unix::fs::{symlink, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -22,27 +26,56 @@ const EVIL: &str = "22222222222222222222222222222222";
 const LINK: &str = "11111111111111111111111111111111";
 const ROOTS: &str = "abcdef0123456789abcdef0123456789";
 const MISSING: &str = "ffffffffffffffffffffffffffffffff";
-const STORE: &str = "/var/lib/tupperware";
-const BIN: &str = "/tmp/tupper-ns-bin";
-const EVIL_TARGET: &str = "/tmp/tupper-ns-evil";
-const USER: &str = "tupdev";
-const NO_RANGE_USER: &str = "tupnorange";
 
-fn enabled() -> bool {
-    // The tests are #[ignore]d; run on purpose without their environment
-    // they fail rather than pass having done nothing.
-    assert_eq!(
-        std::env::var("TUPPER_NS_TESTS").as_deref(),
-        Ok("1"),
-        "set TUPPER_NS_TESTS=1 to run the tupper-ns end-to-end tests (tests/run.sh does)"
-    );
-    // SAFETY: geteuid cannot fail.
-    assert_eq!(
-        unsafe { libc::geteuid() },
-        0,
-        "the tupper-ns end-to-end tests must run as root"
-    );
-    true
+/// What `tests/run.sh` passes in.
+struct Setup {
+    /// `$PREFIX/libexec/tupperware`: the installed helpers, with file capabilities.
+    libexec: PathBuf,
+    /// The test store the installed build's configuration names.
+    store: PathBuf,
+    /// `tupper-drive`, installed where the test users can execute it.
+    drive: PathBuf,
+    /// A directory of the test prefix for files outside the store; run.sh removes it.
+    scratch: PathBuf,
+    /// A user with subordinate ids, allowed by the installed policy.
+    user: String,
+    /// A user without subordinate ids.
+    no_range_user: String,
+}
+
+fn var(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| {
+        panic!("{name} is not set: the tupper-ns end-to-end tests are run by tests/run.sh")
+    })
+}
+
+fn setup() -> &'static Setup {
+    static S: OnceLock<Setup> = OnceLock::new();
+    S.get_or_init(|| {
+        // SAFETY: geteuid cannot fail.
+        assert_eq!(
+            unsafe { libc::geteuid() },
+            0,
+            "the tupper-ns end-to-end tests must run as root (tests/run.sh)"
+        );
+        let s = Setup {
+            libexec: Path::new(&var("TUPPER_PREFIX")).join("libexec/tupperware"),
+            store: var("TUPPER_STORE").into(),
+            drive: var("TUPPER_DRIVE").into(),
+            scratch: var("TUPPER_SCRATCH").into(),
+            user: var("TUPPER_HELPER_USER"),
+            no_range_user: var("TUPPER_NORANGE_USER"),
+        };
+        assert_ne!(
+            s.store,
+            Path::new("/var/lib/tupperware"),
+            "never the production store"
+        );
+        for p in [s.libexec.join("tupper-ns"), s.drive.clone()] {
+            assert!(p.is_file(), "{} is missing", p.display());
+        }
+        s
+    })
 }
 
 fn run(cmd: &mut Command) -> String {
@@ -90,62 +123,45 @@ fn busybox_root(root: &Path, owner: u32) {
 
 struct Fixture {
     helper: PathBuf,
-    drive: PathBuf,
+    /// The directory `/proc` of EVIL points to.
+    evil_target: PathBuf,
 }
 
 fn fixture() -> &'static Fixture {
     static F: OnceLock<Fixture> = OnceLock::new();
     F.get_or_init(|| {
-        let built = PathBuf::from(env!("CARGO_BIN_EXE_tupper-ns"));
-        let drive_built = built.parent().unwrap().join("examples/drive");
-        assert!(
-            drive_built.exists(),
-            "{} missing: run `cargo test -p tupper-ns` (builds examples) or `cargo build -p tupper-ns --examples`",
-            drive_built.display()
-        );
-        // Installed copy with file capabilities, like the package does.
-        std::fs::create_dir_all(BIN).unwrap();
-        std::fs::set_permissions(BIN, std::fs::Permissions::from_mode(0o755)).unwrap();
-        let (helper, drive) = (Path::new(BIN).join("tupper-ns"), Path::new(BIN).join("drive"));
-        let _ = std::fs::remove_file(&helper);
-        let _ = std::fs::remove_file(&drive);
-        std::fs::copy(&built, &helper).unwrap();
-        std::fs::copy(&drive_built, &drive).unwrap();
-        run(Command::new("setcap")
-            .arg("cap_setuid,cap_setgid,cap_dac_read_search=p")
-            .arg(&helper));
-
-        let store = Path::new(STORE);
-        let uid = uid_of(USER);
-        for d in [store.to_path_buf(), store.join("containers")] {
-            mkdir_private(&d);
-        }
-        let mine = store.join("containers").join(uid.to_string());
-        let roots = store.join("containers/0");
+        let s = setup();
+        let helper = s.libexec.join("tupper-ns");
+        // install.sh created the store and its top directories.
+        let containers = s.store.join("containers");
+        assert!(containers.is_dir(), "{} missing", containers.display());
+        let uid = uid_of(&s.user);
+        let mine = containers.join(uid.to_string());
+        let roots = containers.join("0");
         mkdir_private(&mine);
         mkdir_private(&roots);
-        let base = subid_base(USER, uid);
+        let base = subid_base(&s.user, uid);
         busybox_root(&mine.join(OK), base);
         busybox_root(&roots.join(ROOTS), 0);
 
         // A root whose /proc is a symlink to a host directory.
         busybox_root(&mine.join(EVIL), base);
-        std::fs::create_dir_all(EVIL_TARGET).unwrap();
-        symlink(EVIL_TARGET, mine.join(EVIL).join("proc")).unwrap();
+        let evil_target = s.scratch.join("ns-evil");
+        let _ = std::fs::remove_dir_all(&evil_target);
+        std::fs::create_dir_all(&evil_target).unwrap();
+        symlink(&evil_target, mine.join(EVIL).join("proc")).unwrap();
         run(Command::new("chown")
             .args(["-h", &format!("{base}:{base}")])
             .arg(mine.join(EVIL).join("proc")));
 
-        // tupdev's "container" that is a symlink to root's.
+        // The user's "container" that is a symlink to root's.
         let link = mine.join(LINK);
         let _ = std::fs::remove_file(&link);
         symlink(format!("../0/{ROOTS}"), &link).unwrap();
-
-        // A user without subordinate ids (system users get none from useradd).
-        if Command::new("id").arg(NO_RANGE_USER).output().map_or(true, |o| !o.status.success()) {
-            run(Command::new("useradd").args(["-r", "-M", "-s", "/usr/sbin/nologin", NO_RANGE_USER]));
+        Fixture {
+            helper,
+            evil_target,
         }
-        Fixture { helper, drive }
     })
 }
 
@@ -180,9 +196,9 @@ fn drive_with(
     id: &str,
     workdir: &str,
     cmd: &[&str],
-    env: &[(&str, &str)],
+    flags: &[&str],
 ) -> Outcome {
-    let f = fixture();
+    let (s, f) = (setup(), fixture());
     // A leading `--tty --` in `cmd` asks for a terminal.
     let (tty, cmd): (&[&str], &[&str]) = match cmd {
         ["--tty", "--", rest @ ..] => (&["--tty"], rest),
@@ -194,19 +210,26 @@ fn drive_with(
             c.arg(format!("--reuid={u}"))
                 .arg(format!("--regid={u}"))
                 .args(["--init-groups", "--inh-caps=-all"])
-                .arg(&f.drive);
+                .arg(&s.drive);
             c
         }
-        None => Command::new(&f.drive),
+        None => Command::new(&s.drive),
     };
-    c.arg(&f.helper)
-        .args([id, "tupperbox", workdir])
+    assert_eq!(f.helper, s.libexec.join("tupper-ns"));
+    c.arg(&s.libexec)
+        .args(["ns-spawn", id, "tupperbox", workdir])
         .args(tty)
+        .args(flags)
         .arg("--")
         .args(cmd);
-    c.current_dir("/").envs(env.iter().copied());
+    c.current_dir("/");
     let out = c.output().expect("run driver");
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        out.status.success(),
+        "the driver failed ({:?}): {stderr}",
+        out.status
+    );
     Outcome {
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
         events: stderr
@@ -218,7 +241,7 @@ fn drive_with(
 }
 
 fn user_run(cmd: &str) -> Outcome {
-    let o = drive(Some(USER), OK, "/", &["sh", "-c", cmd]);
+    let o = drive(Some(&setup().user), OK, "/", &["sh", "-c", cmd]);
     assert_eq!(
         o.event("netns-open "),
         Some("ok"),
@@ -230,11 +253,8 @@ fn user_run(cmd: &str) -> Outcome {
 }
 
 #[test]
-#[ignore = "needs root and TUPPER_NS_TESTS=1: run by tests/run.sh"]
+#[ignore = "needs root, the test prefix and store: run by tests/run.sh"]
 fn container_sees_its_own_world() {
-    if !enabled() {
-        return;
-    }
     let o = user_run("hostname; echo $$; id; cat /proc/self/uid_map /proc/self/gid_map; cat /sys/class/net/lo/flags; pwd");
     let lines: Vec<_> = o
         .stdout
@@ -245,7 +265,8 @@ fn container_sees_its_own_world() {
     assert_eq!(lines[0], "tupperbox", "{o:#?}");
     assert_eq!(lines[1], "1", "init is pid 1");
     assert_eq!(lines[2], "uid=0(root) gid=0(root)");
-    let base = subid_base(USER, uid_of(USER));
+    let user = &setup().user;
+    let base = subid_base(user, uid_of(user));
     assert_eq!(lines[3], format!("0 {base} 65536"));
     assert_eq!(lines[4], format!("0 {base} 65536"));
     let lo = u32::from_str_radix(lines[5].trim_start_matches("0x"), 16).unwrap();
@@ -255,11 +276,8 @@ fn container_sees_its_own_world() {
 }
 
 #[test]
-#[ignore = "needs root and TUPPER_NS_TESTS=1: run by tests/run.sh"]
+#[ignore = "needs root, the test prefix and store: run by tests/run.sh"]
 fn only_container_processes_and_mounts_are_visible() {
-    if !enabled() {
-        return;
-    }
     let o = user_run("ps -o pid,comm; true");
     let pids: Vec<_> = o.stdout.lines().skip(1).collect();
     assert_eq!(pids.len(), 2, "sh and ps only: {o:#?}");
@@ -279,14 +297,11 @@ fn only_container_processes_and_mounts_are_visible() {
 }
 
 #[test]
-#[ignore = "needs root and TUPPER_NS_TESTS=1: run by tests/run.sh"]
+#[ignore = "needs root, the test prefix and store: run by tests/run.sh"]
 fn capabilities_are_the_default_set() {
-    if !enabled() {
-        return;
-    }
     // grep directly, not through sh (which ignores some signals itself).
     let o = drive(
-        Some(USER),
+        Some(&setup().user),
         OK,
         "/",
         &[
@@ -319,11 +334,8 @@ fn capabilities_are_the_default_set() {
 }
 
 #[test]
-#[ignore = "needs root and TUPPER_NS_TESTS=1: run by tests/run.sh"]
+#[ignore = "needs root, the test prefix and store: run by tests/run.sh"]
 fn exit_code_propagates() {
-    if !enabled() {
-        return;
-    }
     let o = user_run("echo to-stdout; echo to-stderr >&2; exit 42");
     assert_eq!(o.exit(), Some(42));
     assert_eq!(o.stdout, "to-stdout\n");
@@ -331,12 +343,9 @@ fn exit_code_propagates() {
 }
 
 #[test]
-#[ignore = "needs root and TUPPER_NS_TESTS=1: run by tests/run.sh"]
+#[ignore = "needs root, the test prefix and store: run by tests/run.sh"]
 fn command_not_found_is_127() {
-    if !enabled() {
-        return;
-    }
-    let o = drive(Some(USER), OK, "/", &["no-such-command"]);
+    let o = drive(Some(&setup().user), OK, "/", &["no-such-command"]);
     assert_eq!(
         o.event("exec-error "),
         Some(r#"CommandNotFound tupper: "no-such-command": executable file not found in $PATH"#),
@@ -346,12 +355,9 @@ fn command_not_found_is_127() {
 }
 
 #[test]
-#[ignore = "needs root and TUPPER_NS_TESTS=1: run by tests/run.sh"]
+#[ignore = "needs root, the test prefix and store: run by tests/run.sh"]
 fn not_executable_is_126() {
-    if !enabled() {
-        return;
-    }
-    let o = drive(Some(USER), OK, "/", &["/etc/passwd"]);
+    let o = drive(Some(&setup().user), OK, "/", &["/etc/passwd"]);
     assert_eq!(
         o.event("exec-error "),
         Some(r#"NotExecutable tupper: "/etc/passwd": permission denied"#),
@@ -361,12 +367,9 @@ fn not_executable_is_126() {
 }
 
 #[test]
-#[ignore = "needs root and TUPPER_NS_TESTS=1: run by tests/run.sh"]
+#[ignore = "needs root, the test prefix and store: run by tests/run.sh"]
 fn missing_workdir_is_refused() {
-    if !enabled() {
-        return;
-    }
-    let o = drive(Some(USER), OK, "/nonexistent", &["true"]);
+    let o = drive(Some(&setup().user), OK, "/nonexistent", &["true"]);
     assert!(
         o.error()
             .starts_with("System working directory \"/nonexistent\""),
@@ -380,15 +383,14 @@ fn missing_workdir_is_refused() {
 }
 
 #[test]
-#[ignore = "needs root and TUPPER_NS_TESTS=1: run by tests/run.sh"]
+#[ignore = "needs root, the test prefix and store: run by tests/run.sh"]
 fn user_without_subordinate_ids_gets_nothing() {
-    if !enabled() {
-        return;
-    }
-    let o = drive(Some(NO_RANGE_USER), OK, "/", &["true"]);
+    let user = &setup().no_range_user;
+    let o = drive(Some(user), OK, "/", &["true"]);
     assert!(
-        o.error()
-            .starts_with("NoSubordinateIds user tupnorange has no subordinate id range"),
+        o.error().starts_with(&format!(
+            "NoSubordinateIds user {user} has no subordinate id range"
+        )),
         "{o:#?}"
     );
     assert!(o.error().contains("usermod --add-subuids"), "{o:#?}");
@@ -396,12 +398,9 @@ fn user_without_subordinate_ids_gets_nothing() {
 }
 
 #[test]
-#[ignore = "needs root and TUPPER_NS_TESTS=1: run by tests/run.sh"]
+#[ignore = "needs root, the test prefix and store: run by tests/run.sh"]
 fn hostile_container_ids_are_refused() {
-    if !enabled() {
-        return;
-    }
-    let o = drive(Some(USER), "../x", "/", &["true"]);
+    let o = drive(Some(&setup().user), "../x", "/", &["true"]);
     assert!(
         o.error()
             .starts_with("InvalidRequest container id \"../x\""),
@@ -411,7 +410,7 @@ fn hostile_container_ids_are_refused() {
 
     // Missing, another user's, and a symlink to another user's: one answer shape.
     for id in [MISSING, ROOTS, LINK] {
-        let o = drive(Some(USER), id, "/", &["true"]);
+        let o = drive(Some(&setup().user), id, "/", &["true"]);
         assert_eq!(
             o.error(),
             format!("NotFound container {id} has no root filesystem"),
@@ -422,29 +421,24 @@ fn hostile_container_ids_are_refused() {
 }
 
 #[test]
-#[ignore = "needs root and TUPPER_NS_TESTS=1: run by tests/run.sh"]
+#[ignore = "needs root, the test prefix and store: run by tests/run.sh"]
 fn symlinked_mount_target_is_refused() {
-    if !enabled() {
-        return;
-    }
-    let o = drive(Some(USER), EVIL, "/", &["true"]);
+    let o = drive(Some(&setup().user), EVIL, "/", &["true"]);
     assert!(
         o.error()
             .starts_with("Unsafe refusing to mount on /proc in the container"),
         "{o:#?}"
     );
     // Nothing was mounted on the host directory the symlink points to.
+    let target = &fixture().evil_target;
     let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
-    assert!(!mounts.contains(EVIL_TARGET));
-    assert_eq!(std::fs::read_dir(EVIL_TARGET).unwrap().count(), 0);
+    assert!(!mounts.contains(&*target.to_string_lossy()));
+    assert_eq!(std::fs::read_dir(target).unwrap().count(), 0);
 }
 
 #[test]
-#[ignore = "needs root and TUPPER_NS_TESTS=1: run by tests/run.sh"]
+#[ignore = "needs root, the test prefix and store: run by tests/run.sh"]
 fn root_without_range_runs_without_user_namespace() {
-    if !enabled() {
-        return;
-    }
     let o = drive(
         None,
         ROOTS,
@@ -461,28 +455,22 @@ fn root_without_range_runs_without_user_namespace() {
 }
 
 #[test]
-#[ignore = "needs root and TUPPER_NS_TESTS=1: run by tests/run.sh"]
+#[ignore = "needs root, the test prefix and store: run by tests/run.sh"]
 fn helper_without_channel_fails_cleanly() {
-    if !enabled() {
-        return;
-    }
     let out = Command::new(&fixture().helper).output().unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("file descriptor 3 is not a socket"));
 }
 
 #[test]
-#[ignore = "needs root and TUPPER_NS_TESTS=1: run by tests/run.sh"]
+#[ignore = "needs root, the test prefix and store: run by tests/run.sh"]
 fn init_exits_quietly_when_the_supervisor_goes_away() {
-    if !enabled() {
-        return;
-    }
     let o = drive_with(
-        Some(USER),
+        Some(&setup().user),
         OK,
         "/",
         &["sh", "-c", "echo ran"],
-        &[("DRIVE_NO_START", "1")],
+        &["--no-start"],
     );
     assert!(o.event("spawned ").is_some(), "{o:#?}");
     assert_eq!(o.exit(), Some(125), "{o:#?}");
@@ -490,17 +478,14 @@ fn init_exits_quietly_when_the_supervisor_goes_away() {
 }
 
 #[test]
-#[ignore = "needs root and TUPPER_NS_TESTS=1: run by tests/run.sh"]
+#[ignore = "needs root, the test prefix and store: run by tests/run.sh"]
 fn request_environment_is_passed() {
-    if !enabled() {
-        return;
-    }
     let o = drive_with(
-        Some(USER),
+        Some(&setup().user),
         OK,
         "/tmp",
         &["sh", "-c", "echo $FOO $HOME $HOSTNAME; pwd; echo $PATH"],
-        &[("DRIVE_ENV", "FOO=bar,HOME=/home/x")],
+        &["--env", "FOO=bar", "--env", "HOME=/home/x"],
     );
     assert_eq!(
         o.stdout,
@@ -510,13 +495,10 @@ fn request_environment_is_passed() {
 }
 
 #[test]
-#[ignore = "needs root and TUPPER_NS_TESTS=1: run by tests/run.sh"]
+#[ignore = "needs root, the test prefix and store: run by tests/run.sh"]
 fn tty_becomes_the_controlling_terminal() {
-    if !enabled() {
-        return;
-    }
     let o = drive(
-        Some(USER),
+        Some(&setup().user),
         OK,
         "/",
         &[

@@ -1,10 +1,14 @@
 //! Drives the real `tupper-storage` binary over a socketpair on fd 3.
 //!
-//! Needs root and touches the default store `/var/lib/tupperware` (it
-//! loop-mounts the embedded btrfs image there on first use), so it only runs
-//! with `TUPPER_STORAGE_TESTS=1`: each test is `#[ignore]`d (a plain `cargo
-//! test` reports it as ignored), and run with `--ignored` without that
-//! variable it fails instead of passing having done nothing.
+//! Needs root and a store: `tests/run.sh` runs these against the build it
+//! installed into its test prefix (with its file capabilities), whose
+//! compiled-in configuration points at the test store — never at the
+//! production store `/var/lib/tupperware` — and passes both in environment
+//! variables (`TUPPER_PREFIX`, `TUPPER_STORE`). Each test removes the images
+//! and containers it creates; `tests/run.sh` removes root's (now empty)
+//! directories of the store afterwards. Each test is `#[ignore]`d (a plain
+//! `cargo test` reports it as ignored); run with `--ignored` outside
+//! `tests/run.sh`, it fails instead of passing having done nothing.
 
 use std::io::Read;
 
@@ -12,19 +16,52 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 
 use proto::{Channel, ErrorKind, RemoteError, StorageReply, StorageRequest};
 
-const STORE: &str = "/var/lib/tupperware";
 /// The tests share one store and check it for leftovers: one at a time.
 static SERIAL: Mutex<()> = Mutex::new(());
 
-fn enabled() -> bool {
-    if std::env::var("TUPPER_STORAGE_TESTS").as_deref() == Ok("1") {
-        return true;
-    }
-    panic!("set TUPPER_STORAGE_TESTS=1 (needs root; uses the store {STORE}); tests/run.sh does");
+/// What `tests/run.sh` passes in.
+struct Setup {
+    /// The installed helper, with its file capabilities.
+    helper: PathBuf,
+    /// The store its configuration names.
+    store: PathBuf,
+}
+
+fn var(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| {
+        panic!("{name} is not set: the tupper-storage tests are run by tests/run.sh (root, test prefix and store)")
+    })
+}
+
+fn setup() -> &'static Setup {
+    static S: OnceLock<Setup> = OnceLock::new();
+    S.get_or_init(|| {
+        // SAFETY: geteuid cannot fail.
+        assert_eq!(
+            unsafe { libc::geteuid() },
+            0,
+            "the tupper-storage tests must run as root (tests/run.sh)"
+        );
+        let s = Setup {
+            helper: Path::new(&var("TUPPER_PREFIX")).join("libexec/tupperware/tupper-storage"),
+            store: var("TUPPER_STORE").into(),
+        };
+        assert_ne!(
+            s.store,
+            Path::new("/var/lib/tupperware"),
+            "never the production store"
+        );
+        assert!(s.helper.is_file(), "{} is missing", s.helper.display());
+        s
+    })
+}
+
+fn store() -> &'static Path {
+    &setup().store
 }
 
 struct Helper {
@@ -34,7 +71,7 @@ struct Helper {
 
 impl Helper {
     fn spawn() -> Helper {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_tupper-storage"));
+        let mut cmd = Command::new(&setup().helper);
         let (chan, child) = proto::spawn::spawn_with_channel(&mut cmd).unwrap();
         let mut h = Helper { chan, child };
         h.chan.handshake().unwrap();
@@ -89,11 +126,11 @@ fn uid() -> u32 {
 }
 
 fn images_dir() -> PathBuf {
-    Path::new(STORE).join("images").join(uid().to_string())
+    store().join("images").join(uid().to_string())
 }
 
 fn containers_dir() -> PathBuf {
-    Path::new(STORE).join("containers").join(uid().to_string())
+    store().join("containers").join(uid().to_string())
 }
 
 fn unique(tag: &str) -> String {
@@ -207,30 +244,24 @@ fn sample() -> Tar {
 // ---- tests ------------------------------------------------------------
 
 #[test]
-#[ignore = "needs root and TUPPER_STORAGE_TESTS=1: run by tests/run.sh"]
+#[ignore = "needs root, the test prefix and store: run by tests/run.sh"]
 fn init_mounts_a_btrfs_store() {
-    if !enabled() {
-        return;
-    }
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let mut h = Helper::spawn();
     assert_eq!(h.call(StorageRequest::Init).unwrap(), StorageReply::Done);
     assert_eq!(h.call(StorageRequest::Init).unwrap(), StorageReply::Done);
     h.finish();
-    let st = nix::sys::statfs::statfs(STORE).unwrap();
+    let st = nix::sys::statfs::statfs(store()).unwrap();
     assert_eq!(st.filesystem_type(), nix::sys::statfs::BTRFS_SUPER_MAGIC);
     for d in ["images", "containers"] {
-        let m = std::fs::metadata(Path::new(STORE).join(d)).unwrap();
+        let m = std::fs::metadata(store().join(d)).unwrap();
         assert_eq!((m.uid(), m.mode() & 0o7777), (0, 0o700), "{d}");
     }
 }
 
 #[test]
-#[ignore = "needs root and TUPPER_STORAGE_TESTS=1: run by tests/run.sh"]
+#[ignore = "needs root, the test prefix and store: run by tests/run.sh"]
 fn import_list_snapshot_remove() {
-    if !enabled() {
-        return;
-    }
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let mut h = Helper::spawn();
     let name = unique("good");
@@ -343,11 +374,8 @@ fn import_list_snapshot_remove() {
 }
 
 #[test]
-#[ignore = "needs root and TUPPER_STORAGE_TESTS=1: run by tests/run.sh"]
+#[ignore = "needs root, the test prefix and store: run by tests/run.sh"]
 fn zstd_and_plain_tarballs() {
-    if !enabled() {
-        return;
-    }
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let mut h = Helper::spawn();
     let plain = sample().done();
@@ -364,11 +392,8 @@ fn zstd_and_plain_tarballs() {
 }
 
 #[test]
-#[ignore = "needs root and TUPPER_STORAGE_TESTS=1: run by tests/run.sh"]
+#[ignore = "needs root, the test prefix and store: run by tests/run.sh"]
 fn hostile_names_and_ids() {
-    if !enabled() {
-        return;
-    }
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let mut h = Helper::spawn();
     let tarball = sample().done();
@@ -416,11 +441,8 @@ fn hostile_names_and_ids() {
 }
 
 #[test]
-#[ignore = "needs root and TUPPER_STORAGE_TESTS=1: run by tests/run.sh"]
+#[ignore = "needs root, the test prefix and store: run by tests/run.sh"]
 fn hostile_entries_leave_nothing() {
-    if !enabled() {
-        return;
-    }
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let passwd_before = std::fs::read("/etc/passwd").unwrap();
     let mut h = Helper::spawn();
@@ -523,11 +545,8 @@ fn hostile_entries_leave_nothing() {
 }
 
 #[test]
-#[ignore = "needs root and TUPPER_STORAGE_TESTS=1: run by tests/run.sh"]
+#[ignore = "needs root, the test prefix and store: run by tests/run.sh"]
 fn absolute_symlink_is_followed_inside_the_image() {
-    if !enabled() {
-        return;
-    }
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let passwd_before = std::fs::read("/etc/passwd").unwrap();
     let mut h = Helper::spawn();
@@ -560,11 +579,8 @@ fn absolute_symlink_is_followed_inside_the_image() {
 }
 
 #[test]
-#[ignore = "needs root and TUPPER_STORAGE_TESTS=1: run by tests/run.sh"]
+#[ignore = "needs root, the test prefix and store: run by tests/run.sh"]
 fn later_entries_replace_earlier_ones() {
-    if !enabled() {
-        return;
-    }
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let mut h = Helper::spawn();
     let name = unique("replace");
@@ -594,11 +610,8 @@ fn later_entries_replace_earlier_ones() {
 }
 
 #[test]
-#[ignore = "needs root and TUPPER_STORAGE_TESTS=1: run by tests/run.sh"]
+#[ignore = "needs root, the test prefix and store: run by tests/run.sh"]
 fn closing_mid_import_leaves_nothing() {
-    if !enabled() {
-        return;
-    }
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let mut h = Helper::spawn();
     let name = unique("closed");
@@ -616,11 +629,8 @@ fn closing_mid_import_leaves_nothing() {
 }
 
 #[test]
-#[ignore = "needs root and TUPPER_STORAGE_TESTS=1: run by tests/run.sh"]
+#[ignore = "needs root, the test prefix and store: run by tests/run.sh"]
 fn partial_import_of_a_killed_helper_is_reaped() {
-    if !enabled() {
-        return;
-    }
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let mut h = Helper::spawn();
     let t = sample().done();

@@ -38,10 +38,10 @@ fn var(name: &str) -> String {
 impl Env {
     /// The environment `tests/run.sh` set up; panics without it (the tests
     /// that call this are `#[ignore]`d, so this only happens when one is run
-    /// on purpose outside the suite). Always `Some`.
+    /// on purpose outside the suite). Never a silent skip.
     /// `driver_build` is the cargo-built `tupper-drive` (the build tree may
     /// not be reachable by the test user, so it is copied into the prefix).
-    pub fn get(driver_build: &str) -> Option<Env> {
+    pub fn get(driver_build: &str) -> Env {
         assert_eq!(
             std::env::var("TUPPER_IT").ok().as_deref(),
             Some("1"),
@@ -53,7 +53,7 @@ impl Env {
         std::fs::create_dir_all(prefix.join("test-bin")).expect("create test-bin");
         std::fs::copy(driver_build, &tmp).expect("copy the driver");
         std::fs::rename(&tmp, &driver).expect("install the driver");
-        Some(Env {
+        Env {
             driver,
             prefix,
             netns: var("TUPPER_NETNS"),
@@ -64,7 +64,7 @@ impl Env {
             state_dir: var("TUPPER_STATE_DIR").into(),
             image_tar: var("TUPPER_IMAGE_TAR").into(),
             bridge: var("TUPPER_BRIDGE"),
-        })
+        }
     }
 
     pub fn libexec(&self) -> PathBuf {

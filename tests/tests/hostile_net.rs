@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use tupper_integration::{assert_success, inet_address, read_until, Env};
 
-fn env() -> Option<Env> {
+fn env() -> Env {
     Env::get(env!("CARGO_BIN_EXE_tupper-drive"))
 }
 
@@ -139,7 +139,7 @@ fn assert_refused(e: &Env, user: &str, pid: &str, id: &str) {
 #[test]
 #[ignore = "privileged end-to-end test: run by tests/run.sh (root, installed helpers)"]
 fn a_bare_user_namespace_without_subordinate_ids_is_refused() {
-    let Some(e) = env() else { return };
+    let e = env();
     // What filled the bridge: no subordinate ids, no store, no container.
     // With a mount namespace of its own too, only its root gives it away.
     for flags in ["-Urn", "-Urnm"] {
@@ -157,7 +157,7 @@ fn a_bare_user_namespace_without_subordinate_ids_is_refused() {
 #[test]
 #[ignore = "privileged end-to-end test: run by tests/run.sh (root, installed helpers)"]
 fn a_namespace_that_is_not_a_tupperware_container_is_refused() {
-    let Some(e) = env() else { return };
+    let e = env();
     // A real container root of the caller exists in the store: the id is
     // right, the process is not that container.
     let _tidy = Tidy(&e, &["stopped-one"]);
@@ -289,7 +289,7 @@ fn start_running<'a>(e: &'a Env, name: &str, network: &str) -> Supervisor<'a> {
 #[test]
 #[ignore = "privileged end-to-end test: run by tests/run.sh (root, installed helpers)"]
 fn the_policy_limits_interfaces_per_user() {
-    let Some(e) = env() else { return };
+    let e = env();
     let _policy = PolicyFile::set(
         &e,
         &format!(
@@ -422,7 +422,7 @@ fn wait_within(mut child: Child, limit: Duration) -> Option<Output> {
 #[test]
 #[ignore = "privileged end-to-end test: run by tests/run.sh (root, installed helpers)"]
 fn a_stopped_helper_does_not_hang_another_users_run() {
-    let Some(e) = env() else { return };
+    let e = env();
     assert!(e.lease_records().is_empty(), "{:?}", e.lease_records());
     let lowest: std::net::Ipv4Addr = "10.88.0.2".parse().unwrap();
     let holder = StoppedHolder::hold(&locks_of(&e, lowest));
@@ -446,7 +446,7 @@ fn a_stopped_helper_does_not_hang_another_users_run() {
 #[test]
 #[ignore = "privileged end-to-end test: run by tests/run.sh (root, installed helpers)"]
 fn a_release_blocked_by_a_stopped_helper_fails_cleanly_in_time() {
-    let Some(e) = env() else { return };
+    let e = env();
     let c = start_running(&e, "held-lease", "bridge");
     let records = records_of(&e, &e.user);
     assert_eq!(records.len(), 1, "{records:?}");

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use tupper_integration::{assert_success, read_until, Env};
 
-fn env() -> Option<Env> {
+fn env() -> Env {
     Env::get(env!("CARGO_BIN_EXE_tupper-drive"))
 }
 
@@ -135,7 +135,7 @@ fn assert_not_created(out: &Output, who: &str) {
 #[test]
 #[ignore = "privileged end-to-end test: run by tests/run.sh (root, installed helpers)"]
 fn only_root_creates_the_store_and_users_mount_it_again() {
-    let Some(e) = env() else { return };
+    let e = env();
     let mut scene = Unmounted::new(&e);
     // The image file gone (a fresh install whose administrator did not create
     // the store): neither user may make the helper create it.
@@ -182,7 +182,7 @@ fn only_root_creates_the_store_and_users_mount_it_again() {
 #[test]
 #[ignore = "privileged end-to-end test: run by tests/run.sh (root, installed helpers)"]
 fn a_stopped_lock_holder_does_not_hang_other_users() {
-    let Some(e) = env() else { return };
+    let e = env();
     let scene = Unmounted::new(&e);
     let lock = e.store.join(".lock");
     // A process holding the store lock, stopped: what a caller can do to its
@@ -312,7 +312,7 @@ fn image_file(e: &Env, image: &str, file: &str) -> PathBuf {
 #[test]
 #[ignore = "privileged end-to-end test: run by tests/run.sh (root, installed helpers)"]
 fn a_tiny_sparse_bomb_is_refused_over_the_import_size_limit() {
-    let Some(e) = env() else { return };
+    let e = env();
     let scratch = Scratch::new("bomb");
     let bomb = sparse_bomb(&scratch.0);
     let _policy = PolicyFile::set(&e, "[default]\nimport_size = \"1G\"\n");
@@ -340,7 +340,7 @@ fn a_tiny_sparse_bomb_is_refused_over_the_import_size_limit() {
 #[test]
 #[ignore = "privileged end-to-end test: run by tests/run.sh (root, installed helpers)"]
 fn zeros_are_imported_as_holes() {
-    let Some(e) = env() else { return };
+    let e = env();
     let scratch = Scratch::new("holes");
     let bomb = sparse_bomb(&scratch.0);
     let _policy = PolicyFile::set(&e, "[default]\nimport_size = \"3G\"\n");
@@ -435,7 +435,7 @@ fn assert_no_subvolume_of(e: &Env, root: &Path) {
 #[test]
 #[ignore = "privileged end-to-end test: run by tests/run.sh (root, installed helpers)"]
 fn nested_subvolumes_do_not_make_a_container_undeletable() {
-    let Some(e) = env() else { return };
+    let e = env();
     assert!(e.container_roots(&e.user).is_empty());
     // `rm` of a stopped container.
     e.run_ok(&[

@@ -7,16 +7,28 @@
 //! tupper-drive LIBEXECDIR absurd-frame (storage|ns|net)
 //! tupper-drive LIBEXECDIR garbage-frame (storage|ns|net)
 //! tupper-drive LIBEXECDIR hold-hostile (storage|ns|net)
+//! tupper-drive LIBEXECDIR ns-spawn CONTAINER HOSTNAME WORKDIR [--tty] [--no-start] [--env K=V]... -- COMMAND...
 //! ```
-//! Prints `ok: <reply>` or `error: <kind>: <message>`; exits 0 only on `ok`.
+//! `net-attach` and `net-release` print `ok: <reply>` or
+//! `error: <kind>: <message>` and exit 0 only on `ok`. The frame commands
+//! print the helper's reply, decoded as that helper's own reply type
+//! (`reply: ok: ..`, `reply: error: <kind>: <message>`, `reply: none` when it
+//! closed the channel without one, `reply: unreadable: ..`), then
+//! `helper-exit: code N` or `helper-exit: signal N`; they exit 0 once they
+//! have reported, 2 when they could not. `hold-hostile` is described in
+//! `drive/hostile.rs`, `ns-spawn` in `drive/ns_spawn.rs`.
 
 use std::io::Write;
 use std::process::{Command, ExitCode, Stdio};
 
-use proto::{Channel, NetReply, NetRequest};
+use std::os::unix::process::ExitStatusExt;
+
+use proto::{Channel, NetReply, NetRequest, NsReply, RemoteError, StorageReply};
 
 #[path = "drive/hostile.rs"]
 mod hostile;
+#[path = "drive/ns_spawn.rs"]
+mod ns_spawn;
 
 fn spawn(libexec: &str, helper: &str) -> (Channel, std::process::Child) {
     let mut cmd = Command::new(format!("{libexec}/tupper-{helper}"));
@@ -74,12 +86,6 @@ fn main() -> ExitCode {
             report(r)
         }
         [what @ ("absurd-frame" | "garbage-frame"), helper] => {
-            let (mut ch, mut child) = spawn(libexec, helper);
-            if let Err(e) = ch.handshake() {
-                println!("error: handshake: {e}");
-                return ExitCode::FAILURE;
-            }
-            let mut stream = ch.into_stream();
             let bytes: Vec<u8> = if *what == "absurd-frame" {
                 // Claims 4 GiB.
                 vec![0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0]
@@ -87,19 +93,73 @@ fn main() -> ExitCode {
                 // A valid length followed by a payload no message decodes from.
                 vec![6, 0, 0, 0, 0xfe, 0xfe, 0xfe, 0xfe, 0xfe, 0xfe]
             };
-            let _ = stream.write_all(&bytes);
-            let _ = stream.shutdown(std::net::Shutdown::Write);
-            let mut ch = Channel::new(stream);
-            let reply = ch.recv_opt::<Result<NetReply, proto::RemoteError>>();
-            let status = child.wait().ok().and_then(|s| s.code());
-            // The helper must survive long enough to refuse, then exit with failure.
-            println!("reply: {reply:?}; helper exit: {status:?}");
-            ExitCode::SUCCESS
+            match *helper {
+                "storage" => malformed(libexec, helper, &bytes, |ch| {
+                    describe(ch.recv_opt::<Result<StorageReply, RemoteError>>())
+                }),
+                "ns" => malformed(libexec, helper, &bytes, |ch| {
+                    describe(ch.recv_opt::<Result<NsReply, RemoteError>>())
+                }),
+                "net" => malformed(libexec, helper, &bytes, |ch| {
+                    describe(ch.recv_opt::<Result<NetReply, RemoteError>>())
+                }),
+                _ => {
+                    eprintln!("tupper-drive: unknown helper {helper:?}");
+                    ExitCode::from(2)
+                }
+            }
         }
         ["hold-hostile", helper] => hostile::hold(libexec, helper),
+        ["ns-spawn", args @ ..] => ns_spawn::run(libexec, args),
         _ => {
             eprintln!("tupper-drive: unknown command {rest:?}");
             ExitCode::from(2)
         }
     }
+}
+
+/// A helper's reply (read as that helper's own reply type), in one line.
+fn describe<R: std::fmt::Debug>(r: Result<Option<Result<R, RemoteError>>, proto::Error>) -> String {
+    match r {
+        Ok(Some(Ok(r))) => format!("ok: {r:?}"),
+        Ok(Some(Err(e))) => format!("error: {:?}: {}", e.kind, e.message),
+        Ok(None) => "none".to_string(),
+        Err(e) => format!("unreadable: {e}"),
+    }
+}
+
+/// Send `bytes` after the handshake, then report the helper's reply (`read`
+/// decodes it as that helper's reply type) and how the helper exited.
+fn malformed(
+    libexec: &str,
+    helper: &str,
+    bytes: &[u8],
+    read: fn(&mut Channel) -> String,
+) -> ExitCode {
+    let (mut ch, mut child) = spawn(libexec, helper);
+    if let Err(e) = ch.handshake() {
+        println!("error: handshake: {e}");
+        let _ = child.kill();
+        let _ = child.wait();
+        return ExitCode::from(2);
+    }
+    let mut stream = ch.into_stream();
+    // A helper that refuses early may have closed its end: not our failure.
+    let _ = stream.write_all(bytes);
+    let _ = stream.shutdown(std::net::Shutdown::Write);
+    let mut ch = Channel::new(stream);
+    println!("reply: {}", read(&mut ch));
+    drop(ch);
+    match child.wait() {
+        Ok(s) => match (s.code(), s.signal()) {
+            (Some(code), _) => println!("helper-exit: code {code}"),
+            (None, Some(sig)) => println!("helper-exit: signal {sig}"),
+            (None, None) => println!("helper-exit: {s:?}"),
+        },
+        Err(e) => {
+            println!("helper-exit: cannot wait: {e}");
+            return ExitCode::from(2);
+        }
+    }
+    ExitCode::SUCCESS
 }

@@ -1,0 +1,167 @@
+//! `ns-spawn`: stand in for the supervisor in front of `tupper-ns`: send one
+//! `Spawn`, start the container (unless `--no-start`) and wait for its init,
+//! which `CLONE_PARENT` made our child.
+//!
+//! ```text
+//! tupper-drive LIBEXECDIR ns-spawn CONTAINER HOSTNAME WORKDIR [--tty] [--no-start] [--env K=V]... -- COMMAND...
+//! ```
+//! Container output goes to our stdout/stderr (with `--tty`, the container's
+//! terminal is copied to our stdout); what happened is reported on stderr as
+//! lines starting with `DRIVE `:
+//! `helper-exit N`, `spawned PID` or `error KIND MESSAGE` (then `children
+//! none|some`), `netns-open ok|ERROR`, `terminal`, `started` or
+//! `exec-error KIND MESSAGE`, and last `exit N` or `signal N`.
+//! Exits 0 once it has reported; 2 when it could not drive the helper.
+
+use std::process::{Command, ExitCode, Stdio};
+
+use proto::{NsReply, NsRequest, RemoteError, SpawnRequest};
+
+struct Options {
+    container: String,
+    hostname: String,
+    workdir: String,
+    tty: bool,
+    no_start: bool,
+    env: Vec<String>,
+    command: Vec<String>,
+}
+
+fn parse(args: &[&str]) -> Option<Options> {
+    let sep = args.iter().position(|a| *a == "--")?;
+    let (opts, command) = (&args[..sep], &args[sep + 1..]);
+    let [container, hostname, workdir, flags @ ..] = opts else {
+        return None;
+    };
+    let mut o = Options {
+        container: container.to_string(),
+        hostname: hostname.to_string(),
+        workdir: workdir.to_string(),
+        tty: false,
+        no_start: false,
+        env: Vec::new(),
+        command: command.iter().map(|s| s.to_string()).collect(),
+    };
+    let mut flags = flags.iter();
+    while let Some(f) = flags.next() {
+        match *f {
+            "--tty" => o.tty = true,
+            "--no-start" => o.no_start = true,
+            "--env" => o.env.push(flags.next()?.to_string()),
+            _ => return None,
+        }
+    }
+    Some(o)
+}
+
+fn fail(what: &str, e: impl std::fmt::Display) -> ExitCode {
+    eprintln!("DRIVE driver-error {what}: {e}");
+    ExitCode::from(2)
+}
+
+pub fn run(libexec: &str, args: &[&str]) -> ExitCode {
+    let Some(o) = parse(args) else {
+        eprintln!(
+            "usage: tupper-drive LIBEXECDIR ns-spawn CONTAINER HOSTNAME WORKDIR \
+             [--tty] [--no-start] [--env K=V]... -- COMMAND..."
+        );
+        return ExitCode::from(2);
+    };
+    let mut cmd = Command::new(format!("{libexec}/tupper-ns"));
+    cmd.stdin(Stdio::null());
+    let (mut chan, mut child) = match proto::spawn::spawn_with_channel(&mut cmd) {
+        Ok(c) => c,
+        Err(e) => return fail("spawn tupper-ns", e),
+    };
+    drop(cmd);
+    if let Err(e) = chan.handshake() {
+        return fail("handshake", e);
+    }
+    let request = NsRequest::Spawn(SpawnRequest {
+        container: o.container,
+        command: o.command,
+        env: o.env,
+        hostname: o.hostname,
+        workdir: o.workdir,
+        tty: o.tty,
+    });
+    if let Err(e) = chan.send(&request) {
+        return fail("send Spawn", e);
+    }
+    let reply: Result<NsReply, RemoteError> = match chan.recv() {
+        Ok(r) => r,
+        Err(e) => return fail("reply to Spawn", e),
+    };
+    match child.wait() {
+        Ok(status) => eprintln!("DRIVE helper-exit {}", status.code().unwrap_or(-1)),
+        Err(e) => return fail("wait for tupper-ns", e),
+    }
+    let pid = match reply {
+        Ok(NsReply::Spawned { pid }) => {
+            eprintln!("DRIVE spawned {pid}");
+            pid
+        }
+        Ok(other) => {
+            eprintln!("DRIVE unexpected {other:?}");
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            eprintln!("DRIVE error {:?} {}", e.kind, e.message);
+            // Any init the helper created would now be our child.
+            // SAFETY: a non-blocking wait for any child of ours.
+            let rc = unsafe { libc::waitpid(-1, std::ptr::null_mut(), libc::WNOHANG) };
+            let none =
+                rc < 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ECHILD);
+            eprintln!("DRIVE children {}", if none { "none" } else { "some" });
+            return ExitCode::SUCCESS;
+        }
+    };
+
+    // What tupper-net does while the init waits: open its network namespace.
+    match std::fs::File::open(format!("/proc/{pid}/ns/net")) {
+        Ok(_) => eprintln!("DRIVE netns-open ok"),
+        Err(e) => eprintln!("DRIVE netns-open {e}"),
+    }
+
+    let mut copier = None;
+    if o.no_start {
+        // The supervisor goes away before Start: the init must exit quietly.
+        drop(chan);
+    } else {
+        if let Err(e) = chan.send(&NsRequest::Start) {
+            return fail("send Start", e);
+        }
+        // With --tty, the init first passes the master of the terminal it
+        // made in the container; its output is copied to our stdout.
+        if o.tty {
+            match chan.recv_with_fd::<Result<NsReply, RemoteError>>() {
+                Ok((Ok(NsReply::Terminal), Some(master))) => {
+                    eprintln!("DRIVE terminal");
+                    copier = Some(std::thread::spawn(move || {
+                        let mut master = std::fs::File::from(master);
+                        let _ = std::io::copy(&mut master, &mut std::io::stdout());
+                    }));
+                }
+                other => eprintln!("DRIVE unexpected {other:?}"),
+            }
+        }
+        match chan.recv_opt::<Result<NsReply, RemoteError>>() {
+            Ok(None) => eprintln!("DRIVE started"),
+            Ok(Some(Err(e))) => eprintln!("DRIVE exec-error {:?} {}", e.kind, e.message),
+            other => eprintln!("DRIVE unexpected {other:?}"),
+        }
+    }
+    let mut st = 0;
+    // SAFETY: waiting for our own child (CLONE_PARENT made the init ours).
+    if unsafe { libc::waitpid(pid, &mut st, 0) } != pid {
+        eprintln!("DRIVE waitpid failed: {}", std::io::Error::last_os_error());
+    } else if libc::WIFEXITED(st) {
+        eprintln!("DRIVE exit {}", libc::WEXITSTATUS(st));
+    } else {
+        eprintln!("DRIVE signal {}", libc::WTERMSIG(st));
+    }
+    if let Some(c) = copier {
+        let _ = c.join();
+    }
+    ExitCode::SUCCESS
+}
