@@ -1,4 +1,4 @@
-//! `tupper-ns`: starts a container init in new user/mount/uts/ipc/net/pid
+//! `tupper_ns`: the logic of `tupper-ns`, which starts a container init in new user/mount/uts/ipc/net/pid
 //! namespaces, pivoted into the caller's container root, and hands it over
 //! to the supervisor.
 //!
@@ -40,26 +40,29 @@ mod sys;
 use proto::config::SystemConfig;
 use proto::{Channel, NsReply, RemoteError};
 
-use crate::error::Error;
+pub use crate::error::Error;
 use crate::spawn::Forked;
 
-fn main() {
+/// What happened to the one request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// The init was spawned and its pid sent.
+    Spawned,
+    /// The request failed; the error was sent to the supervisor.
+    Refused,
+}
+
+/// Serves the one `Spawn` request of this helper. In the cloned init this
+/// never returns. `Err` is a failure before a reply could be sent.
+pub fn serve() -> Result<Outcome, Error> {
     // 1. Sanitize (proto::helper: signals, not dumpable, no core, fds,
     //    limits, environment, umask, cwd /); the caller is our real uid.
     //    The container init gets the caller's soft limits back before it
     //    runs the command, so the core limit's hard value is kept for it.
     let (caller, caller_limits) =
-        match proto::helper::sanitize_process_with(proto::helper::CoreLimit::SoftZero) {
-            Ok(c) => c,
-            Err(e) => die(&e.into()),
-        };
-    if let Err(e) = privileges::restrict(caller) {
-        die(&e);
-    }
-    let mut chan = match Channel::from_inherited().and_then(|mut c| c.handshake().map(|()| c)) {
-        Ok(chan) => chan,
-        Err(e) => die(&e.into()),
-    };
+        proto::helper::sanitize_process_with(proto::helper::CoreLimit::SoftZero)?;
+    privileges::restrict(caller)?;
+    let mut chan = Channel::from_inherited().and_then(|mut c| c.handshake().map(|()| c))?;
     let prepared = request::receive_spawn(&mut chan)
         .and_then(request::validate)
         .and_then(|req| {
@@ -94,14 +97,10 @@ fn main() {
         }
     };
     let ok = reply.is_ok();
-    if let Err(e) = chan.reply(&reply) {
-        die(&e.into());
-    }
-    std::process::exit(if ok { 0 } else { 1 });
-}
-
-/// Failure before a reply can be sent: tell whoever reads stderr.
-fn die(e: &Error) -> ! {
-    eprintln!("tupper-ns: {e}");
-    std::process::exit(1);
+    chan.reply(&reply)?;
+    Ok(if ok {
+        Outcome::Spawned
+    } else {
+        Outcome::Refused
+    })
 }

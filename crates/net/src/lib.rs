@@ -1,5 +1,6 @@
-//! `tupper-net`: the network helper. Spawned by `tupper-supervisor` with its
-//! control channel on fd 3; answers `Attach` and `Release` requests.
+//! `tupper_net`: the logic of the network helper `tupper-net`, spawned by
+//! `tupper-supervisor` with its control channel on fd 3; answers `Attach` and
+//! `Release` requests.
 //!
 //! Installed with `setcap cap_net_admin,cap_sys_admin,cap_sys_chroot,cap_dac_override,cap_chown=p`.
 
@@ -22,25 +23,15 @@ mod settings;
 mod state_dir;
 mod sysctl;
 
-use std::process::ExitCode;
-
 use proto::helper::{sanitize_process, Caller};
 use proto::{Channel, NetReply, NetRequest, RemoteError};
 
+pub use crate::error::NetError;
 use crate::error::Result;
 use crate::settings::Settings;
 
-fn main() -> ExitCode {
-    match run() {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("tupper-net: {e}");
-            ExitCode::FAILURE
-        }
-    }
-}
-
-fn run() -> Result<()> {
+/// Serves requests until the supervisor closes the channel.
+pub fn serve() -> Result<()> {
     // Sanitize: environment, umask, fds; then capabilities down to what we need.
     let caller = sanitize_process()?;
     privilege::restrict_to_needed()?;

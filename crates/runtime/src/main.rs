@@ -1,21 +1,12 @@
 //! tupper-supervisor: the unprivileged command users run. It holds no
-//! privileges; every privileged step is a request to a helper.
-
-mod cleanup;
-mod containers;
-mod error;
-mod helpers;
-mod images;
-mod process;
-mod run;
-mod signals;
-mod state;
-mod tty;
+//! privileges; every privileged step is a request to a helper. This binary
+//! only parses the command line; the work is in `tupper_runtime`.
 
 use clap::{Parser, Subcommand};
 
-use crate::error::EXIT_RUNTIME;
-use crate::run::RunOptions;
+use tupper_runtime::error::EXIT_RUNTIME;
+use tupper_runtime::run::RunOptions;
+use tupper_runtime::{containers, images, run, signals};
 
 #[derive(Parser)]
 #[command(
