@@ -4,7 +4,7 @@
 
 use std::net::Ipv4Addr;
 
-use proto::process::start_time as process_start_time;
+use tupper_sys::process::start_time as process_start_time;
 
 use crate::error::{NetError, Result};
 use crate::ipam::Subnet;

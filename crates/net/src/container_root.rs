@@ -57,28 +57,13 @@ fn store_root(store: &Path, uid: u32, container: &str) -> Result<Option<FileId>>
         return Ok(None);
     };
     with_caps(&[CAP_DAC_OVERRIDE], || {
-        // SAFETY: open_how is plain data; zeroed is a valid value.
-        let mut how: libc::open_how = unsafe { std::mem::zeroed() };
-        how.flags = (libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC) as u64;
-        how.resolve = libc::RESOLVE_NO_SYMLINKS | libc::RESOLVE_NO_MAGICLINKS;
-        let fd = loop {
-            // SAFETY: pointers valid for the call; a new fd or -1 comes back.
-            let rc = unsafe {
-                libc::syscall(
-                    libc::SYS_openat2,
-                    libc::AT_FDCWD,
-                    path.as_ptr(),
-                    &how as *const libc::open_how,
-                    std::mem::size_of::<libc::open_how>(),
-                )
-            };
-            if rc >= 0 {
-                // SAFETY: the kernel returned a new descriptor that we own.
-                break unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(rc as i32) };
-            }
-            if std::io::Error::last_os_error().raw_os_error() != Some(libc::EAGAIN) {
-                return Ok(None);
-            }
+        let Ok(fd) = tupper_sys::openat2(
+            libc::AT_FDCWD,
+            &path,
+            libc::O_PATH | libc::O_DIRECTORY,
+            libc::RESOLVE_NO_SYMLINKS | libc::RESOLVE_NO_MAGICLINKS,
+        ) else {
+            return Ok(None);
         };
         Ok(stat_of(fd.as_raw_fd(), c"", libc::AT_EMPTY_PATH))
     })

@@ -9,7 +9,8 @@ use std::ffi::CString;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
 use crate::error::{NetError, Result};
-use proto::process::start_time as process_start_time;
+use tupper_sys::pidfd;
+use tupper_sys::process::start_time as process_start_time;
 
 use crate::leases::NsId;
 
@@ -38,7 +39,7 @@ pub struct Container {
 impl Container {
     /// Whether the verified process still runs.
     pub fn is_alive(&self) -> bool {
-        alive(&self.pidfd)
+        pidfd::is_alive(&self.pidfd)
     }
 }
 
@@ -67,24 +68,6 @@ fn own_ns(kind: &str) -> Result<NsId> {
     })
 }
 
-fn pidfd_open(pid: i32) -> Option<OwnedFd> {
-    // SAFETY: pidfd_open takes a pid and flags and returns a new fd or -1.
-    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
-    own(fd as libc::c_int)
-}
-
-/// Whether the process behind `pidfd` is still running (readable = exited).
-fn alive(pidfd: &OwnedFd) -> bool {
-    let mut p = libc::pollfd {
-        fd: pidfd.as_raw_fd(),
-        events: libc::POLLIN,
-        revents: 0,
-    };
-    // SAFETY: one pollfd we own, zero timeout.
-    let n = unsafe { libc::poll(&mut p, 1, 0) };
-    n == 0
-}
-
 fn ns_from_pidfd(pidfd: &OwnedFd, request: libc::c_ulong) -> Option<OwnedFd> {
     // SAFETY: the pidfd namespace ioctls take no argument and return a new fd.
     own(unsafe { libc::ioctl(pidfd.as_raw_fd(), request as _, 0) })
@@ -108,7 +91,7 @@ fn target_ns(pidfd: &OwnedFd, pid: i32, request: libc::c_ulong, kind: &str) -> O
 /// still being alive afterwards proves the entry was the process we hold.
 fn ns_via_proc(pidfd: &OwnedFd, pid: i32, kind: &str) -> Option<OwnedFd> {
     let fd = ns_from_proc(pid, kind)?;
-    alive(pidfd).then_some(fd)
+    pidfd::is_alive(pidfd).then_some(fd)
 }
 
 /// Owner uid of a user namespace, as seen from ours.
@@ -148,7 +131,7 @@ fn check(pid: i32, uid: u32, my_user: NsId, my_net: NsId) -> Option<Container> {
     if pid <= 1 {
         return None;
     }
-    let pidfd = pidfd_open(pid)?;
+    let pidfd = pidfd::open(pid).ok()?;
     let userns = target_ns(&pidfd, pid, PIDFD_GET_USER_NAMESPACE, "user")?;
     let netns = target_ns(&pidfd, pid, PIDFD_GET_NET_NAMESPACE, "net")?;
     let mntns = target_ns(&pidfd, pid, PIDFD_GET_MNT_NAMESPACE, "mnt")?;
@@ -172,7 +155,7 @@ fn check(pid: i32, uid: u32, my_user: NsId, my_net: NsId) -> Option<Container> {
     // Start time of the process the pidfd holds: read it, then make sure the
     // pidfd is still alive, so the value belongs to that process.
     let start_time = process_start_time(pid)?;
-    if !alive(&pidfd) {
+    if !pidfd::is_alive(&pidfd) {
         return None;
     }
     Some(Container {
@@ -206,14 +189,14 @@ mod tests {
 
     #[test]
     fn our_own_process_is_alive() {
-        let fd = pidfd_open(std::process::id() as i32).unwrap();
-        assert!(alive(&fd));
+        let fd = pidfd::open(std::process::id() as i32).unwrap();
+        assert!(pidfd::is_alive(&fd));
     }
 
     #[test]
     fn pidfd_ioctls_and_proc_fallback_agree() {
         let me = std::process::id() as i32;
-        let fd = pidfd_open(me).unwrap();
+        let fd = pidfd::open(me).unwrap();
         let via_proc = ns_via_proc(&fd, me, "net").unwrap();
         assert_eq!(ns_id_of(&via_proc).unwrap(), own_ns("net").unwrap());
         if let Some(via_ioctl) = ns_from_pidfd(&fd, PIDFD_GET_NET_NAMESPACE) {
@@ -231,10 +214,10 @@ mod tests {
             .spawn()
             .unwrap();
         let pid = child.id() as i32;
-        let fd = pidfd_open(pid).unwrap();
+        let fd = pidfd::open(pid).unwrap();
         child.kill().unwrap();
         child.wait().unwrap();
-        assert!(!alive(&fd));
+        assert!(!pidfd::is_alive(&fd));
         // Even if the pid were reused, the fallback refuses: the pidfd is dead.
         assert!(ns_via_proc(&fd, pid, "net").is_none());
         assert!(target_ns(&fd, pid, PIDFD_GET_NET_NAMESPACE, "net").is_none());

@@ -6,19 +6,16 @@
 //! opened through a symbolic link.
 
 use std::ffi::{CStr, CString};
-use std::io::{Read, Write};
+use std::io::Read;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use caps::Capability::{CAP_CHOWN, CAP_DAC_OVERRIDE};
 
 use crate::error::{NetError, Result};
 use crate::privilege::with_caps;
-
-/// How often a bounded wait for a lock tries again.
-const LOCK_POLL: Duration = Duration::from_millis(20);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Mode {
@@ -38,10 +35,7 @@ pub struct StateDir {
 
 /// An exclusive `flock` on a lock file; released when dropped (or when the
 /// holder dies, whatever way).
-#[derive(Debug)]
-pub struct Lock {
-    _fd: OwnedFd,
-}
+pub type Lock = tupper_sys::lock::Locked<OwnedFd>;
 
 fn c(s: &str) -> Result<CString> {
     CString::new(s).map_err(|_| NetError::State("name with a NUL byte".into()))
@@ -203,35 +197,17 @@ impl StateDir {
     /// The lock file `name` (created if needed), locked exclusively if no one
     /// else holds it; `None` if someone does. Never waits.
     pub fn try_lock(&self, name: &str) -> Result<Option<Lock>> {
-        let fd = self
-            .open_file(name, libc::O_RDWR, true)?
-            .ok_or_else(|| NetError::State(format!("lock file {name} vanished")))?;
-        loop {
-            // SAFETY: flock on a descriptor we own.
-            if unsafe { libc::flock(fd.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
-                return Ok(Some(Lock { _fd: fd }));
-            }
-            match errno() {
-                libc::EINTR => continue,
-                libc::EWOULDBLOCK => return Ok(None),
-                _ => return Err(NetError::last_os(format!("lock {name}"))),
-            }
-        }
+        self.lock_within(name, Duration::ZERO)
     }
 
     /// Like [`try_lock`](Self::try_lock), trying again until `wait` has passed:
     /// a holder that is stopped (or slow) costs us at most `wait`.
     pub fn lock_within(&self, name: &str, wait: Duration) -> Result<Option<Lock>> {
-        let deadline = Instant::now() + wait;
-        loop {
-            if let Some(lock) = self.try_lock(name)? {
-                return Ok(Some(lock));
-            }
-            if Instant::now() >= deadline {
-                return Ok(None);
-            }
-            std::thread::sleep(LOCK_POLL);
-        }
+        let fd = self
+            .open_file(name, libc::O_RDWR, true)?
+            .ok_or_else(|| NetError::State(format!("lock file {name} vanished")))?;
+        tupper_sys::lock::exclusive_within(fd, wait)
+            .map_err(|e| NetError::sys(format!("lock {name}"), e))
     }
 
     /// The contents of `name`, `None` if it does not exist; longer than `max`
@@ -251,58 +227,32 @@ impl StateDir {
         Ok(Some(bytes))
     }
 
-    /// Replace `name` atomically with `bytes`: write `name.tmp`, fsync it,
-    /// rename it over `name`, fsync the directory. The caller holds the lock
-    /// that makes it the only writer of `name` (and so of `name.tmp`).
+    /// Replace `name` atomically with `bytes` (`tupper_sys::atomic`: write
+    /// `name.tmp`, root-owned and 0600, fsync it, rename it over `name`, fsync
+    /// the directory). The caller holds the lock that makes it the only writer
+    /// of `name` (and so of `name.tmp`).
     pub fn write_atomic(&self, name: &str, bytes: &[u8]) -> Result<()> {
-        let temp_name = format!("{name}.tmp");
-        // A temporary file left by a crash is ours to replace.
-        self.unlink(&temp_name)?;
-        let fd = self
-            .open_file(&temp_name, libc::O_WRONLY, true)?
-            .ok_or_else(|| NetError::State(format!("{temp_name} vanished")))?;
-        let mut file = std::fs::File::from(fd);
-        file.write_all(bytes)
-            .and_then(|_| file.sync_all())
-            .map_err(|e| NetError::sys(format!("write {name}"), e))?;
-        drop(file);
-        let temp = c(&temp_name)?;
-        let target = c(name)?;
-        let dir = self.dir.as_raw_fd();
+        let root_owned = self.mode == Mode::Root;
         StateDir::privileged(self.mode, || {
-            // SAFETY: renameat within our directory.
-            if unsafe { libc::renameat(dir, temp.as_ptr(), dir, target.as_ptr()) } != 0 {
-                return Err(NetError::last_os(format!("replace {name}")));
-            }
-            Ok(())
-        })?;
-        self.sync()
+            tupper_sys::atomic::write_at(&self.dir, name, bytes, 0o600, |file| {
+                // SAFETY: fchmod/fchown on the temporary file's descriptor.
+                if unsafe { libc::fchmod(file.as_raw_fd(), 0o600) } != 0
+                    || (root_owned && unsafe { libc::fchown(file.as_raw_fd(), 0, 0) } != 0)
+                {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            })
+            .map_err(|e| NetError::sys(format!("replace {name}"), e))
+        })
     }
 
     /// Remove `name` (a missing one is fine) and make the removal durable.
     pub fn remove(&self, name: &str) -> Result<()> {
-        self.unlink(name)?;
-        self.sync()
-    }
-
-    fn unlink(&self, name: &str) -> Result<()> {
-        let cname = c(name)?;
-        let dir = self.dir.as_raw_fd();
         StateDir::privileged(self.mode, || {
-            // SAFETY: unlinkat on our directory descriptor.
-            if unsafe { libc::unlinkat(dir, cname.as_ptr(), 0) } != 0 && errno() != libc::ENOENT {
-                return Err(NetError::last_os(format!("remove {name}")));
-            }
-            Ok(())
+            tupper_sys::atomic::remove_at(&self.dir, name)
+                .map_err(|e| NetError::sys(format!("remove {name}"), e))
         })
-    }
-
-    fn sync(&self) -> Result<()> {
-        // SAFETY: fsync on our directory descriptor.
-        if unsafe { libc::fsync(self.dir.as_raw_fd()) } != 0 {
-            return Err(NetError::last_os("sync the state directory"));
-        }
-        Ok(())
     }
 
     /// Names of the entries of the directory (without `.` and `..`), at most
@@ -367,6 +317,7 @@ impl StateDir {
 mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;
+    use std::time::Instant;
 
     #[test]
     fn create_write_read_remove() {

@@ -9,7 +9,7 @@ use proto::subid::IdMapping;
 
 use crate::error::Error;
 use crate::privileges::with_caps;
-use crate::sys;
+use tupper_sys as sys;
 
 /// Map container ids 0..65535 onto the caller's subordinate range.
 pub fn write(pid: i32, pidfd: &OwnedFd, mapping: &IdMapping) -> Result<(), Error> {
@@ -46,7 +46,7 @@ fn write_one(
             .map_err(Error::sys(what.as_str()))?;
         // The file was opened by pid: make sure that pid is still our init
         // (a pidfd never refers to a recycled pid).
-        sys::pidfd_send_signal(pidfd, 0).map_err(|_| Error::InitGone)?;
+        sys::pidfd::send_signal(pidfd, 0).map_err(|_| Error::InitGone)?;
         let n = f.write(map.as_bytes()).map_err(Error::sys(what.as_str()))?;
         if n != map.len() {
             return Err(Error::sys(what.as_str())(std::io::Error::other(

@@ -35,7 +35,6 @@ mod request;
 mod rootfs;
 mod spawn;
 mod sync;
-mod sys;
 
 use proto::config::SystemConfig;
 use proto::{Channel, NsReply, RemoteError};

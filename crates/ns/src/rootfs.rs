@@ -10,7 +10,7 @@ use proto::helper::Caller;
 
 use crate::error::Error;
 use crate::privileges::with_caps;
-use crate::sys;
+use tupper_sys as sys;
 
 /// Open `containers/<caller uid>/<id>` in the store without following any
 /// symlink. Every way of not finding it gives the same answer, so the reply

@@ -8,9 +8,10 @@ use proto::subid::IdMapping;
 use proto::NsReply;
 
 use crate::error::Error;
+use crate::idmap;
 use crate::privileges::with_caps;
 use crate::sync::ParentEnd;
-use crate::{idmap, sys};
+use tupper_sys as sys;
 
 /// Which side of the clone we are on.
 pub enum Forked {
@@ -90,7 +91,7 @@ pub fn see_through_setup(
     })();
     if result.is_err() {
         // The init is a child of the supervisor, which reaps it.
-        let _ = sys::pidfd_send_signal(pidfd, libc::SIGKILL);
+        let _ = sys::pidfd::send_signal(pidfd, libc::SIGKILL);
     }
     result.map(|()| NsReply::Spawned { pid })
 }

@@ -16,7 +16,6 @@ pub mod helper;
 pub mod layout;
 pub mod messages;
 pub mod policy;
-pub mod process;
 pub mod spawn;
 pub mod subid;
 pub mod validate;

@@ -5,7 +5,6 @@ use proto::{ErrorKind, NetReply, NetRequest, StorageReply, StorageRequest};
 
 use crate::error::Error;
 use crate::helpers::{call_once, Helper};
-use crate::process::PidFd;
 use crate::state::{Record, StateDir, Status};
 
 fn already_gone(e: &Error) -> bool {
@@ -85,7 +84,7 @@ pub fn collect_garbage(state: &StateDir) {
             continue;
         }
         if let Some(init) = rec.init {
-            if let Some(pidfd) = PidFd::open_checked(&init) {
+            if let Some(pidfd) = init.pidfd() {
                 let _ = pidfd.signal(libc::SIGKILL);
             }
         }

@@ -5,7 +5,6 @@ use proto::{StorageReply, StorageRequest};
 use crate::cleanup;
 use crate::error::{Error, Result};
 use crate::helpers::{call_once, Helper};
-use crate::process::PidFd;
 use crate::state::{StateDir, Status};
 
 pub fn ps(all: bool) -> Result<()> {
@@ -68,7 +67,7 @@ fn rm_one(state: &StateDir, key: &str, force: bool) -> Result<()> {
             )));
         }
         // Its supervisor sees the end and releases everything itself.
-        if let Some(pidfd) = rec.init.and_then(|i| PidFd::open_checked(&i)) {
+        if let Some(pidfd) = rec.init.and_then(|i| i.pidfd()) {
             let _ = pidfd.signal(libc::SIGKILL);
         }
         println!("{}", rec.name);

@@ -1,9 +1,8 @@
 //! Identifying processes across pid reuse: a pid plus its start time.
 
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-
-use proto::process::start_time;
 use serde::{Deserialize, Serialize};
+pub use tupper_sys::pidfd::PidFd;
+use tupper_sys::process::start_time;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProcessId {
@@ -25,43 +24,11 @@ impl ProcessId {
     pub fn alive(&self) -> bool {
         start_time(self.pid) == Some(self.start_time)
     }
-}
 
-/// A pidfd: signals sent through it can never hit a recycled pid.
-pub struct PidFd(OwnedFd);
-
-impl PidFd {
-    pub fn open(pid: i32) -> std::io::Result<PidFd> {
-        // SAFETY: pidfd_open has no memory arguments.
-        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
-        if fd < 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        // SAFETY: the kernel returned a fresh descriptor we own.
-        Ok(PidFd(unsafe { OwnedFd::from_raw_fd(fd as i32) }))
-    }
-
-    /// Open a pidfd for `id` and make sure it is still the same process.
-    pub fn open_checked(id: &ProcessId) -> Option<PidFd> {
-        let fd = PidFd::open(id.pid).ok()?;
-        id.alive().then_some(fd)
-    }
-
-    pub fn signal(&self, sig: i32) -> std::io::Result<()> {
-        // SAFETY: null siginfo is allowed; the fd is a pidfd we own.
-        let rc = unsafe {
-            libc::syscall(
-                libc::SYS_pidfd_send_signal,
-                self.0.as_raw_fd(),
-                sig,
-                std::ptr::null::<libc::siginfo_t>(),
-                0,
-            )
-        };
-        if rc != 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-        Ok(())
+    /// A pidfd for this process, if it is still the same one.
+    pub fn pidfd(&self) -> Option<PidFd> {
+        let fd = PidFd::open(self.pid).ok()?;
+        self.alive().then_some(fd)
     }
 }
 

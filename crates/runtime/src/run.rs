@@ -256,7 +256,7 @@ impl Running<'_> {
     fn tear_down(&mut self, rec: &mut Record, code: i32) {
         self.signals.stop_forwarding();
         if let Some(init) = rec.init {
-            if let Some(pidfd) = PidFd::open_checked(&init) {
+            if let Some(pidfd) = init.pidfd() {
                 let _ = pidfd.signal(libc::SIGKILL);
                 let _ = wait_exit(init.pid);
             }
@@ -300,13 +300,8 @@ pub fn wait_exit(pid: i32) -> Result<i32> {
 }
 
 fn random_id() -> Result<String> {
-    let mut bytes = [0u8; proto::validate::CONTAINER_ID_LEN / 2];
-    // SAFETY: getrandom writes at most the buffer's length.
-    let n = unsafe { libc::getrandom(bytes.as_mut_ptr().cast(), bytes.len(), 0) };
-    if n != bytes.len() as isize {
-        return Err(Error::io("getrandom", std::io::Error::last_os_error()));
-    }
-    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+    tupper_sys::random::hex(proto::validate::CONTAINER_ID_LEN / 2)
+        .map_err(|e| Error::io("getrandom", e))
 }
 
 pub fn now() -> u64 {

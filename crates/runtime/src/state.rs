@@ -4,15 +4,15 @@
 //! `~/.local/state/tupperware` (the home directory from the password
 //! database). Never a fixed name in a shared directory such as `/tmp`, which
 //! another user could create first. The directory must belong to the user
-//! and be private; records are written atomically (temp file + rename).
+//! and be private; records are written atomically (temp file, fsync, rename, fsync of the
+//! directory).
 
 use std::fs::{self, File, OpenOptions};
-use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
-use nix::fcntl::{Flock, FlockArg};
 use serde::{Deserialize, Serialize};
+use tupper_sys::lock::Locked;
 
 use crate::error::{Error, Result};
 use crate::process::ProcessId;
@@ -70,7 +70,7 @@ impl StateDir {
     }
 
     /// Exclusive lock over the records, held until the returned guard is dropped.
-    pub fn lock(&self) -> Result<Flock<File>> {
+    pub fn lock(&self) -> Result<Locked<File>> {
         let path = self.root.join("lock");
         let f = OpenOptions::new()
             .create(true)
@@ -79,8 +79,7 @@ impl StateDir {
             .mode(0o600)
             .open(&path)
             .map_err(|e| Error::io(format!("{}", path.display()), e))?;
-        Flock::lock(f, FlockArg::LockExclusive)
-            .map_err(|(_, e)| Error::io("lock the state directory", e.into()))
+        tupper_sys::lock::exclusive(f).map_err(|e| Error::io("lock the state directory", e))
     }
 
     fn record_path(&self, id: &str) -> PathBuf {
@@ -88,11 +87,15 @@ impl StateDir {
     }
 
     pub fn save(&self, rec: &Record) -> Result<()> {
-        let path = self.record_path(&rec.id);
-        let tmp = path.with_extension("json.tmp");
         let text = serde_json::to_vec_pretty(rec)
             .map_err(|e| Error::user(format!("encode record: {e}")))?;
-        write_atomically(&tmp, &path, &text)
+        let dir = self.root.join("containers");
+        let io = |e| Error::io(format!("write {}", self.record_path(&rec.id).display()), e);
+        let dir_fd = File::open(&dir).map_err(io)?;
+        tupper_sys::atomic::write_at(&dir_fd, &format!("{}.json", rec.id), &text, 0o600, |_| {
+            Ok(())
+        })
+        .map_err(io)
     }
 
     pub fn remove(&self, id: &str) -> Result<()> {
@@ -177,18 +180,4 @@ fn state_root(uid: u32) -> Result<PathBuf> {
         .create(&state)
         .map_err(|e| Error::io(format!("state directory {}", state.display()), e))?;
     Ok(state.join("tupperware"))
-}
-
-fn write_atomically(tmp: &Path, path: &Path, data: &[u8]) -> Result<()> {
-    let io = |e| Error::io(format!("write {}", path.display()), e);
-    let mut f = OpenOptions::new()
-        .create(true)
-        .truncate(true)
-        .write(true)
-        .mode(0o600)
-        .open(tmp)
-        .map_err(io)?;
-    f.write_all(data).map_err(io)?;
-    f.sync_all().map_err(io)?;
-    fs::rename(tmp, path).map_err(io)
 }

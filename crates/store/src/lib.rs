@@ -11,7 +11,6 @@ mod error;
 mod fsutil;
 mod images;
 mod import;
-mod lock;
 mod loopdev;
 mod nested;
 mod privileges;

@@ -12,13 +12,12 @@
 //! no symlink or mount crossing, and used only if it is that very subvolume.
 
 use std::collections::{HashSet, VecDeque};
-use std::ffi::OsStr;
-use std::os::fd::{AsFd, OwnedFd};
+use std::ffi::{CString, OsStr};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 
 use nix::errno::Errno;
-use nix::fcntl::{openat2, OFlag, OpenHow, ResolveFlag};
 use nix::sys::stat::fstat;
 
 use crate::btrfs;
@@ -79,15 +78,20 @@ pub fn parents(nested: &[Nested]) -> HashSet<u64> {
 /// container ids).
 pub fn open(top: impl AsFd, n: &Nested) -> Result<OwnedFd> {
     let what = "cannot open a subvolume inside the subvolume";
-    let how = OpenHow::new()
-        .flags(OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC)
-        .resolve(
-            ResolveFlag::RESOLVE_BENEATH
-                | ResolveFlag::RESOLVE_NO_SYMLINKS
-                | ResolveFlag::RESOLVE_NO_MAGICLINKS
-                | ResolveFlag::RESOLVE_NO_XDEV,
-        );
-    let fd = openat2(top, n.path.as_path(), how).map_err(StorageError::sys(what))?;
+    let path = CString::new(n.path.as_os_str().as_bytes()).map_err(|_| StorageError::Other {
+        what: what.into(),
+        why: "the subvolume path holds a NUL byte".into(),
+    })?;
+    let fd = tupper_sys::openat2(
+        top.as_fd().as_raw_fd(),
+        &path,
+        libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW,
+        libc::RESOLVE_BENEATH
+            | libc::RESOLVE_NO_SYMLINKS
+            | libc::RESOLVE_NO_MAGICLINKS
+            | libc::RESOLVE_NO_XDEV,
+    )
+    .map_err(StorageError::io(what))?;
     let st = fstat(&fd).map_err(StorageError::sys(what))?;
     let id = btrfs::subvol_id(&fd).map_err(StorageError::sys(what))?;
     if st.st_ino != btrfs::FIRST_FREE_OBJECTID || id != n.id {

@@ -18,7 +18,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 
 use nix::errno::Errno;
-use nix::fcntl::{openat, renameat, Flock, OFlag};
+use nix::fcntl::{openat, renameat, OFlag};
 use nix::mount::MsFlags;
 use nix::sys::stat::{fstat, Mode, SFlag};
 use nix::sys::statfs::{fstatfs, BTRFS_SUPER_MAGIC};
@@ -28,7 +28,6 @@ use proto::helper::Caller;
 
 use crate::error::{Result, StorageError};
 use crate::fsutil::{ensure_root_dir_at, make_root_owned, open_dir_path};
-use crate::lock;
 use crate::loopdev;
 use crate::privileges::{with_caps, ADMIN, STORE, STORE_CREATE};
 
@@ -142,7 +141,10 @@ fn exists(dir: &OwnedFd, name: &str) -> Result<bool> {
     crate::fsutil::exists_at(dir, name)
 }
 
-fn lock(dir: &OwnedFd) -> Result<Flock<File>> {
+/// How long a command waits for a lock held by another command.
+pub const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
+
+fn lock(dir: &OwnedFd) -> Result<tupper_sys::lock::Locked<File>> {
     let fd = with_caps(STORE_CREATE, || {
         let fd = openat(
             dir,
@@ -158,11 +160,13 @@ fn lock(dir: &OwnedFd) -> Result<Flock<File>> {
         }
         Ok(fd)
     })?;
-    lock::exclusive_within(File::from(fd), lock::WAIT, || {
-        StorageError::Busy(
-            "the image store is busy (being set up by another command); try again".into(),
-        )
-    })
+    tupper_sys::lock::exclusive_within(File::from(fd), LOCK_WAIT)
+        .map_err(StorageError::io("cannot take a lock"))?
+        .ok_or_else(|| {
+            StorageError::Busy(
+                "the image store is busy (being set up by another command); try again".into(),
+            )
+        })
 }
 
 /// The embedded default: a sparse btrfs image file attached to a loop device

@@ -11,5 +11,5 @@ pub fn become_container_root() -> Result<(), Error> {
     setresuid(root_uid, root_uid, root_uid).ctx("become user 0 of the container")?;
     // The credential change made us non-dumpable again; tupper-net must be
     // able to open our namespaces through a pidfd.
-    crate::sys::set_dumpable().ctx("make the init dumpable")
+    tupper_sys::set_dumpable().ctx("make the init dumpable")
 }

@@ -46,7 +46,7 @@ pub fn lock_down(caller_limits: &proto::helper::CallerLimits) -> Result<(), Erro
         if keep.iter().any(|c| c.index() as u32 == cap) {
             continue;
         }
-        match crate::sys::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong) {
+        match tupper_sys::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong) {
             Ok(()) => {}
             Err(e) if e.raw_os_error() == Some(libc::EINVAL) => break,
             Err(e) => return Err(e).ctx("reduce the capability bounding set"),
@@ -56,7 +56,7 @@ pub fn lock_down(caller_limits: &proto::helper::CallerLimits) -> Result<(), Erro
     caps::set(None, CapSet::Permitted, &keep).map_err(caps_err("set capabilities"))?;
     caps::set(None, CapSet::Inheritable, &keep).map_err(caps_err("set capabilities"))?;
     caps::clear(None, CapSet::Ambient).map_err(caps_err("clear ambient capabilities"))?;
-    crate::sys::prctl(libc::PR_SET_NO_NEW_PRIVS, 1).ctx("set no_new_privs")?;
+    tupper_sys::prctl(libc::PR_SET_NO_NEW_PRIVS, 1).ctx("set no_new_privs")?;
     proto::helper::close_fds_from(proto::CONTROL_FD + 1)?;
     // Default dispositions and an empty mask for the command: ignored
     // signals survive `execve`, and the Rust runtime ignores `SIGPIPE`.

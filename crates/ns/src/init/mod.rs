@@ -75,7 +75,7 @@ fn set_up(
     user_namespace: bool,
 ) -> Result<Option<std::os::fd::OwnedFd>, Error> {
     // 6. Ids: wait for the maps, then become root of the container.
-    crate::sys::set_dumpable().map_err(Error::sys("make the init dumpable"))?;
+    tupper_sys::set_dumpable().map_err(Error::sys("make the init dumpable"))?;
     sync.signal_ready()?;
     sync.wait_maps_written()?;
     if !user_namespace {

@@ -12,7 +12,7 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 
 use crate::error::{Context, Error};
-use crate::sys::{self, cstring, fd_path, RESOLVE_STRICT};
+use tupper_sys::{self as sys, cstring, fd_path, RESOLVE_STRICT};
 
 pub fn set_up_root() -> Result<(), Error> {
     make_mounts_private()?;

@@ -47,7 +47,7 @@ pub fn enter_workdir(workdir: &str) -> Result<(), Error> {
 /// New session; with a tty, stdin becomes the controlling terminal. The
 /// init dies with the supervisor.
 pub fn new_session(tty: bool) -> Result<(), Error> {
-    crate::sys::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong)
+    tupper_sys::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong)
         .ctx("set the parent-death signal")?;
     nix::unistd::setsid().ctx("start a session")?;
     if tty {

@@ -8,6 +8,7 @@ mod ids;
 mod policy;
 
 use std::os::fd::OwnedFd;
+use std::time::Duration;
 
 use nix::errno::Errno;
 use nix::fcntl::{renameat2, RenameFlags};
@@ -112,7 +113,7 @@ fn import(
 struct Partial<'d> {
     dir: &'d OwnedFd,
     name: String,
-    lock: Option<OwnedFd>,
+    lock: Option<tupper_sys::lock::Locked<OwnedFd>>,
     committed: bool,
 }
 
@@ -122,8 +123,9 @@ impl<'d> Partial<'d> {
         // open file of the directory, so the lock ends with this block, and
         // waited for only briefly (the holder may be stopped by its caller).
         let fresh = open_dir_at(dir, ".", "the image directory")?;
-        let _dir_lock =
-            crate::lock::exclusive_within(std::fs::File::from(fresh), crate::lock::WAIT, || {
+        let _dir_lock = tupper_sys::lock::exclusive_within(fresh, crate::store::LOCK_WAIT)
+            .map_err(StorageError::io("cannot take a lock"))?
+            .ok_or_else(|| {
                 StorageError::Busy(
                     "another import of yours is starting (or is stopped while starting); \
                      try again"
@@ -140,8 +142,12 @@ impl<'d> Partial<'d> {
             committed: false,
         };
         let fd = open_dir_at(dir, &partial.name, "the new image")?;
-        flock(&fd, libc::LOCK_EX | libc::LOCK_NB)?;
-        partial.lock = Some(fd);
+        let held = tupper_sys::lock::exclusive_within(fd, Duration::ZERO)
+            .and_then(|held| {
+                held.ok_or_else(|| std::io::Error::from_raw_os_error(libc::EWOULDBLOCK))
+            })
+            .map_err(StorageError::io("cannot lock an import"))?;
+        partial.lock = Some(held);
         Ok(partial)
     }
 
@@ -177,15 +183,6 @@ impl Drop for Partial<'_> {
     }
 }
 
-/// `flock(2)` on a descriptor; the lock lives as long as the open file.
-fn flock(fd: &OwnedFd, op: libc::c_int) -> Result<&OwnedFd> {
-    // SAFETY: flock on a valid descriptor.
-    let rc = unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(fd), op) };
-    Errno::result(rc)
-        .map(|_| fd)
-        .map_err(StorageError::sys("cannot lock an import"))
-}
-
 /// Destroy partial imports whose helper died (their lock is free).
 fn reap_stale(dir: &OwnedFd) {
     let Ok(names) = crate::fsutil::hidden_names(dir) else {
@@ -195,19 +192,13 @@ fn reap_stale(dir: &OwnedFd) {
         let Ok(fd) = open_dir_at(dir, name, "a partial import") else {
             continue;
         };
-        if flock(&fd, libc::LOCK_EX | libc::LOCK_NB).is_ok() {
-            drop(fd);
+        if let Ok(Some(held)) = tupper_sys::lock::exclusive_within(fd, Duration::ZERO) {
+            drop(held);
             let _ = subvol::destroy(dir, name);
         }
     }
 }
 
 fn random_hex() -> Result<String> {
-    let mut buf = [0u8; 8];
-    // SAFETY: the kernel writes at most buf.len() bytes into buf.
-    let n = unsafe { libc::getrandom(buf.as_mut_ptr().cast(), buf.len(), 0) };
-    if n != buf.len() as isize {
-        return Err(StorageError::sys("cannot get random bytes")(Errno::last()));
-    }
-    Ok(buf.iter().map(|b| format!("{b:02x}")).collect())
+    tupper_sys::random::hex(8).map_err(StorageError::io("cannot get random bytes"))
 }

@@ -1,11 +1,26 @@
-//! Thin wrappers for the system calls `nix` and `libc` do not wrap
-//! (openat2, open_tree, move_mount, close_range) plus a few small helpers.
+//! `tupper_sys`: tupperware's system call wrappers, each written once and
+//! shared by the helpers and the supervisor. Thin: each does one call (or
+//! one well-known sequence of calls) and returns a `std::io::Result`.
+//!
+//! - here: `openat2`, the new mount API (`open_tree`, `move_mount`),
+//!   `prctl`, `/proc/self/fd` paths;
+//! - [`pidfd`]: open a pidfd, signal through it, ask whether it still runs;
+//! - [`process`]: a process's start time (a pid plus it names one process);
+//! - [`lock`]: `flock` that waits at most a deadline;
+//! - [`atomic`]: replace a file atomically and durably;
+//! - [`random`]: random hex ids.
+
+pub mod atomic;
+pub mod lock;
+pub mod pidfd;
+pub mod process;
+pub mod random;
 
 use std::ffi::{CStr, CString};
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
-fn check(rc: libc::c_long) -> io::Result<libc::c_long> {
+pub(crate) fn check(rc: libc::c_long) -> io::Result<libc::c_long> {
     if rc < 0 {
         Err(io::Error::last_os_error())
     } else {
@@ -13,7 +28,8 @@ fn check(rc: libc::c_long) -> io::Result<libc::c_long> {
     }
 }
 
-/// `openat2(dirfd, path, {flags | O_CLOEXEC, resolve})`.
+/// `openat2(dirfd, path, {flags | O_CLOEXEC, resolve})`, tried again on
+/// `EAGAIN` (a concurrent rename under `RESOLVE_*`).
 pub fn openat2(dirfd: RawFd, path: &CStr, flags: i32, resolve: u64) -> io::Result<OwnedFd> {
     // SAFETY: open_how is plain data; zeroed is a valid value.
     let mut how: libc::open_how = unsafe { std::mem::zeroed() };
@@ -87,6 +103,7 @@ pub fn fd_path(fd: &impl AsRawFd) -> CString {
     CString::new(format!("/proc/self/fd/{}", fd.as_raw_fd())).unwrap_or_default()
 }
 
+/// `s` as a C string; an interior NUL is `EINVAL`.
 pub fn cstring(s: &str) -> io::Result<CString> {
     CString::new(s).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))
 }
@@ -102,19 +119,4 @@ pub fn prctl(option: libc::c_int, arg: libc::c_ulong) -> io::Result<()> {
 /// namespaces). Any credential change resets this, so call it again after one.
 pub fn set_dumpable() -> io::Result<()> {
     prctl(libc::PR_SET_DUMPABLE, 1)
-}
-
-/// Send a signal through a pidfd (never hits a recycled pid).
-pub fn pidfd_send_signal(pidfd: &OwnedFd, sig: libc::c_int) -> io::Result<()> {
-    // SAFETY: a null siginfo is allowed.
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_pidfd_send_signal,
-            pidfd.as_raw_fd(),
-            sig,
-            std::ptr::null::<libc::siginfo_t>(),
-            0,
-        )
-    };
-    check(rc).map(drop)
 }
