@@ -5,8 +5,8 @@
 use std::os::fd::AsFd;
 
 use proto::helper::Caller;
-use proto::policy::Policy;
 use proto::NetReply;
+use tupper_config::policy::Policy;
 
 use crate::allocation;
 use crate::container_side::{self, Inside};

@@ -52,7 +52,7 @@ pub fn verify(store: &Path, caller: Caller, container: &str, target: &Container)
 /// `containers/<uid>/<id>` in the store, opened from the host without
 /// following symlinks; `None` whatever the reason it cannot be.
 fn store_root(store: &Path, uid: u32, container: &str) -> Result<Option<FileId>> {
-    let path = proto::layout::container(store, uid, container);
+    let path = tupper_store::layout::container(store, uid, container);
     let Ok(path) = CString::new(path.as_os_str().as_bytes()) else {
         return Ok(None);
     };

@@ -6,9 +6,12 @@ pub type Result<T, E = NetError> = std::result::Result<T, E>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum NetError {
-    /// Validation, protocol and configuration errors from `proto`.
+    /// Validation and protocol errors from `proto`.
     #[error(transparent)]
     Proto(#[from] proto::Error),
+    /// Configuration, policy and subordinate-id errors from `tupper-config`.
+    #[error(transparent)]
+    Config(#[from] tupper_config::Error),
 
     /// The uniform refusal for any pid the caller may not attach: foreign,
     /// root-owned, host netns, gone, already attached. Never says which.
@@ -57,7 +60,7 @@ pub enum NetError {
     Exists(String),
 
     #[error("configuration: {0}")]
-    Config(String),
+    InvalidConfig(String),
 }
 
 impl NetError {
@@ -84,6 +87,7 @@ impl NetError {
     pub fn to_remote(&self) -> RemoteError {
         let kind = match self {
             NetError::Proto(e) => return e.to_remote(),
+            NetError::Config(e) => return e.to_remote(),
             NetError::NotYourContainer { .. } => ErrorKind::PermissionDenied,
             NetError::NoLease { .. } => ErrorKind::NotFound,
             NetError::Exhausted { .. } | NetError::Busy { .. } => ErrorKind::Exhausted,
@@ -92,7 +96,7 @@ impl NetError {
             | NetError::Netlink { .. }
             | NetError::MissingCapability { .. }
             | NetError::State(_)
-            | NetError::Config(_) => ErrorKind::System,
+            | NetError::InvalidConfig(_) => ErrorKind::System,
         };
         RemoteError::new(kind, self.to_string())
     }

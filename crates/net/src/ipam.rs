@@ -4,7 +4,7 @@
 use std::collections::HashSet;
 use std::net::Ipv4Addr;
 
-use proto::config::{mask, NetworkConfig};
+use tupper_config::system::{mask, NetworkConfig};
 
 use crate::error::{NetError, Result};
 
@@ -17,14 +17,14 @@ pub struct Subnet {
 
 impl Subnet {
     pub fn from_config(cfg: &NetworkConfig) -> Result<Subnet> {
-        let (network, prefix) = cfg.subnet().map_err(NetError::Config)?;
+        let (network, prefix) = cfg.subnet().map_err(NetError::InvalidConfig)?;
         let s = Subnet {
             network,
             prefix,
             gateway: cfg.gateway,
         };
         if !(8..=30).contains(&prefix) || !s.contains(cfg.gateway) || !s.is_host(cfg.gateway) {
-            return Err(NetError::Config(format!(
+            return Err(NetError::InvalidConfig(format!(
                 "gateway {} is not a host address of {}",
                 cfg.gateway,
                 s.cidr()

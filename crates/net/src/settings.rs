@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use proto::config::SystemConfig;
+use tupper_config::system::SystemConfig;
 
 use crate::error::Result;
 use crate::ipam::Subnet;

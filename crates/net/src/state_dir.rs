@@ -92,7 +92,7 @@ impl StateDir {
 
     fn open_as(path: &Path, mode: Mode) -> Result<StateDir> {
         let cpath = CString::new(path.as_os_str().as_bytes())
-            .map_err(|_| NetError::Config("runtime.state_dir holds a NUL byte".into()))?;
+            .map_err(|_| NetError::InvalidConfig("runtime.state_dir holds a NUL byte".into()))?;
         Self::finish_open(mode, || {
             make_and_open_dir(libc::AT_FDCWD, &cpath, "the state directory")
         })

@@ -29,7 +29,9 @@ fn check_interface(name: &str) -> Result<()> {
     if ok {
         Ok(())
     } else {
-        Err(NetError::Config(format!("invalid interface name {name:?}")))
+        Err(NetError::InvalidConfig(format!(
+            "invalid interface name {name:?}"
+        )))
     }
 }
 

@@ -4,9 +4,12 @@ use proto::{ErrorKind, RemoteError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// Protocol, configuration and validation errors from `proto`.
+    /// Protocol and validation errors from `proto`.
     #[error(transparent)]
     Proto(#[from] proto::Error),
+    /// Configuration, policy and subordinate-id errors from `tupper-config`.
+    #[error(transparent)]
+    Config(#[from] tupper_config::Error),
     /// An error that already carries its kind and user-facing message.
     #[error("{0}")]
     Remote(#[from] RemoteError),
@@ -49,6 +52,7 @@ impl Error {
     pub fn to_remote(&self) -> RemoteError {
         let kind = match self {
             Error::Proto(e) => return e.to_remote(),
+            Error::Config(e) => return e.to_remote(),
             Error::Remote(r) => return r.clone(),
             Error::NoRootfs(_) => ErrorKind::NotFound,
             Error::Unsafe(_) => ErrorKind::Unsafe,

@@ -5,7 +5,7 @@ use std::io::Write;
 use std::os::fd::OwnedFd;
 
 use caps::Capability;
-use proto::subid::IdMapping;
+use tupper_config::subid::IdMapping;
 
 use crate::error::Error;
 use crate::privileges::with_caps;

@@ -36,8 +36,8 @@ mod rootfs;
 mod spawn;
 mod sync;
 
-use proto::config::SystemConfig;
 use proto::{Channel, NsReply, RemoteError};
+use tupper_config::system::SystemConfig;
 
 pub use crate::error::Error;
 use crate::spawn::Forked;
@@ -66,7 +66,7 @@ pub fn serve() -> Result<Outcome, Error> {
         .and_then(request::validate)
         .and_then(|req| {
             // 2. Subordinate ids: checked before anything is created.
-            let mapping = proto::subid::mapping_for(caller)?;
+            let mapping = tupper_config::subid::mapping_for(caller)?;
             // 3. The container root, from the store and the caller's uid only.
             let config = SystemConfig::load()?;
             let root = rootfs::open(&config, caller, &req.container)?;

@@ -5,8 +5,8 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 
 use caps::Capability;
-use proto::config::SystemConfig;
 use proto::helper::Caller;
+use tupper_config::system::SystemConfig;
 
 use crate::error::Error;
 use crate::privileges::with_caps;
@@ -16,7 +16,7 @@ use tupper_sys as sys;
 /// symlink. Every way of not finding it gives the same answer, so the reply
 /// never tells whether some path exists.
 pub fn open(config: &SystemConfig, caller: Caller, id: &str) -> Result<OwnedFd, Error> {
-    let path = proto::layout::container(&config.store.path, caller.uid, id);
+    let path = tupper_store::layout::container(&config.store.path, caller.uid, id);
     let path =
         CString::new(path.as_os_str().as_bytes()).map_err(|_| Error::NoRootfs(id.to_string()))?;
     with_caps(&[Capability::CAP_DAC_READ_SEARCH], || {

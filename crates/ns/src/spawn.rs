@@ -4,8 +4,8 @@
 use std::os::fd::{FromRawFd, OwnedFd};
 
 use caps::Capability;
-use proto::subid::IdMapping;
 use proto::NsReply;
+use tupper_config::subid::IdMapping;
 
 use crate::error::Error;
 use crate::idmap;

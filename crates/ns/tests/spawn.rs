@@ -546,7 +546,7 @@ fn tty_becomes_the_controlling_terminal() {
 fn subid_base(user: &str, uid: u32) -> u32 {
     let read = |f: &str| {
         let text = std::fs::read_to_string(f).unwrap_or_default();
-        proto::subid::parse_ranges(&text, uid, Some(user))
+        tupper_config::subid::parse_ranges(&text, uid, Some(user))
     };
     let (u, g) = (read("/etc/subuid"), read("/etc/subgid"));
     assert!(

@@ -64,8 +64,6 @@ pub enum Error {
     Remote(#[from] RemoteError),
     #[error("{what}: {why}")]
     Invalid { what: String, why: String },
-    #[error("configuration {path}: {why}")]
-    Config { path: String, why: String },
 }
 
 impl Error {

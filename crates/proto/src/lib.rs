@@ -9,15 +9,11 @@
 //! This crate is the only place that knows the wire encoding, so the encoder
 //! can be replaced without touching a helper.
 
-pub mod config;
 pub mod error;
 pub mod frame;
 pub mod helper;
-pub mod layout;
 pub mod messages;
-pub mod policy;
 pub mod spawn;
-pub mod subid;
 pub mod validate;
 
 pub use error::{Error, ErrorKind, RemoteError};

@@ -27,7 +27,7 @@ impl Helper {
     }
 
     fn binary(self) -> PathBuf {
-        PathBuf::from(proto::config::LIBEXECDIR).join(format!("tupper-{}", self.name()))
+        PathBuf::from(tupper_config::system::LIBEXECDIR).join(format!("tupper-{}", self.name()))
     }
 }
 

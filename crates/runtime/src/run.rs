@@ -88,8 +88,8 @@ pub fn run(mut opts: RunOptions, signals: &Signals) -> Result<i32> {
     opts.validate()?;
     // The helpers enforce this; checking it here first gives the clearest message
     // before anything is created.
-    proto::subid::mapping_for(proto::helper::Caller::current())
-        .map_err(|e| crate::helpers::wrap(Helper::Ns, e))?;
+    tupper_config::subid::mapping_for(proto::helper::Caller::current())
+        .map_err(|e| crate::helpers::wrap(Helper::Ns, proto::Error::Remote(e.to_remote())))?;
     let state = StateDir::open()?;
     cleanup::collect_garbage(&state);
 
@@ -210,13 +210,15 @@ impl Running<'_> {
         //    the terminal it made in the container, which we relay.
         channel
             .send(&NsRequest::Start)
-            .map_err(|e| crate::helpers::wrap(Helper::Ns, e))?;
+            .map_err(|e| crate::helpers::wrap(Helper::Ns, proto::Error::Remote(e.to_remote())))?;
         let mut _raw = None;
         let mut output = None;
         if opts.tty {
             let (reply, master) = channel
                 .recv_with_fd::<std::result::Result<NsReply, RemoteError>>()
-                .map_err(|e| crate::helpers::wrap(Helper::Ns, e))?;
+                .map_err(|e| {
+                    crate::helpers::wrap(Helper::Ns, proto::Error::Remote(e.to_remote()))
+                })?;
             let master = match (reply, master) {
                 (Ok(NsReply::Terminal), Some(master)) => master,
                 (Err(e), _) => {
@@ -234,7 +236,7 @@ impl Running<'_> {
         }
         let started: Option<std::result::Result<NsReply, RemoteError>> = channel
             .recv_opt()
-            .map_err(|e| crate::helpers::wrap(Helper::Ns, e))?;
+            .map_err(|e| crate::helpers::wrap(Helper::Ns, proto::Error::Remote(e.to_remote())))?;
         if let Some(reply) = started {
             let _ = wait_exit(pid);
             return match reply {

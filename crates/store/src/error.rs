@@ -6,9 +6,12 @@ pub type Result<T, E = StorageError> = std::result::Result<T, E>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
-    /// Validation, configuration, channel and subordinate-id errors from proto.
+    /// Validation and channel errors from proto.
     #[error(transparent)]
     Proto(#[from] proto::Error),
+    /// Configuration, policy and subordinate-id errors from `tupper-config`.
+    #[error(transparent)]
+    Config(#[from] tupper_config::Error),
     #[error("{0}")]
     NotFound(String),
     #[error("{0}")]
@@ -66,6 +69,7 @@ impl StorageError {
     pub fn to_remote(&self) -> RemoteError {
         let kind = match self {
             StorageError::Proto(e) => return e.to_remote(),
+            StorageError::Config(e) => return e.to_remote(),
             StorageError::NotFound(_) => ErrorKind::NotFound,
             StorageError::AlreadyExists(_) => ErrorKind::AlreadyExists,
             StorageError::Unsafe(_) => ErrorKind::Unsafe,

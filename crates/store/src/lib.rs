@@ -11,6 +11,7 @@ mod error;
 mod fsutil;
 mod images;
 mod import;
+pub mod layout;
 mod loopdev;
 mod nested;
 mod privileges;
@@ -19,8 +20,8 @@ mod store;
 mod subvol;
 mod suggest;
 
-use proto::config::SystemConfig;
 use proto::{Channel, StorageReply, StorageRequest};
+use tupper_config::system::SystemConfig;
 
 use error::StorageError;
 use requests::Context;

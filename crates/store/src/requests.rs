@@ -1,9 +1,9 @@
 //! One request: validate, act, and produce the reply.
 
-use proto::config::SystemConfig;
 use proto::helper::Caller;
 use proto::validate;
 use proto::{Channel, StorageReply, StorageRequest};
+use tupper_config::system::SystemConfig;
 
 use crate::error::{Result, StorageError};
 use crate::store::{self, Store};

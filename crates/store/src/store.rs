@@ -23,8 +23,8 @@ use nix::mount::MsFlags;
 use nix::sys::stat::{fstat, Mode, SFlag};
 use nix::sys::statfs::{fstatfs, BTRFS_SUPER_MAGIC};
 use nix::unistd::{fchown, ftruncate, unlinkat, Gid, Uid, UnlinkatFlags};
-use proto::config::StoreConfig;
 use proto::helper::Caller;
+use tupper_config::system::StoreConfig;
 
 use crate::error::{Result, StorageError};
 use crate::fsutil::{ensure_root_dir_at, make_root_owned, open_dir_path};

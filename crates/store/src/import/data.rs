@@ -11,7 +11,7 @@ use std::fs::File;
 use std::io::Read;
 use std::os::unix::fs::FileExt;
 
-use proto::policy::Limit;
+use tupper_config::policy::Limit;
 
 use crate::error::{Result, StorageError};
 

@@ -1,6 +1,6 @@
 //! Ownership shifting: container ids 0..65535 onto the caller's subordinate range.
 
-use proto::subid::{IdMapping, CONTAINER_IDS};
+use tupper_config::subid::{IdMapping, CONTAINER_IDS};
 
 use crate::error::StorageError;
 

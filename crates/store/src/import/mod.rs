@@ -53,9 +53,9 @@ fn import(
     // validate
     proto::validate::name(name)?;
     let shift = Shift {
-        mapping: proto::subid::mapping_for(caller)?,
+        mapping: tupper_config::subid::mapping_for(caller)?,
     };
-    let limit = proto::policy::Policy::load()?
+    let limit = tupper_config::policy::Policy::load()?
         .limits_for_current(caller)
         .import_size;
     let images = store()?.user_images(caller.uid)?;

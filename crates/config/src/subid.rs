@@ -3,9 +3,12 @@
 //! the user's login name or numeric uid.
 
 use std::path::Path;
+use std::sync::Mutex;
 
-use crate::helper::Caller;
-use crate::{Error, ErrorKind, RemoteError};
+use proto::helper::Caller;
+use proto::{ErrorKind, RemoteError};
+
+use crate::Error;
 
 /// Number of ids mapped into every container: container ids 0..65535.
 pub const CONTAINER_IDS: u32 = 65536;
@@ -42,8 +45,22 @@ impl IdMapping {
 /// Root without ranges gets `Ok(None)`: it runs without a user namespace and
 /// its images keep their ids unshifted. Anyone else without a range gets an
 /// error of kind `NoSubordinateIds` that says what to add.
+///
+/// The files are read once per process: later calls for the same caller
+/// return the first answer (a failure is not kept, the next call reads again).
 pub fn mapping_for(caller: Caller) -> Result<Option<IdMapping>, Error> {
-    mapping_from(caller, Path::new("/etc/subuid"), Path::new("/etc/subgid"))
+    static CACHE: Mutex<Option<(u32, u32, Option<IdMapping>)>> = Mutex::new(None);
+    let mut cache = CACHE
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    if let Some((uid, gid, mapping)) = *cache {
+        if (uid, gid) == (caller.uid, caller.gid) {
+            return Ok(mapping);
+        }
+    }
+    let mapping = mapping_from(caller, Path::new("/etc/subuid"), Path::new("/etc/subgid"))?;
+    *cache = Some((caller.uid, caller.gid, mapping));
+    Ok(mapping)
 }
 
 pub fn mapping_from(
@@ -80,7 +97,12 @@ fn find_range(path: &Path, uid: u32, name: Option<&str>) -> Result<Option<u32>, 
     let text = match std::fs::read_to_string(path) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(Error::Io(e)),
+        Err(source) => {
+            return Err(Error::Read {
+                path: path.display().to_string(),
+                source,
+            })
+        }
     };
     Ok(parse_ranges(&text, uid, name))
 }

@@ -1,5 +1,6 @@
-//! Where things live in the store. Only helpers compute store paths, always
-//! from the system configuration and the caller's real uid, never from a request.
+//! Where things live in the store, computed here only: `tupper-ns` and
+//! `tupper-net` ask this module for a container's root. Always from the
+//! system configuration and the caller's real uid, never from a request.
 
 use std::path::{Path, PathBuf};
 

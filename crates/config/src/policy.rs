@@ -24,9 +24,11 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use crate::config::{parse_bytes, SYSCONFDIR};
-use crate::helper::Caller;
-use crate::{Error, ErrorKind, RemoteError};
+use proto::helper::Caller;
+use proto::{ErrorKind, RemoteError};
+
+use crate::system::{parse_bytes, SYSCONFDIR};
+use crate::Error;
 
 /// Built-in defaults, used where the file says nothing.
 pub const DEFAULT_INTERFACES: u32 = 32;
