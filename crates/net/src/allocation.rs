@@ -6,7 +6,7 @@ use std::net::Ipv4Addr;
 
 use tupper_sys::process::start_time as process_start_time;
 
-use crate::error::{NetError, Result};
+use crate::error::{Error, Result};
 use crate::ipam::Subnet;
 use crate::lease_store::{Held, LeaseStore};
 use crate::leases::{boot_id, Lease, Leases};
@@ -69,7 +69,7 @@ pub fn claim(
         store.write(&held, &lease_for(address))?;
         return Ok(held);
     }
-    Err(NetError::Exhausted {
+    Err(Error::Exhausted {
         subnet: subnet.cidr(),
     })
 }

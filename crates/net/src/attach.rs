@@ -10,7 +10,7 @@ use tupper_config::policy::Policy;
 
 use crate::allocation;
 use crate::container_side::{self, Inside};
-use crate::error::{NetError, Result};
+use crate::error::{Error, Result};
 use crate::host_side::{create_veth, ensure_bridge};
 
 use crate::lease_store::{Held, LeaseStore};
@@ -39,7 +39,7 @@ pub fn attach(settings: &Settings, caller: Caller, pid: i32, container: &str) ->
     let user_lock = store.lock_user(caller.uid)?;
     let leases = allocation::reclaim_stale(&store)?;
     if leases.conflicts(container, target.netns_id, &host_if) {
-        return Err(NetError::NotYourContainer { pid });
+        return Err(Error::NotYourContainer { pid });
     }
     let held_by_caller = leases.count_of(caller.uid);
     if held_by_caller >= limit.value as usize {
@@ -120,7 +120,7 @@ fn plumb(
     let netns = target
         .netns
         .try_clone()
-        .map_err(|e| NetError::sys("duplicate the netns descriptor", e))?;
+        .map_err(|e| Error::sys("duplicate the netns descriptor", e))?;
     container_side::configure(
         netns,
         Inside {
@@ -131,7 +131,7 @@ fn plumb(
         },
     )?;
     if !target.is_alive() {
-        return Err(NetError::NotYourContainer { pid: target.pid });
+        return Err(Error::NotYourContainer { pid: target.pid });
     }
     Ok(())
 }

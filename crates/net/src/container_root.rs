@@ -23,7 +23,7 @@ use std::path::Path;
 use caps::Capability::{CAP_DAC_OVERRIDE, CAP_SYS_ADMIN, CAP_SYS_CHROOT};
 use proto::helper::Caller;
 
-use crate::error::{NetError, Result};
+use crate::error::{Error, Result};
 use crate::ownership::Container;
 use crate::privilege::with_caps;
 
@@ -38,7 +38,7 @@ struct FileId {
 /// Refuse (`NotYourContainer`) unless `target`'s mount namespace is rooted in
 /// the caller's container root `container`.
 pub fn verify(store: &Path, caller: Caller, container: &str, target: &Container) -> Result<()> {
-    let refuse = || NetError::NotYourContainer { pid: target.pid };
+    let refuse = || Error::NotYourContainer { pid: target.pid };
     let expected = store_root(store, caller.uid, container)?.ok_or_else(refuse)?;
     let found = namespace_root(&target.mntns)?.ok_or_else(refuse)?;
     // The namespace fd pins the namespace we looked at; the process must
@@ -73,14 +73,14 @@ fn store_root(store: &Path, uid: u32, container: &str) -> Result<Option<FileId>>
 fn namespace_root(mntns: &OwnedFd) -> Result<Option<FileId>> {
     let mntns = mntns
         .try_clone()
-        .map_err(|e| NetError::sys("duplicate the mount namespace descriptor", e))?;
+        .map_err(|e| Error::sys("duplicate the mount namespace descriptor", e))?;
     let worker = std::thread::Builder::new()
         .name("container-mntns".into())
         .spawn(move || -> Result<Option<FileId>> {
             // SAFETY: gives this thread its own root and cwd (setns into a
             // mount namespace requires it); the other threads keep theirs.
             if unsafe { libc::unshare(libc::CLONE_FS) } != 0 {
-                return Err(NetError::last_os("unshare the filesystem attributes"));
+                return Err(Error::last_os("unshare the filesystem attributes"));
             }
             let entered = with_caps(&[CAP_SYS_ADMIN, CAP_SYS_CHROOT], || {
                 // SAFETY: setns on a namespace fd we own; affects this thread only.
@@ -92,10 +92,10 @@ fn namespace_root(mntns: &OwnedFd) -> Result<Option<FileId>> {
             // setns made the namespace's root our root and cwd.
             Ok(stat_of(libc::AT_FDCWD, c"/", 0))
         })
-        .map_err(|e| NetError::sys("start the container mount thread", e))?;
+        .map_err(|e| Error::sys("start the container mount thread", e))?;
     worker
         .join()
-        .map_err(|_| NetError::State("the container mount thread failed".into()))?
+        .map_err(|_| Error::State("the container mount thread failed".into()))?
 }
 
 /// Device and inode by `statx`, from what the kernel has cached (never a

@@ -9,7 +9,7 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use caps::Capability::CAP_SYS_ADMIN;
 use rtnetlink::{LinkUnspec, RouteMessageBuilder};
 
-use crate::error::{netlink_errno, NetError, Result};
+use crate::error::{netlink_errno, Error, Result};
 use crate::names::CONTAINER_INTERFACE;
 use crate::netlink::{add_address, link_index, session, set_up};
 use crate::privilege::with_caps;
@@ -30,14 +30,14 @@ pub fn configure(netns: OwnedFd, plan: Inside) -> Result<()> {
             with_caps(&[CAP_SYS_ADMIN], || {
                 // SAFETY: setns on a namespace fd we own; affects this thread only.
                 if unsafe { libc::setns(netns.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
-                    return Err(NetError::last_os("enter the container network namespace"));
+                    return Err(Error::last_os("enter the container network namespace"));
                 }
                 Ok(())
             })?;
             drop(netns);
             session(|handle| async move {
                 let peer = link_index(&handle, &plan.peer).await?.ok_or_else(|| {
-                    NetError::State("the container end of the veth pair vanished".into())
+                    Error::State("the container end of the veth pair vanished".into())
                 })?;
                 handle
                     .link()
@@ -49,10 +49,10 @@ pub fn configure(netns: OwnedFd, plan: Inside) -> Result<()> {
                     .execute()
                     .await
                     .map_err(|e| match netlink_errno(&e) {
-                        Some(libc::EEXIST) => NetError::Exists(
+                        Some(libc::EEXIST) => Error::Exists(
                             "the container already has an interface named eth0".into(),
                         ),
-                        _ => NetError::netlink("rename the container end to eth0", e),
+                        _ => Error::netlink("rename the container end to eth0", e),
                     })?;
                 add_address(
                     &handle,
@@ -75,11 +75,11 @@ pub fn configure(netns: OwnedFd, plan: Inside) -> Result<()> {
                     .add(route)
                     .execute()
                     .await
-                    .map_err(|e| NetError::netlink("add the default route", e))
+                    .map_err(|e| Error::netlink("add the default route", e))
             })
         })
-        .map_err(|e| NetError::sys("start the container network thread", e))?;
+        .map_err(|e| Error::sys("start the container network thread", e))?;
     worker
         .join()
-        .map_err(|_| NetError::State("the container network thread failed".into()))?
+        .map_err(|_| Error::State("the container network thread failed".into()))?
 }

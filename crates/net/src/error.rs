@@ -2,10 +2,10 @@
 
 use proto::{ErrorKind, RemoteError};
 
-pub type Result<T, E = NetError> = std::result::Result<T, E>;
+pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 #[derive(Debug, thiserror::Error)]
-pub enum NetError {
+pub enum Error {
     /// Validation and protocol errors from `proto`.
     #[error(transparent)]
     Proto(#[from] proto::Error),
@@ -63,9 +63,9 @@ pub enum NetError {
     InvalidConfig(String),
 }
 
-impl NetError {
+impl Error {
     pub fn sys(what: impl Into<String>, source: std::io::Error) -> Self {
-        NetError::Sys {
+        Error::Sys {
             what: what.into(),
             source,
         }
@@ -73,11 +73,11 @@ impl NetError {
 
     /// The errno of a failed system call, `errno` style.
     pub fn last_os(what: impl Into<String>) -> Self {
-        NetError::sys(what, std::io::Error::last_os_error())
+        Error::sys(what, std::io::Error::last_os_error())
     }
 
     pub fn netlink(what: impl Into<String>, source: rtnetlink::Error) -> Self {
-        NetError::Netlink {
+        Error::Netlink {
             what: what.into(),
             source,
         }
@@ -86,17 +86,17 @@ impl NetError {
     /// What goes back to the supervisor.
     pub fn to_remote(&self) -> RemoteError {
         let kind = match self {
-            NetError::Proto(e) => return e.to_remote(),
-            NetError::Config(e) => return e.to_remote(),
-            NetError::NotYourContainer { .. } => ErrorKind::PermissionDenied,
-            NetError::NoLease { .. } => ErrorKind::NotFound,
-            NetError::Exhausted { .. } | NetError::Busy { .. } => ErrorKind::Exhausted,
-            NetError::Exists(_) => ErrorKind::AlreadyExists,
-            NetError::Sys { .. }
-            | NetError::Netlink { .. }
-            | NetError::MissingCapability { .. }
-            | NetError::State(_)
-            | NetError::InvalidConfig(_) => ErrorKind::System,
+            Error::Proto(e) => return e.to_remote(),
+            Error::Config(e) => return e.to_remote(),
+            Error::NotYourContainer { .. } => ErrorKind::PermissionDenied,
+            Error::NoLease { .. } => ErrorKind::NotFound,
+            Error::Exhausted { .. } | Error::Busy { .. } => ErrorKind::Exhausted,
+            Error::Exists(_) => ErrorKind::AlreadyExists,
+            Error::Sys { .. }
+            | Error::Netlink { .. }
+            | Error::MissingCapability { .. }
+            | Error::State(_)
+            | Error::InvalidConfig(_) => ErrorKind::System,
         };
         RemoteError::new(kind, self.to_string())
     }
@@ -124,22 +124,22 @@ mod tests {
 
     #[test]
     fn kinds_and_messages() {
-        let r = NetError::NotYourContainer { pid: 42 }.to_remote();
+        let r = Error::NotYourContainer { pid: 42 }.to_remote();
         assert_eq!(r.kind, ErrorKind::PermissionDenied);
         assert_eq!(r.message, "pid 42 is not a container of yours");
-        let r = NetError::NoLease {
+        let r = Error::NoLease {
             container: "ab".into(),
         }
         .to_remote();
         assert_eq!(r.kind, ErrorKind::NotFound);
         assert_eq!(r.message, "container ab has no network lease");
-        let r = NetError::Exhausted {
+        let r = Error::Exhausted {
             subnet: "10.88.0.0/16".into(),
         }
         .to_remote();
         assert_eq!(r.kind, ErrorKind::Exhausted);
         assert_eq!(r.message, "no free address left in 10.88.0.0/16");
-        let r = NetError::Busy {
+        let r = Error::Busy {
             what: "the lease of container ab".into(),
             waited: std::time::Duration::from_secs(3),
         }
@@ -150,7 +150,7 @@ mod tests {
             "the lease of container ab is busy: another tupper-net has held its lock for 3s; \
              try again later"
         );
-        let r = NetError::from(proto::validate::container_id("x").unwrap_err()).to_remote();
+        let r = Error::from(proto::validate::container_id("x").unwrap_err()).to_remote();
         assert_eq!(r.kind, ErrorKind::InvalidRequest);
     }
 }

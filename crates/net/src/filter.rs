@@ -15,7 +15,7 @@ use std::net::Ipv4Addr;
 
 use caps::Capability::CAP_NET_ADMIN;
 
-use crate::error::{NetError, Result};
+use crate::error::{Error, Result};
 use crate::privilege::with_caps;
 use ruleset::PortIdentity;
 use socket::{transact, Outcome};
@@ -42,9 +42,9 @@ pub enum FilterError {
     BadInterface(String),
 }
 
-impl From<FilterError> for NetError {
-    fn from(e: FilterError) -> NetError {
-        NetError::State(format!("port filter: {e}"))
+impl From<FilterError> for Error {
+    fn from(e: FilterError) -> Error {
+        Error::State(format!("port filter: {e}"))
     }
 }
 

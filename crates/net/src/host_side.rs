@@ -5,7 +5,7 @@ use std::os::fd::{AsRawFd, BorrowedFd};
 use rtnetlink::packet_route::link::{InfoData, InfoVeth};
 use rtnetlink::{Handle, LinkBridge, LinkUnspec, LinkVeth};
 
-use crate::error::{netlink_errno, NetError, Result};
+use crate::error::{netlink_errno, Error, Result};
 use crate::ipam::Subnet;
 use crate::netlink::{add_address, has_address, link_index, set_up};
 
@@ -23,10 +23,10 @@ pub async fn ensure_bridge(handle: &Handle, name: &str, subnet: &Subnet) -> Resu
             {
                 Ok(()) => {}
                 Err(e) if netlink_errno(&e) == Some(libc::EEXIST) => {}
-                Err(e) => return Err(NetError::netlink(format!("create bridge {name}"), e)),
+                Err(e) => return Err(Error::netlink(format!("create bridge {name}"), e)),
             }
             link_index(handle, name).await?.ok_or_else(|| {
-                NetError::State(format!("bridge {name} vanished right after its creation"))
+                Error::State(format!("bridge {name} vanished right after its creation"))
             })?
         }
     };
@@ -51,7 +51,7 @@ pub enum PeerPlacement {
 /// Errors of veth creation where the host name is taken: never delete what we did not create.
 pub struct VethError {
     pub created: bool,
-    pub error: NetError,
+    pub error: Error,
 }
 
 /// Create the veth pair `host`/`peer` with `peer` (MAC `peer_mac`) in the
@@ -77,7 +77,7 @@ pub async fn create_veth(
         Err(e) if netlink_errno(&e) == Some(libc::EEXIST) => {
             return Err(fail(
                 false,
-                NetError::Exists(format!("host interface {host} exists already")),
+                Error::Exists(format!("host interface {host} exists already")),
             ))
         }
         Err(_) => {
@@ -95,16 +95,11 @@ pub async fn create_veth(
                 )
                 .execute()
                 .await
-                .map_err(|e| {
-                    fail(
-                        false,
-                        NetError::netlink(format!("create interface {host}"), e),
-                    )
-                })?;
+                .map_err(|e| fail(false, Error::netlink(format!("create interface {host}"), e)))?;
             let moved = async {
                 let idx = link_index(handle, peer)
                     .await?
-                    .ok_or_else(|| NetError::State(format!("interface {peer} vanished")))?;
+                    .ok_or_else(|| Error::State(format!("interface {peer} vanished")))?;
                 handle
                     .link()
                     .set(
@@ -114,7 +109,7 @@ pub async fn create_veth(
                     )
                     .execute()
                     .await
-                    .map_err(|e| NetError::netlink("move the container end into its netns", e))
+                    .map_err(|e| Error::netlink("move the container end into its netns", e))
             };
             moved.await.map_err(|e| fail(true, e))?;
             PeerPlacement::Moved
@@ -125,7 +120,7 @@ pub async fn create_veth(
     let enslave = async {
         let idx = link_index(handle, host)
             .await?
-            .ok_or_else(|| NetError::State(format!("interface {host} vanished")))?;
+            .ok_or_else(|| Error::State(format!("interface {host} vanished")))?;
         handle
             .link()
             .set(
@@ -136,7 +131,7 @@ pub async fn create_veth(
             )
             .execute()
             .await
-            .map_err(|e| NetError::netlink(format!("attach {host} to the bridge"), e))
+            .map_err(|e| Error::netlink(format!("attach {host} to the bridge"), e))
     };
     enslave.await.map_err(|e| fail(true, e))?;
     Ok(placement)

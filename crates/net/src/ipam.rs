@@ -6,7 +6,7 @@ use std::net::Ipv4Addr;
 
 use tupper_config::system::{mask, NetworkConfig};
 
-use crate::error::{NetError, Result};
+use crate::error::{Error, Result};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Subnet {
@@ -17,14 +17,14 @@ pub struct Subnet {
 
 impl Subnet {
     pub fn from_config(cfg: &NetworkConfig) -> Result<Subnet> {
-        let (network, prefix) = cfg.subnet().map_err(NetError::InvalidConfig)?;
+        let (network, prefix) = cfg.subnet().map_err(Error::InvalidConfig)?;
         let s = Subnet {
             network,
             prefix,
             gateway: cfg.gateway,
         };
         if !(8..=30).contains(&prefix) || !s.contains(cfg.gateway) || !s.is_host(cfg.gateway) {
-            return Err(NetError::InvalidConfig(format!(
+            return Err(Error::InvalidConfig(format!(
                 "gateway {} is not a host address of {}",
                 cfg.gateway,
                 s.cidr()

@@ -22,7 +22,7 @@ use std::net::Ipv4Addr;
 use std::path::Path;
 use std::time::Duration;
 
-use crate::error::{NetError, Result};
+use crate::error::{Error, Result};
 use crate::leases::{Lease, Leases, MAX_LEASE_LEN, MAX_LEGACY_LEN};
 use crate::state_dir::{Lock, StateDir};
 
@@ -83,7 +83,7 @@ impl LeaseStore {
         for lease in Leases::parse(&bytes)?.leases {
             let held = self
                 .hold_within(lease.address, BUSY_WAIT)?
-                .ok_or(NetError::Busy {
+                .ok_or(Error::Busy {
                     what: format!("address {}", lease.address),
                     waited: BUSY_WAIT,
                 })?;
@@ -99,7 +99,7 @@ impl LeaseStore {
     pub fn lock_user(&self, uid: u32) -> Result<Lock> {
         self.users
             .lock_within(&format!("{uid}.lock"), BUSY_WAIT)?
-            .ok_or(NetError::Busy {
+            .ok_or(Error::Busy {
                 what: "another attach of yours".into(),
                 waited: BUSY_WAIT,
             })
@@ -154,7 +154,7 @@ impl LeaseStore {
         };
         let lease = Lease::parse(&bytes)?;
         if lease.address != address {
-            return Err(NetError::State(format!(
+            return Err(Error::State(format!(
                 "the lease record of {address} names {}",
                 lease.address
             )));
@@ -165,7 +165,7 @@ impl LeaseStore {
     /// Record `lease` for the held address.
     pub fn write(&self, held: &Held, lease: &Lease) -> Result<()> {
         if lease.address != held.address {
-            return Err(NetError::State(format!(
+            return Err(Error::State(format!(
                 "a lease of {} written for {}",
                 lease.address, held.address
             )));

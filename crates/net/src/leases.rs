@@ -7,7 +7,7 @@ use std::net::Ipv4Addr;
 
 use serde::{Deserialize, Serialize};
 
-use crate::error::{NetError, Result};
+use crate::error::{Error, Result};
 
 /// Identity of a namespace: device and inode of its nsfs file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -34,12 +34,12 @@ pub struct Lease {
 
 impl Lease {
     pub fn parse(bytes: &[u8]) -> Result<Lease> {
-        serde_json::from_slice(bytes).map_err(|e| NetError::State(format!("lease record: {e}")))
+        serde_json::from_slice(bytes).map_err(|e| Error::State(format!("lease record: {e}")))
     }
 
     pub fn to_json(&self) -> Result<Vec<u8>> {
         let mut v = serde_json::to_vec_pretty(self)
-            .map_err(|e| NetError::State(format!("cannot encode a lease: {e}")))?;
+            .map_err(|e| Error::State(format!("cannot encode a lease: {e}")))?;
         v.push(b'\n');
         Ok(v)
     }
@@ -77,13 +77,13 @@ pub const MAX_LEGACY_LEN: u64 = 16 << 20;
 
 impl Leases {
     pub fn parse(text: &[u8]) -> Result<Leases> {
-        serde_json::from_slice(text).map_err(|e| NetError::State(format!("leases.json: {e}")))
+        serde_json::from_slice(text).map_err(|e| Error::State(format!("leases.json: {e}")))
     }
 
     #[cfg(test)]
     pub fn to_json(&self) -> Result<Vec<u8>> {
         serde_json::to_vec_pretty(self)
-            .map_err(|e| NetError::State(format!("cannot encode leases: {e}")))
+            .map_err(|e| Error::State(format!("cannot encode leases: {e}")))
     }
 
     /// Split off the stale records (see [`Lease::is_stale`]).
@@ -125,7 +125,7 @@ impl Leases {
 /// This boot's id.
 pub fn boot_id() -> Result<String> {
     let id = std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
-        .map_err(|e| NetError::sys("read the boot id", e))?;
+        .map_err(|e| Error::sys("read the boot id", e))?;
     Ok(id.trim().to_string())
 }
 

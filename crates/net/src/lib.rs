@@ -26,7 +26,7 @@ mod sysctl;
 use proto::helper::{sanitize_process, Caller};
 use proto::{Channel, NetReply, NetRequest, RemoteError};
 
-pub use crate::error::NetError;
+pub use crate::error::Error;
 use crate::error::Result;
 use crate::settings::Settings;
 

@@ -12,7 +12,7 @@ use futures::TryStreamExt;
 use rtnetlink::packet_route::address::AddressAttribute;
 use rtnetlink::{Handle, LinkUnspec};
 
-use crate::error::{netlink_errno, NetError, Result};
+use crate::error::{netlink_errno, Error, Result};
 use crate::privilege::with_caps;
 
 /// Run `f` against a fresh rtnetlink connection in this thread's netns.
@@ -25,10 +25,10 @@ where
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_io()
             .build()
-            .map_err(|e| NetError::sys("start the netlink runtime", e))?;
+            .map_err(|e| Error::sys("start the netlink runtime", e))?;
         rt.block_on(async {
-            let (conn, handle, _) = rtnetlink::new_connection()
-                .map_err(|e| NetError::sys("open a netlink socket", e))?;
+            let (conn, handle, _) =
+                rtnetlink::new_connection().map_err(|e| Error::sys("open a netlink socket", e))?;
             let task = tokio::spawn(conn);
             let out = f(handle).await;
             task.abort();
@@ -44,7 +44,7 @@ pub async fn link_index(handle: &Handle, name: &str) -> Result<Option<u32>> {
         Ok(Some(msg)) => Ok(Some(msg.header.index)),
         Ok(None) => Ok(None),
         Err(e) if netlink_errno(&e) == Some(libc::ENODEV) => Ok(None),
-        Err(e) => Err(NetError::netlink(format!("look up interface {name}"), e)),
+        Err(e) => Err(Error::netlink(format!("look up interface {name}"), e)),
     }
 }
 
@@ -54,7 +54,7 @@ pub async fn set_up(handle: &Handle, index: u32, what: &str) -> Result<()> {
         .set(LinkUnspec::new_with_index(index).up().build())
         .execute()
         .await
-        .map_err(|e| NetError::netlink(format!("set {what} up"), e))
+        .map_err(|e| Error::netlink(format!("set {what} up"), e))
 }
 
 /// Delete interface `name` if it exists (for a veth, both ends go).
@@ -65,7 +65,7 @@ pub async fn delete_if_exists(handle: &Handle, name: &str) -> Result<()> {
     match handle.link().del(index).execute().await {
         Ok(()) => Ok(()),
         Err(e) if netlink_errno(&e) == Some(libc::ENODEV) => Ok(()),
-        Err(e) => Err(NetError::netlink(format!("delete interface {name}"), e)),
+        Err(e) => Err(Error::netlink(format!("delete interface {name}"), e)),
     }
 }
 
@@ -84,7 +84,7 @@ pub async fn has_address(
     while let Some(msg) = addrs
         .try_next()
         .await
-        .map_err(|e| NetError::netlink("list addresses", e))?
+        .map_err(|e| Error::netlink("list addresses", e))?
     {
         let matches = msg.header.prefix_len == prefix
             && msg.attributes.iter().any(|a| {
@@ -114,7 +114,7 @@ pub async fn add_address(
     {
         Ok(()) => Ok(()),
         Err(e) if netlink_errno(&e) == Some(libc::EEXIST) => Ok(()),
-        Err(e) => Err(NetError::netlink(
+        Err(e) => Err(Error::netlink(
             format!("add {address}/{prefix} to {what}"),
             e,
         )),

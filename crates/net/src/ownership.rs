@@ -8,7 +8,7 @@
 use std::ffi::CString;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 
-use crate::error::{NetError, Result};
+use crate::error::{Error, Result};
 use tupper_sys::pidfd;
 use tupper_sys::process::start_time as process_start_time;
 
@@ -60,7 +60,7 @@ fn ns_id_of(fd: &OwnedFd) -> Option<NsId> {
 /// Our own namespace of a kind (`user`, `net`): a failure here is ours, not the caller's.
 fn own_ns(kind: &str) -> Result<NsId> {
     let md = std::fs::metadata(format!("/proc/self/ns/{kind}"))
-        .map_err(|e| NetError::sys(format!("inspect our own {kind} namespace"), e))?;
+        .map_err(|e| Error::sys(format!("inspect our own {kind} namespace"), e))?;
     use std::os::unix::fs::MetadataExt;
     Ok(NsId {
         dev: md.dev(),
@@ -124,7 +124,7 @@ pub fn verify(pid: i32, uid: u32) -> Result<Container> {
     } else {
         check(pid, uid, my_user, my_net)
     };
-    found.ok_or(NetError::NotYourContainer { pid })
+    found.ok_or(Error::NotYourContainer { pid })
 }
 
 fn check(pid: i32, uid: u32, my_user: NsId, my_net: NsId) -> Option<Container> {

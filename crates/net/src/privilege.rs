@@ -6,7 +6,7 @@
 
 use caps::{CapSet, Capability, CapsHashSet};
 
-use crate::error::{NetError, Result};
+use crate::error::{Error, Result};
 
 /// Everything the helper may ever use:
 /// - `CAP_NET_ADMIN`: links, addresses and routes on the host and in the container netns;
@@ -26,8 +26,8 @@ pub const NEEDED: [Capability; 5] = [
 /// The `setcap` string the binary is installed with.
 pub const SETCAP: &str = "cap_net_admin,cap_sys_admin,cap_sys_chroot,cap_dac_override,cap_chown";
 
-fn caps_err(what: &str, e: caps::errors::CapsError) -> NetError {
-    NetError::sys(what, std::io::Error::other(e.to_string()))
+fn caps_err(what: &str, e: caps::errors::CapsError) -> Error {
+    Error::sys(what, std::io::Error::other(e.to_string()))
 }
 
 /// Drop from the permitted set everything not in [`NEEDED`], empty the
@@ -62,7 +62,7 @@ pub fn with_caps<T>(wanted: &[Capability], f: impl FnOnce() -> Result<T>) -> Res
         .map_err(|e| caps_err("read the permitted capabilities", e))?;
     for cap in wanted {
         if !permitted.contains(cap) {
-            return Err(NetError::MissingCapability {
+            return Err(Error::MissingCapability {
                 cap: cap.to_string().to_lowercase(),
                 setcap: SETCAP,
             });

@@ -4,14 +4,14 @@
 use proto::helper::Caller;
 use proto::NetReply;
 
-use crate::error::{NetError, Result};
+use crate::error::{Error, Result};
 use crate::lease_store::{LeaseStore, BUSY_WAIT};
 use crate::netlink::{delete_if_exists, session};
 use crate::settings::Settings;
 
 pub fn release(settings: &Settings, caller: Caller, container: &str) -> Result<NetReply> {
     proto::validate::container_id(container)?;
-    let no_lease = || NetError::NoLease {
+    let no_lease = || Error::NoLease {
         container: container.to_string(),
     };
     let store = LeaseStore::open(&settings.state_dir)?;
@@ -24,7 +24,7 @@ pub fn release(settings: &Settings, caller: Caller, container: &str) -> Result<N
     // wait a bounded time only; the supervisor retries later (`gc`).
     let held = store
         .hold_within(address, BUSY_WAIT)?
-        .ok_or_else(|| NetError::Busy {
+        .ok_or_else(|| Error::Busy {
             what: format!("the lease of container {container}"),
             waited: BUSY_WAIT,
         })?;

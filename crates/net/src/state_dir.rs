@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use caps::Capability::{CAP_CHOWN, CAP_DAC_OVERRIDE};
 
-use crate::error::{NetError, Result};
+use crate::error::{Error, Result};
 use crate::privilege::with_caps;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,7 +38,7 @@ pub struct StateDir {
 pub type Lock = tupper_sys::lock::Locked<OwnedFd>;
 
 fn c(s: &str) -> Result<CString> {
-    CString::new(s).map_err(|_| NetError::State("name with a NUL byte".into()))
+    CString::new(s).map_err(|_| Error::State("name with a NUL byte".into()))
 }
 
 fn errno() -> i32 {
@@ -49,7 +49,7 @@ fn fstat(fd: &OwnedFd) -> Result<libc::stat> {
     // SAFETY: fstat writes into a zeroed stat we own.
     let mut st: libc::stat = unsafe { std::mem::zeroed() };
     if unsafe { libc::fstat(fd.as_raw_fd(), &mut st) } != 0 {
-        return Err(NetError::last_os("inspect the state directory"));
+        return Err(Error::last_os("inspect the state directory"));
     }
     Ok(st)
 }
@@ -63,7 +63,7 @@ fn make_and_open_dir(at: libc::c_int, name: &CStr, what: &str) -> Result<(OwnedF
     } else if errno() == libc::EEXIST {
         false
     } else {
-        return Err(NetError::last_os(format!("create {what}")));
+        return Err(Error::last_os(format!("create {what}")));
     };
     let fd = unsafe {
         libc::openat(
@@ -73,7 +73,7 @@ fn make_and_open_dir(at: libc::c_int, name: &CStr, what: &str) -> Result<(OwnedF
         )
     };
     if fd < 0 {
-        return Err(NetError::last_os(format!("open {what}")));
+        return Err(Error::last_os(format!("open {what}")));
     }
     // SAFETY: fd was just returned by openat and is owned by nobody else.
     Ok((unsafe { OwnedFd::from_raw_fd(fd) }, created))
@@ -92,7 +92,7 @@ impl StateDir {
 
     fn open_as(path: &Path, mode: Mode) -> Result<StateDir> {
         let cpath = CString::new(path.as_os_str().as_bytes())
-            .map_err(|_| NetError::InvalidConfig("runtime.state_dir holds a NUL byte".into()))?;
+            .map_err(|_| Error::InvalidConfig("runtime.state_dir holds a NUL byte".into()))?;
         Self::finish_open(mode, || {
             make_and_open_dir(libc::AT_FDCWD, &cpath, "the state directory")
         })
@@ -133,10 +133,10 @@ impl StateDir {
     fn make_root_owned(&self, fd: &OwnedFd, perm: libc::mode_t) -> Result<()> {
         // SAFETY: fchmod/fchown on a descriptor we own.
         if unsafe { libc::fchmod(fd.as_raw_fd(), perm) } != 0 {
-            return Err(NetError::last_os("set state permissions"));
+            return Err(Error::last_os("set state permissions"));
         }
         if self.mode == Mode::Root && unsafe { libc::fchown(fd.as_raw_fd(), 0, 0) } != 0 {
-            return Err(NetError::last_os("make state owned by root"));
+            return Err(Error::last_os("make state owned by root"));
         }
         Ok(())
     }
@@ -151,7 +151,7 @@ impl StateDir {
             Mode::Unprivileged => unsafe { libc::geteuid() },
         };
         if st.st_uid != owner || st.st_mode & 0o022 != 0 {
-            return Err(NetError::State(
+            return Err(Error::State(
                 "the state directory must be owned by root and writable only by root".into(),
             ));
         }
@@ -180,7 +180,7 @@ impl StateDir {
                     return Ok(Some(fd));
                 }
                 if errno() != libc::EEXIST {
-                    return Err(NetError::last_os(format!("create {name}")));
+                    return Err(Error::last_os(format!("create {name}")));
                 }
             }
             let fd = unsafe { libc::openat(dir, cname.as_ptr(), base) };
@@ -188,7 +188,7 @@ impl StateDir {
                 if errno() == libc::ENOENT {
                     return Ok(None);
                 }
-                return Err(NetError::last_os(format!("open {name}")));
+                return Err(Error::last_os(format!("open {name}")));
             }
             Ok(Some(unsafe { OwnedFd::from_raw_fd(fd) }))
         })
@@ -205,9 +205,9 @@ impl StateDir {
     pub fn lock_within(&self, name: &str, wait: Duration) -> Result<Option<Lock>> {
         let fd = self
             .open_file(name, libc::O_RDWR, true)?
-            .ok_or_else(|| NetError::State(format!("lock file {name} vanished")))?;
+            .ok_or_else(|| Error::State(format!("lock file {name} vanished")))?;
         tupper_sys::lock::exclusive_within(fd, wait)
-            .map_err(|e| NetError::sys(format!("lock {name}"), e))
+            .map_err(|e| Error::sys(format!("lock {name}"), e))
     }
 
     /// The contents of `name`, `None` if it does not exist; longer than `max`
@@ -220,9 +220,9 @@ impl StateDir {
         std::fs::File::from(fd)
             .take(max + 1)
             .read_to_end(&mut bytes)
-            .map_err(|e| NetError::sys(format!("read {name}"), e))?;
+            .map_err(|e| Error::sys(format!("read {name}"), e))?;
         if bytes.len() as u64 > max {
-            return Err(NetError::State(format!("{name} is too large")));
+            return Err(Error::State(format!("{name} is too large")));
         }
         Ok(Some(bytes))
     }
@@ -243,7 +243,7 @@ impl StateDir {
                 }
                 Ok(())
             })
-            .map_err(|e| NetError::sys(format!("replace {name}"), e))
+            .map_err(|e| Error::sys(format!("replace {name}"), e))
         })
     }
 
@@ -251,7 +251,7 @@ impl StateDir {
     pub fn remove(&self, name: &str) -> Result<()> {
         StateDir::privileged(self.mode, || {
             tupper_sys::atomic::remove_at(&self.dir, name)
-                .map_err(|e| NetError::sys(format!("remove {name}"), e))
+                .map_err(|e| Error::sys(format!("remove {name}"), e))
         })
     }
 
@@ -270,14 +270,14 @@ impl StateDir {
                 )
             };
             if fd < 0 {
-                return Err(NetError::last_os("list the state directory"));
+                return Err(Error::last_os("list the state directory"));
             }
             Ok(fd)
         })?;
         // SAFETY: fdopendir takes ownership of fd; closedir releases both.
         let dirp = unsafe { libc::fdopendir(fd) };
         if dirp.is_null() {
-            let e = NetError::last_os("list the state directory");
+            let e = Error::last_os("list the state directory");
             // SAFETY: fdopendir failed, so fd is still ours to close.
             unsafe { libc::close(fd) };
             return Err(e);
@@ -291,7 +291,7 @@ impl StateDir {
                 break if errno() == 0 {
                     Ok(())
                 } else {
-                    Err(NetError::last_os("list the state directory"))
+                    Err(Error::last_os("list the state directory"))
                 };
             }
             // SAFETY: d_name is a NUL-terminated array inside the entry.
@@ -301,7 +301,7 @@ impl StateDir {
                 continue;
             }
             if names.len() >= max {
-                break Err(NetError::State(
+                break Err(Error::State(
                     "the state directory holds more entries than it ever should".into(),
                 ));
             }

@@ -12,7 +12,7 @@ use std::path::PathBuf;
 
 use caps::Capability::CAP_NET_ADMIN;
 
-use crate::error::{NetError, Result};
+use crate::error::{Error, Result};
 use crate::privilege::with_caps;
 
 const CONF: &str = "/proc/sys/net/ipv6/conf";
@@ -29,7 +29,7 @@ fn check_interface(name: &str) -> Result<()> {
     if ok {
         Ok(())
     } else {
-        Err(NetError::InvalidConfig(format!(
+        Err(Error::InvalidConfig(format!(
             "invalid interface name {name:?}"
         )))
     }
@@ -47,9 +47,9 @@ fn write(interface: &str, key: &str, value: &str) -> Result<()> {
             .write(true)
             .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
             .open(&path)
-            .map_err(|e| NetError::sys(format!("open {}", path.display()), e))?;
+            .map_err(|e| Error::sys(format!("open {}", path.display()), e))?;
         f.write_all(value.as_bytes())
-            .map_err(|e| NetError::sys(format!("write {value} to {}", path.display()), e))
+            .map_err(|e| Error::sys(format!("write {value} to {}", path.display()), e))
     })
 }
 

@@ -21,26 +21,28 @@
 //! 7. private mounts, root bound onto itself, `/proc`, `/sys`, `/dev`, masks;
 //! 8. `pivot_root`, detach the host's tree, enter the working directory;
 //! 9. hostname, `lo` up;
-//! 10. report "setup done" (or the error) to the helper;
-//! 11. parent-death signal, new session, controlling terminal;
-//! 12. wait for `Start` on fd 3 (anything else: exit 125);
+//! 10. with `-t` a terminal of the container's devpts as stdio; parent-death
+//!     signal, new session (the terminal as its controlling terminal);
+//! 11. report "setup done" (or the error) to the helper;
+//! 12. wait for `Start` on fd 3 (anything else: exit 125); with a terminal,
+//!     send its master to the supervisor;
 //! 13. default capabilities, no_new_privs, close fds, environment;
 //! 14. exec (searching `PATH`); on failure send the error on fd 3, exit 127/126.
 
+mod clone;
 mod error;
 mod idmap;
 mod init;
 mod privileges;
 mod request;
 mod rootfs;
-mod spawn;
 mod sync;
 
 use proto::{Channel, NsReply, RemoteError};
 use tupper_config::system::SystemConfig;
 
+use crate::clone::Forked;
 pub use crate::error::Error;
-use crate::spawn::Forked;
 
 /// What happened to the one request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,7 +76,7 @@ pub fn serve() -> Result<Outcome, Error> {
             drop(root);
             // 4. Sync pipes, then the clone.
             let pipes = sync::Pipes::new()?;
-            let forked = spawn::clone_init(mapping.is_some())?;
+            let forked = clone::clone_init(mapping.is_some())?;
             Ok((req, mapping, pipes, forked))
         });
     let reply: Result<NsReply, RemoteError> = match prepared {
@@ -91,7 +93,7 @@ pub fn serve() -> Result<Outcome, Error> {
         }
         Ok((_, mapping, pipes, Forked::Parent { pid, pidfd })) => {
             // 5. Maps, "setup done", reply.
-            spawn::see_through_setup(pid, &pidfd, pipes.into_parent(), mapping)
+            clone::see_through_setup(pid, &pidfd, pipes.into_parent(), mapping)
                 .map_err(|e| e.to_remote())
         }
     };

@@ -5,7 +5,7 @@ use proto::{ErrorKind, NetReply, NetRequest, StorageReply, StorageRequest};
 
 use crate::error::Error;
 use crate::helpers::{call_once, Helper};
-use crate::state::{Record, StateDir, Status};
+use crate::records::{Record, Records, Status};
 
 fn already_gone(e: &Error) -> bool {
     e.remote_kind() == Some(ErrorKind::NotFound)
@@ -16,7 +16,7 @@ fn already_gone(e: &Error) -> bool {
 /// any other keeps it as exited with `code` (and a lease still to release, if
 /// that failed, for the next `gc`). Call with the state lock held.
 pub fn settle(
-    state: &StateDir,
+    state: &Records,
     rec: &mut Record,
     snapshot_exists: bool,
     code: i32,
@@ -74,7 +74,7 @@ pub fn remove_root(id: &str) -> bool {
 }
 
 /// Reclaim containers whose supervisor is gone (killed, crashed, rebooted).
-pub fn collect_garbage(state: &StateDir) {
+pub fn collect_garbage(state: &Records) {
     let Ok(_lock) = state.lock() else { return };
     let Ok(records) = state.load_all() else {
         return;

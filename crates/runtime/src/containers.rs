@@ -5,10 +5,10 @@ use proto::{StorageReply, StorageRequest};
 use crate::cleanup;
 use crate::error::{Error, Result};
 use crate::helpers::{call_once, Helper};
-use crate::state::{StateDir, Status};
+use crate::records::{Records, Status};
 
 pub fn ps(all: bool) -> Result<()> {
-    let state = StateDir::open()?;
+    let state = Records::open()?;
     cleanup::collect_garbage(&state);
     println!(
         "{:<14}{:<20}{:<16}{:<24}{:<18}ADDRESS",
@@ -42,7 +42,7 @@ pub fn ps(all: bool) -> Result<()> {
 }
 
 pub fn rm(keys: &[String], force: bool) -> Result<()> {
-    let state = StateDir::open()?;
+    let state = Records::open()?;
     cleanup::collect_garbage(&state);
     let mut failed = None;
     for key in keys {
@@ -57,7 +57,7 @@ pub fn rm(keys: &[String], force: bool) -> Result<()> {
     }
 }
 
-fn rm_one(state: &StateDir, key: &str, force: bool) -> Result<()> {
+fn rm_one(state: &Records, key: &str, force: bool) -> Result<()> {
     let rec = state.find(key)?;
     if !matches!(rec.status, Status::Exited(_)) && rec.supervisor.alive() {
         if !force {
@@ -89,7 +89,7 @@ fn rm_one(state: &StateDir, key: &str, force: bool) -> Result<()> {
 /// record names any more (the runtime directory is lost at reboot; the store
 /// is not).
 pub fn gc() -> Result<()> {
-    let state = StateDir::open()?;
+    let state = Records::open()?;
     cleanup::collect_garbage(&state);
     let _lock = state.lock()?;
     let known: Vec<String> = state.load_all()?.into_iter().map(|r| r.id).collect();

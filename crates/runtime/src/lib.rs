@@ -9,7 +9,7 @@ pub mod error;
 mod helpers;
 pub mod images;
 mod process;
+mod records;
 pub mod run;
 pub mod signals;
-mod state;
 mod tty;

@@ -11,8 +11,8 @@ use proto::{
 use crate::error::{Error, Result};
 use crate::helpers::{Helper, HelperProcess, HelperStdio};
 use crate::process::{PidFd, ProcessId};
+use crate::records::{Record, Records, Status};
 use crate::signals::Signals;
-use crate::state::{Record, StateDir, Status};
 use crate::{cleanup, tty};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -90,7 +90,7 @@ pub fn run(mut opts: RunOptions, signals: &Signals) -> Result<i32> {
     // before anything is created.
     tupper_config::subid::mapping_for(proto::helper::Caller::current())
         .map_err(|e| crate::helpers::wrap(Helper::Ns, proto::Error::Remote(e.to_remote())))?;
-    let state = StateDir::open()?;
+    let state = Records::open()?;
     cleanup::collect_garbage(&state);
 
     let id = random_id()?;
@@ -137,7 +137,7 @@ pub fn run(mut opts: RunOptions, signals: &Signals) -> Result<i32> {
 }
 
 struct Running<'a> {
-    state: &'a StateDir,
+    state: &'a Records,
     signals: &'a Signals,
     snapshot: bool,
 }

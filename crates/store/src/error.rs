@@ -2,10 +2,10 @@
 
 use proto::{ErrorKind, RemoteError};
 
-pub type Result<T, E = StorageError> = std::result::Result<T, E>;
+pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 #[derive(Debug, thiserror::Error)]
-pub enum StorageError {
+pub enum Error {
     /// Validation and channel errors from proto.
     #[error(transparent)]
     Proto(#[from] proto::Error),
@@ -45,20 +45,20 @@ pub enum StorageError {
     Other { what: String, why: String },
 }
 
-impl StorageError {
-    pub fn sys(what: impl Into<String>) -> impl FnOnce(nix::errno::Errno) -> StorageError {
+impl Error {
+    pub fn sys(what: impl Into<String>) -> impl FnOnce(nix::errno::Errno) -> Error {
         let what = what.into();
-        move |errno| StorageError::Sys { what, errno }
+        move |errno| Error::Sys { what, errno }
     }
 
-    pub fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> StorageError {
+    pub fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> Error {
         let what = what.into();
         move |e| match e.raw_os_error() {
-            Some(code) => StorageError::Sys {
+            Some(code) => Error::Sys {
                 what,
                 errno: nix::errno::Errno::from_raw(code),
             },
-            None => StorageError::Other {
+            None => Error::Other {
                 what,
                 why: e.to_string(),
             },
@@ -68,14 +68,14 @@ impl StorageError {
     /// What the supervisor gets.
     pub fn to_remote(&self) -> RemoteError {
         let kind = match self {
-            StorageError::Proto(e) => return e.to_remote(),
-            StorageError::Config(e) => return e.to_remote(),
-            StorageError::NotFound(_) => ErrorKind::NotFound,
-            StorageError::AlreadyExists(_) => ErrorKind::AlreadyExists,
-            StorageError::Unsafe(_) => ErrorKind::Unsafe,
-            StorageError::Tarball(_) => ErrorKind::InvalidRequest,
-            StorageError::Protocol(_) | StorageError::ChannelClosed => ErrorKind::Protocol,
-            StorageError::Sys {
+            Error::Proto(e) => return e.to_remote(),
+            Error::Config(e) => return e.to_remote(),
+            Error::NotFound(_) => ErrorKind::NotFound,
+            Error::AlreadyExists(_) => ErrorKind::AlreadyExists,
+            Error::Unsafe(_) => ErrorKind::Unsafe,
+            Error::Tarball(_) => ErrorKind::InvalidRequest,
+            Error::Protocol(_) | Error::ChannelClosed => ErrorKind::Protocol,
+            Error::Sys {
                 errno: nix::errno::Errno::ENOSPC | nix::errno::Errno::EDQUOT,
                 ..
             } => {
@@ -84,10 +84,9 @@ impl StorageError {
                     format!("{self} (the image store is full)"),
                 )
             }
-            StorageError::Sys { .. }
-            | StorageError::Other { .. }
-            | StorageError::NotCreated(_)
-            | StorageError::Busy(_) => ErrorKind::System,
+            Error::Sys { .. } | Error::Other { .. } | Error::NotCreated(_) | Error::Busy(_) => {
+                ErrorKind::System
+            }
         };
         RemoteError::new(kind, self.to_string())
     }
@@ -99,11 +98,11 @@ mod tests {
 
     #[test]
     fn kinds() {
-        let e = StorageError::Unsafe("x".into());
+        let e = Error::Unsafe("x".into());
         assert_eq!(e.to_remote().kind, ErrorKind::Unsafe);
-        let e = StorageError::sys("cannot write file")(nix::errno::Errno::ENOSPC);
+        let e = Error::sys("cannot write file")(nix::errno::Errno::ENOSPC);
         assert_eq!(e.to_remote().kind, ErrorKind::Exhausted);
-        let e: StorageError = proto::validate::name("../x").unwrap_err().into();
+        let e: Error = proto::validate::name("../x").unwrap_err().into();
         assert_eq!(e.to_remote().kind, ErrorKind::InvalidRequest);
     }
 }

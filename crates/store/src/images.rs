@@ -6,7 +6,7 @@ use nix::fcntl::AtFlags;
 use nix::sys::stat::fstatat;
 use proto::{ImageInfo, StorageReply};
 
-use crate::error::{Result, StorageError};
+use crate::error::{Error, Result};
 use crate::fsutil::{exists_at, visible_names};
 use crate::privileges::{with_caps, STORE};
 use crate::subvol;
@@ -19,7 +19,7 @@ pub fn list(images: &OwnedFd) -> Result<StorageReply> {
         // i.e. when it finished; nothing changes it afterwards (read-only).
         let st = with_caps(STORE, || {
             fstatat(images, name.as_str(), AtFlags::AT_SYMLINK_NOFOLLOW)
-                .map_err(StorageError::sys("cannot inspect an image"))
+                .map_err(Error::sys("cannot inspect an image"))
         })?;
         out.push(ImageInfo {
             name,
@@ -35,9 +35,7 @@ pub fn require(images: &OwnedFd, name: &str) -> Result<()> {
         return Ok(());
     }
     let names = visible_names(images)?;
-    Err(StorageError::NotFound(suggest::not_found(
-        "image", name, &names,
-    )))
+    Err(Error::NotFound(suggest::not_found("image", name, &names)))
 }
 
 pub fn remove(images: &OwnedFd, name: &str) -> Result<StorageReply> {

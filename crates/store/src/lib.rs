@@ -6,7 +6,6 @@
 //! request: validate → act → report.
 
 mod btrfs;
-mod containers;
 mod error;
 mod fsutil;
 mod images;
@@ -15,7 +14,8 @@ pub mod layout;
 mod loopdev;
 mod nested;
 mod privileges;
-mod requests;
+mod request;
+mod roots;
 mod store;
 mod subvol;
 mod suggest;
@@ -23,8 +23,8 @@ mod suggest;
 use proto::{Channel, StorageReply, StorageRequest};
 use tupper_config::system::SystemConfig;
 
-use error::StorageError;
-use requests::Context;
+use error::Error;
+use request::Context;
 
 /// Why the helper stopped before the supervisor closed its channel.
 #[derive(Debug, thiserror::Error)]
@@ -71,9 +71,9 @@ pub fn serve() -> Result<(), Fatal> {
                 return Err(fail("control channel", e));
             }
         };
-        let reply = match requests::handle(&mut chan, &ctx, req) {
+        let reply = match request::handle(&mut chan, &ctx, req) {
             // Mid-import close: the partial image is gone; nobody to answer.
-            Err(StorageError::ChannelClosed) => return Err(Fatal::Abandoned),
+            Err(Error::ChannelClosed) => return Err(Fatal::Abandoned),
             r => r.map_err(|e| e.to_remote()),
         };
         chan.reply(&reply).map_err(|e| fail("control channel", e))?;

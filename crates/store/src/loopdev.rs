@@ -7,7 +7,7 @@ use nix::errno::Errno;
 use nix::fcntl::{open, OFlag};
 use nix::sys::stat::Mode;
 
-use crate::error::{Result, StorageError};
+use crate::error::{Error, Result};
 
 const LOOP_SET_FD: libc::c_ulong = 0x4C00;
 const LOOP_SET_STATUS64: libc::c_ulong = 0x4C04;
@@ -81,27 +81,27 @@ pub fn attach(backing: &File) -> Result<LoopDevice> {
         OFlag::O_RDWR | OFlag::O_CLOEXEC,
         Mode::empty(),
     )
-    .map_err(StorageError::sys("cannot open /dev/loop-control"))?;
+    .map_err(Error::sys("cannot open /dev/loop-control"))?;
     // Another process may take the device between GET_FREE and CONFIGURE: retry.
     let mut last = Errno::EBUSY;
     for _ in 0..8 {
         // SAFETY: LOOP_CTL_GET_FREE takes no argument and returns a number.
         let n = Errno::result(unsafe { libc::ioctl(ctl.as_raw_fd(), LOOP_CTL_GET_FREE) })
-            .map_err(StorageError::sys("cannot find a free loop device"))?;
+            .map_err(Error::sys("cannot find a free loop device"))?;
         let path = format!("/dev/loop{n}");
         let dev = open(
             path.as_str(),
             OFlag::O_RDWR | OFlag::O_CLOEXEC,
             Mode::empty(),
         )
-        .map_err(StorageError::sys(format!("cannot open {path}")))?;
+        .map_err(Error::sys(format!("cannot open {path}")))?;
         match configure(&dev, backing) {
             Ok(()) => return Ok(LoopDevice { path, _fd: dev }),
             Err(Errno::EBUSY) => last = Errno::EBUSY,
-            Err(e) => return Err(StorageError::sys(format!("cannot set up {path}"))(e)),
+            Err(e) => return Err(Error::sys(format!("cannot set up {path}"))(e)),
         }
     }
-    Err(StorageError::sys("cannot set up a loop device")(last))
+    Err(Error::sys("cannot set up a loop device")(last))
 }
 
 fn configure(dev: &OwnedFd, backing: &File) -> std::result::Result<(), Errno> {
@@ -149,8 +149,8 @@ const LOOP_GET_STATUS64: libc::c_ulong = 0x4C05;
 /// filesystem, whereas a second loop device over the same image would mount
 /// one btrfs twice and corrupt it.
 pub fn find_attached(backing: &File) -> Result<Option<LoopDevice>> {
-    let st = nix::sys::stat::fstat(backing)
-        .map_err(StorageError::sys("cannot inspect the store image"))?;
+    let st =
+        nix::sys::stat::fstat(backing).map_err(Error::sys("cannot inspect the store image"))?;
     let Ok(entries) = std::fs::read_dir("/sys/block") else {
         return Ok(None);
     };

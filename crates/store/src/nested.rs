@@ -21,7 +21,7 @@ use nix::errno::Errno;
 use nix::sys::stat::fstat;
 
 use crate::btrfs;
-use crate::error::{Result, StorageError};
+use crate::error::{Error, Result};
 
 /// One subvolume below the top one.
 #[derive(Debug)]
@@ -32,8 +32,8 @@ pub struct Nested {
     pub path: PathBuf,
 }
 
-fn search_err(e: Errno) -> StorageError {
-    StorageError::sys("cannot list the subvolumes inside the subvolume")(e)
+fn search_err(e: Errno) -> Error {
+    Error::sys("cannot list the subvolumes inside the subvolume")(e)
 }
 
 /// Every subvolume below `top`, parents before their children (breadth
@@ -78,7 +78,7 @@ pub fn parents(nested: &[Nested]) -> HashSet<u64> {
 /// container ids).
 pub fn open(top: impl AsFd, n: &Nested) -> Result<OwnedFd> {
     let what = "cannot open a subvolume inside the subvolume";
-    let path = CString::new(n.path.as_os_str().as_bytes()).map_err(|_| StorageError::Other {
+    let path = CString::new(n.path.as_os_str().as_bytes()).map_err(|_| Error::Other {
         what: what.into(),
         why: "the subvolume path holds a NUL byte".into(),
     })?;
@@ -91,11 +91,11 @@ pub fn open(top: impl AsFd, n: &Nested) -> Result<OwnedFd> {
             | libc::RESOLVE_NO_MAGICLINKS
             | libc::RESOLVE_NO_XDEV,
     )
-    .map_err(StorageError::io(what))?;
-    let st = fstat(&fd).map_err(StorageError::sys(what))?;
-    let id = btrfs::subvol_id(&fd).map_err(StorageError::sys(what))?;
+    .map_err(Error::io(what))?;
+    let st = fstat(&fd).map_err(Error::sys(what))?;
+    let id = btrfs::subvol_id(&fd).map_err(Error::sys(what))?;
     if st.st_ino != btrfs::FIRST_FREE_OBJECTID || id != n.id {
-        return Err(StorageError::Other {
+        return Err(Error::Other {
             what: what.into(),
             why: "it is not where the filesystem records it (was the container still running?)"
                 .into(),

@@ -3,9 +3,9 @@
 
 use caps::{CapSet, Capability};
 
-use crate::error::{Result, StorageError};
+use crate::error::{Error, Result};
 
-/// Everything `tupper-storage` may ever use (see the crate README / report):
+/// Everything `tupper-storage` may ever use (the README's capability table):
 /// mount + loop setup + subvolume destroy, working in the root-only store,
 /// shifting ids, chmod/utimes on files owned by container ids, keeping
 /// setgid bits on files of foreign groups.
@@ -40,8 +40,8 @@ pub const STORE_CREATE: &[Capability] = &[
 /// mount(2), loop device setup, subvolume destruction.
 pub const ADMIN: &[Capability] = &[Capability::CAP_SYS_ADMIN, Capability::CAP_DAC_OVERRIDE];
 
-fn caps_err(what: &str) -> impl FnOnce(caps::errors::CapsError) -> StorageError + '_ {
-    move |e| StorageError::Other {
+fn caps_err(what: &str) -> impl FnOnce(caps::errors::CapsError) -> Error + '_ {
+    move |e| Error::Other {
         what: what.to_string(),
         why: e.to_string(),
     }
@@ -108,8 +108,8 @@ mod tests {
         );
         assert_eq!(caps::read(None, CapSet::Effective).unwrap(), before);
         // Errors pass through and still restore.
-        let r: Result<()> = with_caps(STORE, || Err(StorageError::NotFound("x".into())));
-        assert!(matches!(r, Err(StorageError::NotFound(_))));
+        let r: Result<()> = with_caps(STORE, || Err(Error::NotFound("x".into())));
+        assert!(matches!(r, Err(Error::NotFound(_))));
         assert_eq!(caps::read(None, CapSet::Effective).unwrap(), before);
     }
 }

@@ -26,7 +26,7 @@ use nix::unistd::{fchown, ftruncate, unlinkat, Gid, Uid, UnlinkatFlags};
 use proto::helper::Caller;
 use tupper_config::system::StoreConfig;
 
-use crate::error::{Result, StorageError};
+use crate::error::{Error, Result};
 use crate::fsutil::{ensure_root_dir_at, make_root_owned, open_dir_path};
 use crate::loopdev;
 use crate::privileges::{with_caps, ADMIN, STORE, STORE_CREATE};
@@ -63,8 +63,8 @@ fn is_admin(caller: Caller) -> bool {
 }
 
 /// What a user is told when the administrator has not created the store.
-fn not_created(path: &Path) -> StorageError {
-    StorageError::NotCreated(format!(
+fn not_created(path: &Path) -> Error {
+    Error::NotCreated(format!(
         "the image store {} has not been created yet; an administrator creates it by \
          running `tupper-supervisor image ls` once as root (packaging/install.sh does)",
         path.display()
@@ -90,7 +90,7 @@ pub fn ensure(cfg: &StoreConfig, caller: Caller) -> Result<Store> {
         }
         root = open_store(path)?;
         if !is_btrfs(&root)? {
-            return Err(StorageError::Other {
+            return Err(Error::Other {
                 what: "the image store".into(),
                 why: "is not on btrfs even after mounting its image".into(),
             });
@@ -104,24 +104,24 @@ pub fn ensure(cfg: &StoreConfig, caller: Caller) -> Result<Store> {
 
 fn open_store(path: &Path) -> Result<OwnedFd> {
     with_caps(STORE, || {
-        open_dir_path(path).map_err(StorageError::sys("cannot open the image store"))
+        open_dir_path(path).map_err(Error::sys("cannot open the image store"))
     })
 }
 
 fn open_or_create(path: &Path, caller: Caller) -> Result<OwnedFd> {
     match open_store(path) {
-        Err(StorageError::Sys {
+        Err(Error::Sys {
             errno: Errno::ENOENT,
             ..
         }) if !is_admin(caller) => Err(not_created(path)),
-        Err(StorageError::Sys {
+        Err(Error::Sys {
             errno: Errno::ENOENT,
             ..
         }) => {
             with_caps(STORE_CREATE, || {
                 match nix::unistd::mkdir(path, Mode::from_bits_truncate(0o700)) {
                     Ok(()) | Err(Errno::EEXIST) => Ok(()),
-                    Err(e) => Err(StorageError::sys("cannot create the image store")(e)),
+                    Err(e) => Err(Error::sys("cannot create the image store")(e)),
                 }
             })?;
             let fd = open_store(path)?;
@@ -133,7 +133,7 @@ fn open_or_create(path: &Path, caller: Caller) -> Result<OwnedFd> {
 }
 
 fn is_btrfs(fd: impl AsFd) -> Result<bool> {
-    let st = fstatfs(fd).map_err(StorageError::sys("cannot inspect the image store"))?;
+    let st = fstatfs(fd).map_err(Error::sys("cannot inspect the image store"))?;
     Ok(st.filesystem_type() == BTRFS_SUPER_MAGIC)
 }
 
@@ -152,18 +152,18 @@ fn lock(dir: &OwnedFd) -> Result<tupper_sys::lock::Locked<File>> {
             OFlag::O_RDWR | OFlag::O_CREAT | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
             Mode::from_bits_truncate(0o600),
         )
-        .map_err(StorageError::sys("cannot open the store lock"))?;
-        let st = fstat(&fd).map_err(StorageError::sys("cannot open the store lock"))?;
+        .map_err(Error::sys("cannot open the store lock"))?;
+        let st = fstat(&fd).map_err(Error::sys("cannot open the store lock"))?;
         if st.st_uid != 0 || st.st_gid != 0 {
             fchown(&fd, Some(Uid::from_raw(0)), Some(Gid::from_raw(0)))
-                .map_err(StorageError::sys("cannot give the store lock to root"))?;
+                .map_err(Error::sys("cannot give the store lock to root"))?;
         }
         Ok(fd)
     })?;
     tupper_sys::lock::exclusive_within(File::from(fd), LOCK_WAIT)
-        .map_err(StorageError::io("cannot take a lock"))?
+        .map_err(Error::io("cannot take a lock"))?
         .ok_or_else(|| {
-            StorageError::Busy(
+            Error::Busy(
                 "the image store is busy (being set up by another command); try again".into(),
             )
         })
@@ -197,7 +197,7 @@ fn mount_embedded_image(
             MsFlags::MS_NODEV | MsFlags::MS_NOATIME,
             None::<&str>,
         )
-        .map_err(StorageError::sys("cannot mount the image store"))
+        .map_err(Error::sys("cannot mount the image store"))
         // `dev` closes here; with LO_FLAGS_AUTOCLEAR the device now lives
         // exactly as long as the mount (or is released at once on failure).
     })
@@ -217,11 +217,11 @@ fn open_or_create_image(
                 OFlag::O_RDWR | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
                 Mode::empty(),
             )
-            .map_err(StorageError::sys("cannot open the store image"))
+            .map_err(Error::sys("cannot open the store image"))
         })
     };
     let fd = match open() {
-        Err(StorageError::Sys {
+        Err(Error::Sys {
             errno: Errno::ENOENT,
             ..
         }) => {
@@ -233,11 +233,11 @@ fn open_or_create_image(
         }
         other => other?,
     };
-    let st = fstat(&fd).map_err(StorageError::sys("cannot inspect the store image"))?;
+    let st = fstat(&fd).map_err(Error::sys("cannot inspect the store image"))?;
     if SFlag::from_bits_truncate(st.st_mode & SFlag::S_IFMT.bits()) != SFlag::S_IFREG
         || st.st_uid != 0
     {
-        return Err(StorageError::Other {
+        return Err(Error::Other {
             what: "the store image".into(),
             why: "is not a regular file owned by root".into(),
         });
@@ -249,13 +249,13 @@ fn open_or_create_image(
 /// into place: a helper killed half-way never leaves an unformatted
 /// `storage.img` behind (we hold the store lock, so the temporary name is ours).
 fn create_image(dir: &OwnedFd, path: &Path, cfg: &StoreConfig, caller: Caller) -> Result<()> {
-    let size = cfg.image_size_bytes().map_err(|why| StorageError::Other {
+    let size = cfg.image_size_bytes().map_err(|why| Error::Other {
         what: "store configuration".into(),
         why,
     })?;
     let remove_tmp = || {
         let _ = with_caps(STORE, || {
-            unlinkat(dir, IMAGE_TMP, UnlinkatFlags::NoRemoveDir).map_err(StorageError::sys(""))
+            unlinkat(dir, IMAGE_TMP, UnlinkatFlags::NoRemoveDir).map_err(Error::sys(""))
         });
     };
     remove_tmp();
@@ -266,16 +266,16 @@ fn create_image(dir: &OwnedFd, path: &Path, cfg: &StoreConfig, caller: Caller) -
             OFlag::O_RDWR | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
             Mode::from_bits_truncate(0o600),
         )
-        .map_err(StorageError::sys("cannot create the store image"))?;
+        .map_err(Error::sys("cannot create the store image"))?;
         fchown(&fd, Some(Uid::from_raw(0)), Some(Gid::from_raw(0)))
-            .map_err(StorageError::sys("cannot give the store image to root"))?;
-        ftruncate(&fd, size as i64).map_err(StorageError::sys("cannot size the store image"))
+            .map_err(Error::sys("cannot give the store image to root"))?;
+        ftruncate(&fd, size as i64).map_err(Error::sys("cannot size the store image"))
     })
     .and_then(|()| mkfs(&path.join(IMAGE_TMP), caller))
     .and_then(|()| {
         with_caps(STORE, || {
             renameat(dir, IMAGE_TMP, dir, IMAGE_FILE)
-                .map_err(StorageError::sys("cannot put the store image in place"))
+                .map_err(Error::sys("cannot put the store image in place"))
         })
     });
     if made.is_err() {
@@ -295,7 +295,7 @@ fn mkfs(image: &Path, caller: Caller) -> Result<()> {
     let tool = MKFS
         .iter()
         .find(|p| Path::new(p).is_file())
-        .ok_or_else(|| StorageError::Other {
+        .ok_or_else(|| Error::Other {
             what: "cannot format the store image".into(),
             why: "mkfs.btrfs is not installed (Debian package btrfs-progs)".into(),
         })?;
@@ -307,12 +307,10 @@ fn mkfs(image: &Path, caller: Caller) -> Result<()> {
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
-    let out = cmd
-        .output()
-        .map_err(StorageError::io("cannot run mkfs.btrfs"))?;
+    let out = cmd.output().map_err(Error::io("cannot run mkfs.btrfs"))?;
     if !out.status.success() {
         let err = String::from_utf8_lossy(&out.stderr);
-        return Err(StorageError::Other {
+        return Err(Error::Other {
             what: "cannot format the store image".into(),
             why: format!(
                 "mkfs.btrfs failed ({}): {}",

@@ -5,7 +5,7 @@ use std::os::fd::{AsFd, OwnedFd};
 use caps::Capability;
 
 use crate::btrfs;
-use crate::error::{Result, StorageError};
+use crate::error::{Error, Result};
 use crate::fsutil::open_dir_at;
 use crate::nested;
 use crate::privileges::{with_caps, STORE};
@@ -22,7 +22,7 @@ const DESTROY: &[Capability] = &[
 /// Empty subvolume `name` in `dir` (write access to the root-only directory).
 pub fn create(dir: impl AsFd, name: &str) -> Result<()> {
     with_caps(STORE, || {
-        btrfs::subvol_create(dir, name).map_err(StorageError::sys("cannot create a subvolume"))
+        btrfs::subvol_create(dir, name).map_err(Error::sys("cannot create a subvolume"))
     })
 }
 
@@ -30,7 +30,7 @@ pub fn create(dir: impl AsFd, name: &str) -> Result<()> {
 /// belongs to a container id, CAP_DAC_OVERRIDE: the directory to root).
 pub fn snapshot(source: impl AsFd, dir: impl AsFd, name: &str) -> Result<()> {
     with_caps(STORE, || {
-        btrfs::snapshot(source, dir, name).map_err(StorageError::sys("cannot create the snapshot"))
+        btrfs::snapshot(source, dir, name).map_err(Error::sys("cannot create the snapshot"))
     })
 }
 
@@ -38,9 +38,9 @@ pub fn snapshot(source: impl AsFd, dir: impl AsFd, name: &str) -> Result<()> {
 pub fn make_readonly(subvol: impl AsFd) -> Result<()> {
     with_caps(STORE, || {
         let flags = btrfs::get_flags(subvol.as_fd())
-            .map_err(StorageError::sys("cannot read the subvolume flags"))?;
+            .map_err(Error::sys("cannot read the subvolume flags"))?;
         btrfs::set_flags(subvol, flags | btrfs::SUBVOL_RDONLY)
-            .map_err(StorageError::sys("cannot make the image read-only"))
+            .map_err(Error::sys("cannot make the image read-only"))
     })
 }
 
@@ -58,21 +58,19 @@ pub fn destroy(dir: &OwnedFd, name: &str) -> Result<()> {
             make_writable(&nested::open(&top, n)?)?;
         }
         for n in below.iter().rev() {
-            btrfs::subvol_destroy_by_id(&top, n.id).map_err(StorageError::sys(
-                "cannot delete a subvolume inside the subvolume",
-            ))?;
+            btrfs::subvol_destroy_by_id(&top, n.id)
+                .map_err(Error::sys("cannot delete a subvolume inside the subvolume"))?;
         }
         drop(top);
-        btrfs::subvol_destroy(dir, name).map_err(StorageError::sys("cannot delete the subvolume"))
+        btrfs::subvol_destroy(dir, name).map_err(Error::sys("cannot delete the subvolume"))
     })
 }
 
 fn make_writable(sub: &OwnedFd) -> Result<()> {
-    let flags =
-        btrfs::get_flags(sub).map_err(StorageError::sys("cannot read the subvolume flags"))?;
+    let flags = btrfs::get_flags(sub).map_err(Error::sys("cannot read the subvolume flags"))?;
     if flags & btrfs::SUBVOL_RDONLY != 0 {
         btrfs::set_flags(sub, flags & !btrfs::SUBVOL_RDONLY)
-            .map_err(StorageError::sys("cannot make the subvolume writable"))?;
+            .map_err(Error::sys("cannot make the subvolume writable"))?;
     }
     Ok(())
 }

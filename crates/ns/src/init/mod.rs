@@ -32,7 +32,7 @@ pub fn run(
     caller_limits: &proto::helper::CallerLimits,
 ) -> ! {
     let setup = set_up(&mut sync, &req, user_namespace);
-    // 10. report "setup done" (or why not) to the helper.
+    // 11. report "setup done" (or why not) to the helper.
     let report = setup.as_ref().map(|_| ()).map_err(Error::to_remote);
     if sync.report(&report).is_err() {
         exit(EXIT_SETUP_FAILED);
@@ -67,7 +67,7 @@ pub fn run(
     exit(code)
 }
 
-/// Steps 6–9 and 11 of the checklist in `main.rs`; returns the terminal's
+/// Steps 6–10 of the checklist in `lib.rs`; returns the terminal's
 /// master when the request asked for one.
 fn set_up(
     sync: &mut ChildEnd,
@@ -91,7 +91,7 @@ fn set_up(
     system::set_hostname(&req.hostname)?;
     system::loopback_up()?;
 
-    // 11. A terminal of the container's own devpts as stdio, a session with
+    // 10. A terminal of the container's own devpts as stdio, a session with
     //     it as the controlling terminal, death of the supervisor.
     let terminal = if req.tty {
         Some(system::terminal_as_stdio()?)

@@ -4,7 +4,7 @@ use std::io::Read;
 
 use proto::{Channel, StorageRequest};
 
-use crate::error::StorageError;
+use crate::error::Error;
 
 /// Where the stream of frames stands.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -70,11 +70,11 @@ impl<'c> ChunkReader<'c> {
 
     /// The error to report instead of whatever extraction said, if the frame
     /// stream itself went wrong.
-    pub fn stream_error(&self) -> Option<StorageError> {
+    pub fn stream_error(&self) -> Option<Error> {
         match &self.state {
             State::Streaming | State::Ended => None,
-            State::Closed => Some(StorageError::ChannelClosed),
-            State::Violated(why) => Some(StorageError::Protocol(why.clone())),
+            State::Closed => Some(Error::ChannelClosed),
+            State::Violated(why) => Some(Error::Protocol(why.clone())),
         }
     }
 }
@@ -157,7 +157,7 @@ mod tests {
         let mut r = ChunkReader::new(&mut helper);
         let mut v = Vec::new();
         assert!(r.read_to_end(&mut v).is_err());
-        assert!(matches!(r.stream_error(), Some(StorageError::Protocol(_))));
+        assert!(matches!(r.stream_error(), Some(Error::Protocol(_))));
     }
 
     #[test]
@@ -168,9 +168,6 @@ mod tests {
         let mut r = ChunkReader::new(&mut helper);
         let mut v = Vec::new();
         assert!(r.read_to_end(&mut v).is_err());
-        assert!(matches!(
-            r.stream_error(),
-            Some(StorageError::ChannelClosed)
-        ));
+        assert!(matches!(r.stream_error(), Some(Error::ChannelClosed)));
     }
 }

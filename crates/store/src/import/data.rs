@@ -13,7 +13,7 @@ use std::os::unix::fs::FileExt;
 
 use tupper_config::policy::Limit;
 
-use crate::error::{Result, StorageError};
+use crate::error::{Error, Result};
 
 /// Holes are detected in blocks of this size, aligned to the file offset.
 const BLOCK: usize = 4096;
@@ -95,11 +95,11 @@ fn is_zero(block: &[u8]) -> bool {
 /// are written at their offset, zero blocks skipped, then the file is given
 /// its full size. Returns the size.
 pub fn copy_sparse(r: &mut impl Read, file: &File, name: &str) -> Result<u64> {
-    let write_err = || StorageError::io(format!("cannot write {name:?}"));
+    let write_err = || Error::io(format!("cannot write {name:?}"));
     let mut buf = vec![0u8; BUF];
     let mut pos = 0u64;
     loop {
-        let n = fill(r, &mut buf).map_err(|e| StorageError::Tarball(e.to_string()))?;
+        let n = fill(r, &mut buf).map_err(|e| Error::Tarball(e.to_string()))?;
         if n == 0 {
             break;
         }

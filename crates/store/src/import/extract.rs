@@ -28,7 +28,7 @@ use pathrs::{Handle, InodeType, Root};
 use super::data::{copy_sparse, Budget};
 use super::ids::Shift;
 use super::policy::{self, shown, Kind};
-use crate::error::{Result, StorageError};
+use crate::error::{Error, Result};
 use crate::privileges::{with_caps, EXTRACT};
 
 /// Writes entries into one image tree.
@@ -61,22 +61,22 @@ fn errno_of(e: &pathrs::error::Error) -> Option<i32> {
     }
 }
 
-fn pathrs_err(what: String) -> impl FnOnce(pathrs::error::Error) -> StorageError {
+fn pathrs_err(what: String) -> impl FnOnce(pathrs::error::Error) -> Error {
     move |e| match errno_of(&e) {
-        Some(libc::EXDEV) => StorageError::Unsafe(format!("{what}: path leaves the image")),
-        Some(code) => StorageError::Sys {
+        Some(libc::EXDEV) => Error::Unsafe(format!("{what}: path leaves the image")),
+        Some(code) => Error::Sys {
             what,
             errno: Errno::from_raw(code),
         },
-        None => StorageError::Other {
+        None => Error::Other {
             what,
             why: e.to_string(),
         },
     }
 }
 
-fn tarball_err(e: std::io::Error) -> StorageError {
-    StorageError::Tarball(e.to_string())
+fn tarball_err(e: std::io::Error) -> Error {
+    Error::Tarball(e.to_string())
 }
 
 fn is_dir(st: &nix::sys::stat::FileStat) -> bool {
@@ -94,9 +94,9 @@ impl Extractor {
         let (uid, gid) = shift.host_ids(".", 0, 0)?;
         with_caps(EXTRACT, || {
             fchown(&subvol, Some(Uid::from_raw(uid)), Some(Gid::from_raw(gid)))
-                .map_err(StorageError::sys("cannot set the owner of the image root"))?;
+                .map_err(Error::sys("cannot set the owner of the image root"))?;
             fchmod(&subvol, Mode::from_bits_truncate(0o755))
-                .map_err(StorageError::sys("cannot set the mode of the image root"))
+                .map_err(Error::sys("cannot set the mode of the image root"))
         })?;
         Ok(Extractor {
             root: Root::from_fd(subvol),
@@ -123,7 +123,7 @@ impl Extractor {
         let Some(file_name) = rel.file_name().map(OsStr::to_os_string) else {
             // The image root itself ("./").
             if kind != Kind::Directory {
-                return Err(StorageError::Unsafe(format!(
+                return Err(Error::Unsafe(format!(
                     "tarball entry {name:?} would replace the image root with a non-directory"
                 )));
             }
@@ -140,7 +140,7 @@ impl Extractor {
                 with_caps(EXTRACT, || {
                     if !clear_for(&parent, leaf, true, &name)? {
                         mkdirat(&parent, leaf, Mode::from_bits_truncate(0o700))
-                            .map_err(StorageError::sys(format!("cannot create {name:?}")))?;
+                            .map_err(Error::sys(format!("cannot create {name:?}")))?;
                     }
                     let dir = openat(
                         &parent,
@@ -148,7 +148,7 @@ impl Extractor {
                         OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
                         Mode::empty(),
                     )
-                    .map_err(StorageError::sys(format!("cannot open {name:?}")))?;
+                    .map_err(Error::sys(format!("cannot open {name:?}")))?;
                     set_owner_mode(&dir, &meta, &name)
                 })?;
                 self.dir_times.push((rel, meta.mtime));
@@ -169,15 +169,14 @@ impl Extractor {
                             | OFlag::O_CLOEXEC,
                         Mode::from_bits_truncate(0o600),
                     )
-                    .map_err(StorageError::sys(format!("cannot create {name:?}")))?;
+                    .map_err(Error::sys(format!("cannot create {name:?}")))?;
                     Ok(File::from(fd))
                 })?;
                 self.bytes += copy_sparse(entry, &file, &name)?;
                 with_caps(EXTRACT, || {
                     set_owner_mode(&file, &meta, &name)?;
-                    futimens(&file, &ts(meta.mtime), &ts(meta.mtime)).map_err(StorageError::sys(
-                        format!("cannot set the time of {name:?}"),
-                    ))
+                    futimens(&file, &ts(meta.mtime), &ts(meta.mtime))
+                        .map_err(Error::sys(format!("cannot set the time of {name:?}")))
                 })?;
             }
             Kind::Symlink => {
@@ -185,7 +184,7 @@ impl Extractor {
                     .link_name_bytes()
                     .filter(|t| !t.is_empty())
                     .ok_or_else(|| {
-                        StorageError::Unsafe(format!(
+                        Error::Unsafe(format!(
                             "tarball entry {name:?} is a symlink without a target"
                         ))
                     })?
@@ -193,7 +192,7 @@ impl Extractor {
                 with_caps(EXTRACT, || {
                     clear_for(&parent, leaf, false, &name)?;
                     symlinkat(OsStr::from_bytes(&target), &parent, leaf)
-                        .map_err(StorageError::sys(format!("cannot create {name:?}")))?;
+                        .map_err(Error::sys(format!("cannot create {name:?}")))?;
                     chown_leaf(&parent, leaf, &meta, &name)?;
                     set_time_leaf(&parent, leaf, &meta, &name)
                 })?;
@@ -209,7 +208,7 @@ impl Extractor {
                         Mode::from_bits_truncate(0o600),
                         0,
                     )
-                    .map_err(StorageError::sys(format!("cannot create {name:?}")))?;
+                    .map_err(Error::sys(format!("cannot create {name:?}")))?;
                     chown_leaf(&parent, leaf, &meta, &name)?;
                     fchmodat(
                         &parent,
@@ -217,9 +216,7 @@ impl Extractor {
                         Mode::from_bits_truncate(meta.mode),
                         FchmodatFlags::NoFollowSymlink,
                     )
-                    .map_err(StorageError::sys(format!(
-                        "cannot set the mode of {name:?}"
-                    )))?;
+                    .map_err(Error::sys(format!("cannot set the mode of {name:?}")))?;
                     set_time_leaf(&parent, leaf, &meta, &name)
                 })?;
             }
@@ -237,7 +234,7 @@ impl Extractor {
                     self.root
                         .as_fd()
                         .try_clone_to_owned()
-                        .map_err(StorageError::io(what.clone()))?
+                        .map_err(Error::io(what.clone()))?
                 } else {
                     let f = self
                         .root
@@ -248,7 +245,7 @@ impl Extractor {
                         .map_err(pathrs_err(what.clone()))?;
                     OwnedFd::from(f)
                 };
-                futimens(&dir, &ts(*mtime), &ts(*mtime)).map_err(StorageError::sys(what))?;
+                futimens(&dir, &ts(*mtime), &ts(*mtime)).map_err(Error::sys(what))?;
             }
             Ok(())
         })
@@ -296,7 +293,7 @@ impl Extractor {
                     .root
                     .as_fd()
                     .try_clone_to_owned()
-                    .map_err(StorageError::io(what()))?;
+                    .map_err(Error::io(what()))?;
                 return Ok(Handle::from_fd(fd));
             }
             match self.root.resolve(parent) {
@@ -330,7 +327,7 @@ impl Extractor {
                     Some(Gid::from_raw(gid)),
                     AtFlags::AT_EMPTY_PATH | AtFlags::AT_SYMLINK_NOFOLLOW,
                 )
-                .map_err(StorageError::sys(what()))?;
+                .map_err(Error::sys(what()))?;
             }
             self.root.resolve(parent).map_err(pathrs_err(what()))
         })
@@ -347,19 +344,19 @@ impl Extractor {
         let raw_target = entry
             .link_name_bytes()
             .ok_or_else(|| {
-                StorageError::Unsafe(format!(
+                Error::Unsafe(format!(
                     "tarball entry {name:?} is a hardlink without a target"
                 ))
             })?
             .into_owned();
         let target_shown = shown(&raw_target);
         let outside = || {
-            StorageError::Unsafe(format!(
+            Error::Unsafe(format!(
                 "tarball entry {name:?}: hardlink target {target_shown:?} is not a file earlier in this image"
             ))
         };
         let target = policy::normalise(&raw_target).map_err(|_| {
-            StorageError::Unsafe(format!(
+            Error::Unsafe(format!(
                 "tarball entry {name:?}: hardlink target {target_shown:?} leaves the image"
             ))
         })?;
@@ -384,11 +381,10 @@ impl Extractor {
     }
 }
 
-fn bad_pax(name: &str, key: &str) -> StorageError {
-    StorageError::Tarball(format!("entry {name:?} has a malformed PAX {key} record"))
+fn bad_pax(name: &str, key: &str) -> Error {
+    Error::Tarball(format!("entry {name:?} has a malformed PAX {key} record"))
 }
 
-/// Owner first (chown clears setuid/setgid), then the mode.
 /// Owner of `leaf` in `parent`, never following a symlink.
 fn chown_leaf(parent: impl AsFd, leaf: &OsStr, meta: &Meta, name: &str) -> Result<()> {
     fchownat(
@@ -398,9 +394,7 @@ fn chown_leaf(parent: impl AsFd, leaf: &OsStr, meta: &Meta, name: &str) -> Resul
         Some(Gid::from_raw(meta.gid)),
         AtFlags::AT_SYMLINK_NOFOLLOW,
     )
-    .map_err(StorageError::sys(format!(
-        "cannot set the owner of {name:?}"
-    )))
+    .map_err(Error::sys(format!("cannot set the owner of {name:?}")))
 }
 
 /// Modification time of `leaf` in `parent`, never following a symlink.
@@ -412,23 +406,19 @@ fn set_time_leaf(parent: impl AsFd, leaf: &OsStr, meta: &Meta, name: &str) -> Re
         &ts(meta.mtime),
         UtimensatFlags::NoFollowSymlink,
     )
-    .map_err(StorageError::sys(format!(
-        "cannot set the time of {name:?}"
-    )))
+    .map_err(Error::sys(format!("cannot set the time of {name:?}")))
 }
 
+/// Owner first (chown clears setuid/setgid), then the mode.
 fn set_owner_mode(fd: impl AsFd, meta: &Meta, name: &str) -> Result<()> {
     fchown(
         fd.as_fd(),
         Some(Uid::from_raw(meta.uid)),
         Some(Gid::from_raw(meta.gid)),
     )
-    .map_err(StorageError::sys(format!(
-        "cannot set the owner of {name:?}"
-    )))?;
-    fchmod(fd.as_fd(), Mode::from_bits_truncate(meta.mode)).map_err(StorageError::sys(format!(
-        "cannot set the mode of {name:?}"
-    )))
+    .map_err(Error::sys(format!("cannot set the owner of {name:?}")))?;
+    fchmod(fd.as_fd(), Mode::from_bits_truncate(meta.mode))
+        .map_err(Error::sys(format!("cannot set the mode of {name:?}")))
 }
 
 /// Make room for a new entry named `leaf` in `parent`: a later entry replaces
@@ -438,7 +428,7 @@ fn clear_for(parent: impl AsFd, leaf: &OsStr, new_is_dir: bool, name: &str) -> R
     let st = match fstatat(parent.as_fd(), leaf, AtFlags::AT_SYMLINK_NOFOLLOW) {
         Ok(st) => st,
         Err(Errno::ENOENT) => return Ok(false),
-        Err(e) => return Err(StorageError::sys(format!("cannot look up {name:?}"))(e)),
+        Err(e) => return Err(Error::sys(format!("cannot look up {name:?}"))(e)),
     };
     if is_dir(&st) {
         if new_is_dir {
@@ -447,13 +437,13 @@ fn clear_for(parent: impl AsFd, leaf: &OsStr, new_is_dir: bool, name: &str) -> R
         return unlinkat(parent, leaf, UnlinkatFlags::RemoveDir)
             .map(|()| false)
             .map_err(|e| match e {
-                Errno::ENOTEMPTY | Errno::EEXIST => StorageError::Unsafe(format!(
+                Errno::ENOTEMPTY | Errno::EEXIST => Error::Unsafe(format!(
                     "tarball entry {name:?} would replace a non-empty directory"
                 )),
-                e => StorageError::sys(format!("cannot replace {name:?}"))(e),
+                e => Error::sys(format!("cannot replace {name:?}"))(e),
             });
     }
     unlinkat(parent, leaf, UnlinkatFlags::NoRemoveDir)
         .map(|()| false)
-        .map_err(StorageError::sys(format!("cannot replace {name:?}")))
+        .map_err(Error::sys(format!("cannot replace {name:?}")))
 }

@@ -2,7 +2,7 @@
 
 use tupper_config::subid::{IdMapping, CONTAINER_IDS};
 
-use crate::error::StorageError;
+use crate::error::Error;
 
 #[derive(Debug, Clone, Copy)]
 pub struct Shift {
@@ -12,9 +12,9 @@ pub struct Shift {
 
 impl Shift {
     /// Host (uid, gid) for an entry owned by container (uid, gid).
-    pub fn host_ids(&self, entry: &str, uid: u64, gid: u64) -> Result<(u32, u32), StorageError> {
+    pub fn host_ids(&self, entry: &str, uid: u64, gid: u64) -> Result<(u32, u32), Error> {
         let outside = |what: &str, id: u64| {
-            StorageError::Unsafe(format!(
+            Error::Unsafe(format!(
                 "tarball entry {entry:?} is owned by {what} {id}, outside the container's 0..{}",
                 CONTAINER_IDS - 1
             ))

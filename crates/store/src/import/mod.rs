@@ -15,7 +15,7 @@ use nix::fcntl::{renameat2, RenameFlags};
 use proto::helper::Caller;
 use proto::{Channel, StorageReply};
 
-use crate::error::{Result, StorageError};
+use crate::error::{Error, Result};
 use crate::fsutil::{exists_at, open_dir_at};
 use crate::privileges::{with_caps, STORE};
 use crate::store::Store;
@@ -60,7 +60,7 @@ fn import(
         .import_size;
     let images = store()?.user_images(caller.uid)?;
     if exists_at(&images, name)? {
-        return Err(StorageError::AlreadyExists(format!(
+        return Err(Error::AlreadyExists(format!(
             "image {name:?} already exists"
         )));
     }
@@ -70,19 +70,19 @@ fn import(
     let sub = open_dir_at(&images, &partial.name, "the new image")?;
     let mut ex = Extractor::new(sub, shift, data::Budget::new(limit))?;
     {
-        let input = compression::decompress(&mut *reader)
-            .map_err(|e| StorageError::Tarball(e.to_string()))?;
+        let input =
+            compression::decompress(&mut *reader).map_err(|e| Error::Tarball(e.to_string()))?;
         let mut archive = tar::Archive::new(input);
         let entries = archive
             .entries()
-            .map_err(|e| StorageError::Tarball(e.to_string()))?;
+            .map_err(|e| Error::Tarball(e.to_string()))?;
         for entry in entries {
-            let mut entry = entry.map_err(|e| StorageError::Tarball(e.to_string()))?;
+            let mut entry = entry.map_err(|e| Error::Tarball(e.to_string()))?;
             ex.apply(&mut entry)?;
         }
     }
     if ex.entries == 0 {
-        return Err(StorageError::Tarball("it contains no entries".into()));
+        return Err(Error::Tarball("it contains no entries".into()));
     }
     let (entries, bytes) = (ex.entries, ex.bytes);
     ex.finish()?;
@@ -124,9 +124,9 @@ impl<'d> Partial<'d> {
         // waited for only briefly (the holder may be stopped by its caller).
         let fresh = open_dir_at(dir, ".", "the image directory")?;
         let _dir_lock = tupper_sys::lock::exclusive_within(fresh, crate::store::LOCK_WAIT)
-            .map_err(StorageError::io("cannot take a lock"))?
+            .map_err(Error::io("cannot take a lock"))?
             .ok_or_else(|| {
-                StorageError::Busy(
+                Error::Busy(
                     "another import of yours is starting (or is stopped while starting); \
                      try again"
                         .into(),
@@ -146,7 +146,7 @@ impl<'d> Partial<'d> {
             .and_then(|held| {
                 held.ok_or_else(|| std::io::Error::from_raw_os_error(libc::EWOULDBLOCK))
             })
-            .map_err(StorageError::io("cannot lock an import"))?;
+            .map_err(Error::io("cannot lock an import"))?;
         partial.lock = Some(held);
         Ok(partial)
     }
@@ -162,9 +162,9 @@ impl<'d> Partial<'d> {
             )
             .map_err(|e| match e {
                 Errno::EEXIST => {
-                    StorageError::AlreadyExists(format!("image {final_name:?} already exists"))
+                    Error::AlreadyExists(format!("image {final_name:?} already exists"))
                 }
-                e => StorageError::sys("cannot name the new image")(e),
+                e => Error::sys("cannot name the new image")(e),
             })
         })?;
         self.committed = true;
@@ -200,5 +200,5 @@ fn reap_stale(dir: &OwnedFd) {
 }
 
 fn random_hex() -> Result<String> {
-    tupper_sys::random::hex(8).map_err(StorageError::io("cannot get random bytes"))
+    tupper_sys::random::hex(8).map_err(Error::io("cannot get random bytes"))
 }

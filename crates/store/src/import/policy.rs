@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use tar::EntryType;
 
-use crate::error::StorageError;
+use crate::error::Error;
 
 /// How an entry is created.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,13 +29,13 @@ pub fn shown(raw: &[u8]) -> String {
 /// Normalise an entry path to a relative path inside the image: leading `/`
 /// and `./` and empty or `.` components are dropped; any `..` component is
 /// refused. The empty path is the image root itself.
-pub fn normalise(raw: &[u8]) -> Result<PathBuf, StorageError> {
+pub fn normalise(raw: &[u8]) -> Result<PathBuf, Error> {
     let mut out = PathBuf::new();
     for comp in raw.split(|b| *b == b'/') {
         match comp {
             b"" | b"." => continue,
             b".." => {
-                return Err(StorageError::Unsafe(format!(
+                return Err(Error::Unsafe(format!(
                     "tarball entry {:?}: path leaves the image",
                     shown(raw)
                 )))
@@ -47,7 +47,7 @@ pub fn normalise(raw: &[u8]) -> Result<PathBuf, StorageError> {
 }
 
 /// The creation kind of an entry type, or why it is refused.
-pub fn kind(raw_path: &[u8], t: EntryType) -> Result<Kind, StorageError> {
+pub fn kind(raw_path: &[u8], t: EntryType) -> Result<Kind, Error> {
     Ok(match t {
         EntryType::Regular | EntryType::Continuous | EntryType::GNUSparse => Kind::File,
         EntryType::Directory => Kind::Directory,
@@ -56,13 +56,13 @@ pub fn kind(raw_path: &[u8], t: EntryType) -> Result<Kind, StorageError> {
         EntryType::Fifo => Kind::Fifo,
         EntryType::XGlobalHeader => Kind::Skip,
         EntryType::Char | EntryType::Block => {
-            return Err(StorageError::Unsafe(format!(
+            return Err(Error::Unsafe(format!(
                 "tarball entry {:?} is a device node; images may not contain device nodes",
                 shown(raw_path)
             )))
         }
         other => {
-            return Err(StorageError::Unsafe(format!(
+            return Err(Error::Unsafe(format!(
                 "tarball entry {:?} has an unsupported type ({:?})",
                 shown(raw_path),
                 other
@@ -90,7 +90,7 @@ mod tests {
     fn dotdot_anywhere_is_unsafe() {
         for bad in [&b"../x"[..], b"../../etc/x", b"a/../../b", b"a/..", b"/.."] {
             let e = normalise(bad).unwrap_err();
-            assert!(matches!(e, StorageError::Unsafe(_)), "{bad:?}");
+            assert!(matches!(e, Error::Unsafe(_)), "{bad:?}");
         }
         let e = normalise(b"../../etc/x").unwrap_err();
         assert_eq!(

@@ -5,9 +5,9 @@ use proto::validate;
 use proto::{Channel, StorageReply, StorageRequest};
 use tupper_config::system::SystemConfig;
 
-use crate::error::{Result, StorageError};
+use crate::error::{Error, Result};
 use crate::store::{self, Store};
-use crate::{containers, images, import};
+use crate::{images, import, roots};
 
 pub struct Context {
     pub caller: Caller,
@@ -17,7 +17,7 @@ pub struct Context {
 impl Context {
     /// Every request first makes sure the store is there.
     fn store(&self) -> Result<Store> {
-        let cfg = self.config.as_ref().map_err(|why| StorageError::Other {
+        let cfg = self.config.as_ref().map_err(|why| Error::Other {
             what: "system configuration".into(),
             why: why.clone(),
         })?;
@@ -41,7 +41,7 @@ pub fn handle(chan: &mut Channel, ctx: &Context, req: StorageRequest) -> Result<
             validate::name(&image)?;
             validate::container_id(&container)?;
             let store = ctx.store()?;
-            containers::snapshot(
+            roots::snapshot(
                 &store.user_images(uid)?,
                 &store.user_containers(uid)?,
                 &image,
@@ -50,11 +50,11 @@ pub fn handle(chan: &mut Channel, ctx: &Context, req: StorageRequest) -> Result<
         }
         StorageRequest::RemoveContainer { container } => {
             validate::container_id(&container)?;
-            containers::remove(&ctx.store()?.user_containers(uid)?, &container)
+            roots::remove(&ctx.store()?.user_containers(uid)?, &container)
         }
-        StorageRequest::ListContainers => containers::list(&ctx.store()?.user_containers(uid)?),
+        StorageRequest::ListContainers => roots::list(&ctx.store()?.user_containers(uid)?),
         other @ (StorageRequest::ImportChunk(_) | StorageRequest::ImportEnd) => {
-            Err(StorageError::Protocol(format!(
+            Err(Error::Protocol(format!(
                 "{} outside of an import",
                 import::request_name(&other)
             )))

@@ -42,12 +42,12 @@ pub struct Record {
     pub address: Option<String>,
 }
 
-pub struct StateDir {
+pub struct Records {
     root: PathBuf,
 }
 
-impl StateDir {
-    pub fn open() -> Result<StateDir> {
+impl Records {
+    pub fn open() -> Result<Records> {
         let uid = nix::unistd::getuid().as_raw();
         let root = state_root(uid)?;
         for dir in [root.clone(), root.join("containers")] {
@@ -66,7 +66,7 @@ impl StateDir {
                 )));
             }
         }
-        Ok(StateDir { root })
+        Ok(Records { root })
     }
 
     /// Exclusive lock over the records, held until the returned guard is dropped.

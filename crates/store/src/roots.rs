@@ -4,7 +4,7 @@ use std::os::fd::OwnedFd;
 
 use proto::StorageReply;
 
-use crate::error::{Result, StorageError};
+use crate::error::{Error, Result};
 use crate::fsutil::{exists_at, open_dir_at, visible_names};
 use crate::images;
 use crate::subvol;
@@ -17,16 +17,16 @@ pub fn snapshot(
 ) -> Result<StorageReply> {
     images::require(images_dir, image)?;
     if exists_at(containers, container)? {
-        return Err(StorageError::AlreadyExists(format!(
+        return Err(Error::AlreadyExists(format!(
             "container {container:?} already exists"
         )));
     }
     let source = open_dir_at(images_dir, image, "the image")?;
     subvol::snapshot(&source, containers, container).map_err(|e| match e {
-        StorageError::Sys {
+        Error::Sys {
             errno: nix::errno::Errno::EEXIST,
             ..
-        } => StorageError::AlreadyExists(format!("container {container:?} already exists")),
+        } => Error::AlreadyExists(format!("container {container:?} already exists")),
         e => e,
     })?;
     Ok(StorageReply::Done)
@@ -34,7 +34,7 @@ pub fn snapshot(
 
 pub fn remove(containers: &OwnedFd, container: &str) -> Result<StorageReply> {
     if !exists_at(containers, container)? {
-        return Err(StorageError::NotFound(format!(
+        return Err(Error::NotFound(format!(
             "container {container:?} not found"
         )));
     }
