@@ -152,7 +152,7 @@ impl LeaseStore {
         let Some(bytes) = self.leases.read(&name, MAX_LEASE_LEN)? else {
             return Ok(None);
         };
-        let lease = Lease::parse(&bytes)?;
+        let lease = Lease::parse(&bytes, &format!("leases/{name}"))?;
         if lease.address != address {
             return Err(Error::State(format!(
                 "the lease record of {address} names {}",

@@ -32,13 +32,47 @@ pub struct Lease {
     pub boot_id: String,
 }
 
+/// The version of the lease file format this build writes and reads. Files
+/// written before lease files had a version are version 1.
+pub const LEASE_VERSION: u32 = 1;
+
+/// A lease as written to its file: its fields plus the format's version.
+#[derive(Serialize)]
+struct Versioned<'a> {
+    version: u32,
+    #[serde(flatten)]
+    lease: &'a Lease,
+}
+
 impl Lease {
-    pub fn parse(bytes: &[u8]) -> Result<Lease> {
-        serde_json::from_slice(bytes).map_err(|e| Error::State(format!("lease record: {e}")))
+    /// A lease file's contents; `file` names it in errors. A version other
+    /// than [`LEASE_VERSION`] is an error, whatever else the file holds.
+    pub fn parse(bytes: &[u8], file: &str) -> Result<Lease> {
+        let corrupt = |e: serde_json::Error| Error::State(format!("lease record {file}: {e}"));
+        let mut value: serde_json::Value = serde_json::from_slice(bytes).map_err(corrupt)?;
+        let version = match value.as_object_mut().and_then(|o| o.remove("version")) {
+            None => 1,
+            Some(v) => v.as_u64().ok_or_else(|| {
+                Error::State(format!(
+                    "lease record {file}: the version {v} is not a number"
+                ))
+            })?,
+        };
+        if version != u64::from(LEASE_VERSION) {
+            return Err(Error::State(format!(
+                "lease record {file} has version {version}, which this tupper-net does not \
+                 know (it reads version {LEASE_VERSION})"
+            )));
+        }
+        serde_json::from_value(value).map_err(corrupt)
     }
 
     pub fn to_json(&self) -> Result<Vec<u8>> {
-        let mut v = serde_json::to_vec_pretty(self)
+        let versioned = Versioned {
+            version: LEASE_VERSION,
+            lease: self,
+        };
+        let mut v = serde_json::to_vec_pretty(&versioned)
             .map_err(|e| Error::State(format!("cannot encode a lease: {e}")))?;
         v.push(b'\n');
         Ok(v)
@@ -150,10 +184,35 @@ mod tests {
     }
 
     #[test]
+    fn lease_files_carry_a_version_and_an_unknown_one_is_an_error() {
+        let one = lease(2, "c1", 10, 100);
+        let json = one.to_json().unwrap();
+        let mut value: serde_json::Value = serde_json::from_slice(&json).unwrap();
+        assert_eq!(value["version"], LEASE_VERSION);
+        // Files written before versions existed are version 1.
+        value.as_object_mut().unwrap().remove("version");
+        let unversioned = serde_json::to_vec(&value).unwrap();
+        assert_eq!(Lease::parse(&unversioned, "leases/10.88.0.2").unwrap(), one);
+        // Any other version is refused by name, even if the rest would parse.
+        value["version"] = 2.into();
+        let future = serde_json::to_vec(&value).unwrap();
+        let e = Lease::parse(&future, "leases/10.88.0.2")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("leases/10.88.0.2") && e.contains("version 2"),
+            "{e}"
+        );
+        value["version"] = "one".into();
+        let bad = serde_json::to_vec(&value).unwrap();
+        assert!(Lease::parse(&bad, "leases/10.88.0.2").is_err());
+    }
+
+    #[test]
     fn round_trip_and_strict_parse() {
         let one = lease(2, "a", 10, 100);
-        assert_eq!(Lease::parse(&one.to_json().unwrap()).unwrap(), one);
-        assert!(Lease::parse(b"{}").is_err());
+        assert_eq!(Lease::parse(&one.to_json().unwrap(), "x").unwrap(), one);
+        assert!(Lease::parse(b"{}", "x").is_err());
         let l = Leases {
             leases: vec![lease(2, "a", 10, 100), lease(3, "b", 11, 110)],
         };

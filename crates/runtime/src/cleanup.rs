@@ -76,10 +76,11 @@ pub fn remove_root(id: &str) -> bool {
 /// Reclaim containers whose supervisor is gone (killed, crashed, rebooted).
 pub fn collect_garbage(state: &Records) {
     let Ok(_lock) = state.lock() else { return };
-    let Ok(records) = state.load_all() else {
+    // Records of an unknown version are left alone: `ps` and `gc` report them.
+    let Ok(listing) = state.load_all() else {
         return;
     };
-    for mut rec in records {
+    for mut rec in listing.records {
         if matches!(rec.status, Status::Exited(_)) || rec.supervisor.alive() {
             continue;
         }

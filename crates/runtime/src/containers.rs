@@ -5,7 +5,19 @@ use proto::{StorageReply, StorageRequest};
 use crate::cleanup;
 use crate::error::{Error, Result};
 use crate::helpers::{call_once, Helper};
-use crate::records::{Records, Status};
+use crate::lifecycle::{Command, State};
+use crate::records::{Listing, Records, Status};
+
+/// Report each record of an unknown version on stderr; the last one is the
+/// command's error.
+fn report_unknown(listing: &mut Listing) -> Result<()> {
+    let mut last = None;
+    for unknown in listing.unknown.drain(..) {
+        eprintln!("tupper: {}", unknown.error);
+        last = Some(unknown.error);
+    }
+    last.map_or(Ok(()), Err)
+}
 
 pub fn ps(all: bool) -> Result<()> {
     let state = Records::open()?;
@@ -14,15 +26,18 @@ pub fn ps(all: bool) -> Result<()> {
         "{:<14}{:<20}{:<16}{:<24}{:<18}ADDRESS",
         "CONTAINER ID", "NAME", "IMAGE", "COMMAND", "STATUS"
     );
-    for r in state.load_all()? {
-        let status = match r.status {
-            Status::Creating => "Created".to_string(),
-            Status::Running => format!("Up {}", age(r.created).trim_end_matches(" ago")),
-            Status::Exited(c) => format!("Exited ({c})"),
-        };
-        if !all && !matches!(r.status, Status::Running) {
+    let mut listing = state.load_all()?;
+    for r in &listing.records {
+        let lifecycle = State::of(r);
+        if !lifecycle.allows(Command::Ps) || (!all && lifecycle != State::Running) {
             continue;
         }
+        let status = match (lifecycle, &r.status) {
+            (_, Status::Exited(c)) => format!("Exited ({c})"),
+            (State::Running, _) => format!("Up {}", age(r.created).trim_end_matches(" ago")),
+            (State::Created, _) => "Created".to_string(),
+            _ => "Exited".to_string(),
+        };
         let mut cmd = r.command.join(" ");
         if cmd.len() > 22 {
             cmd.truncate(19);
@@ -38,7 +53,7 @@ pub fn ps(all: bool) -> Result<()> {
             r.address.as_deref().unwrap_or("-")
         );
     }
-    Ok(())
+    report_unknown(&mut listing)
 }
 
 pub fn rm(keys: &[String], force: bool) -> Result<()> {
@@ -59,7 +74,7 @@ pub fn rm(keys: &[String], force: bool) -> Result<()> {
 
 fn rm_one(state: &Records, key: &str, force: bool) -> Result<()> {
     let rec = state.find(key)?;
-    if !matches!(rec.status, Status::Exited(_)) && rec.supervisor.alive() {
+    if !State::of(&rec).allows(Command::Rm) {
         if !force {
             return Err(Error::user(format!(
                 "container {} is running; stop it first or use rm -f",
@@ -92,7 +107,14 @@ pub fn gc() -> Result<()> {
     let state = Records::open()?;
     cleanup::collect_garbage(&state);
     let _lock = state.lock()?;
-    let known: Vec<String> = state.load_all()?.into_iter().map(|r| r.id).collect();
+    let mut listing = state.load_all()?;
+    // A record of an unknown version still names its container: its root stays.
+    let known: Vec<String> = listing
+        .records
+        .iter()
+        .map(|r| r.id.clone())
+        .chain(listing.unknown.iter().map(|u| u.id.clone()))
+        .collect();
     let reply: StorageReply = call_once(Helper::Storage, &StorageRequest::ListContainers)?;
     let StorageReply::Containers(roots) = reply else {
         return Err(Error::user("storage: unexpected reply to ListContainers"));
@@ -105,7 +127,7 @@ pub fn gc() -> Result<()> {
             );
         }
     }
-    Ok(())
+    report_unknown(&mut listing)
 }
 
 /// "5 seconds ago", "3 minutes ago", ...

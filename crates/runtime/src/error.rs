@@ -31,6 +31,17 @@ pub enum Error {
     Invalid(#[from] proto::Error),
     #[error("{0}")]
     User(String),
+    /// A state file written in a format this build does not know.
+    #[error(
+        "{what} {path} has version {version}, which this tupper-supervisor does not know \
+         (it reads version {known}); it was written by another version of tupperware"
+    )]
+    UnknownVersion {
+        what: &'static str,
+        path: String,
+        version: u32,
+        known: u32,
+    },
 }
 
 impl Error {

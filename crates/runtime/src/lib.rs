@@ -8,6 +8,7 @@ pub mod containers;
 pub mod error;
 mod helpers;
 pub mod images;
+pub mod lifecycle;
 mod process;
 mod records;
 pub mod run;

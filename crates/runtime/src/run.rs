@@ -11,7 +11,7 @@ use proto::{
 use crate::error::{Error, Result};
 use crate::helpers::{Helper, HelperProcess, HelperStdio};
 use crate::process::{PidFd, ProcessId};
-use crate::records::{Record, Records, Status};
+use crate::records::{Record, Records, Status, RECORD_VERSION};
 use crate::signals::Signals;
 use crate::{cleanup, tty};
 
@@ -96,6 +96,7 @@ pub fn run(mut opts: RunOptions, signals: &Signals) -> Result<i32> {
     let id = random_id()?;
     let name = opts.name.clone().unwrap_or_else(|| id[..12].to_string());
     let mut rec = Record {
+        version: RECORD_VERSION,
         id: id.clone(),
         name,
         image: opts.image.clone(),
@@ -111,7 +112,12 @@ pub fn run(mut opts: RunOptions, signals: &Signals) -> Result<i32> {
     };
     {
         let _lock = state.lock()?;
-        if let Some(other) = state.load_all()?.into_iter().find(|r| r.name == rec.name) {
+        if let Some(other) = state
+            .load_all()?
+            .records
+            .into_iter()
+            .find(|r| r.name == rec.name)
+        {
             return Err(Error::user(format!(
                 "the name {:?} is already in use by container {}; remove it with `tupper-supervisor rm {}`",
                 rec.name,
