@@ -50,7 +50,7 @@ find_cargo() {
             return 0
         fi
     done
-    die "cargo not found in PATH, ~/.cargo/bin or /root/.cargo/bin; install Rust >= 1.80 (packaging/setup.sh does)"
+    die "cargo not found in PATH, ~/.cargo/bin or /root/.cargo/bin; install Rust >= 1.85 (packaging/setup.sh does)"
 }
 
 for tool in setcap getcap; do

@@ -28,10 +28,10 @@ ensure_rust() {
     if command -v cargo >/dev/null 2>&1; then
         local v
         v=$(cargo --version | awk '{print $2}')
-        if [ "$(printf '%s\n1.80.0\n' "$v" | sort -V | head -n1)" = "1.80.0" ]; then
+        if [ "$(printf '%s\n1.85.0\n' "$v" | sort -V | head -n1)" = "1.85.0" ]; then
             return 0
         fi
-        echo "cargo $v is older than 1.80; installing a current toolchain with rustup"
+        echo "cargo $v is older than 1.85; installing a current toolchain with rustup"
     fi
     curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal -c clippy,rustfmt
     PATH="$HOME/.cargo/bin:$PATH"

@@ -4,7 +4,7 @@
 #
 #   sudo ./packaging/setup.sh [INSTALL-OPTION]... [USER]
 #
-# Installs the system packages and (if no cargo >= 1.80 is found) Rust via
+# Installs the system packages and (if no cargo >= 1.85 is found) Rust via
 # rustup, creates USER if missing (default: $SUDO_USER, else "tupper"; never
 # root), builds and installs tupperware with packaging/install.sh (its options,
 # e.g. --prefix, may be given first; defaults otherwise) giving USER a

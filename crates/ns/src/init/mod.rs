@@ -1,0 +1,103 @@
+//! The container init: everything after the clone, in the child.
+//!
+//! It holds no host privileges: inside its own user namespace it has every
+//! capability, outside it nothing. Until "setup done" every error goes back to
+//! the helper through the sync pipe; afterwards through the control channel.
+//! It never panics and leaves only through `_exit`.
+
+mod creds;
+mod exec;
+mod mounts;
+mod system;
+
+use proto::{Channel, NsReply, NsRequest, SpawnRequest};
+
+use crate::error::Error;
+use crate::sync::ChildEnd;
+
+/// Exit status when the init gives up before running the command.
+const EXIT_SETUP_FAILED: i32 = 125;
+
+fn exit(code: i32) -> ! {
+    // SAFETY: _exit ends the process without running Rust or libc cleanup
+    // that belongs to the helper's copy of the address space.
+    unsafe { libc::_exit(code) }
+}
+
+pub fn run(
+    mut chan: Channel,
+    mut sync: ChildEnd,
+    req: SpawnRequest,
+    user_namespace: bool,
+    caller_limits: &proto::helper::CallerLimits,
+) -> ! {
+    let setup = set_up(&mut sync, &req, user_namespace);
+    // 11. report "setup done" (or why not) to the helper.
+    let report = setup.as_ref().map(|_| ()).map_err(Error::to_remote);
+    if sync.report(&report).is_err() {
+        exit(EXIT_SETUP_FAILED);
+    }
+    let Ok(terminal) = setup else {
+        exit(EXIT_SETUP_FAILED)
+    };
+    drop(sync);
+
+    // 12. Wait for Start; anything else (or the supervisor going away) ends us quietly.
+    match chan.recv_opt::<NsRequest>() {
+        Ok(Some(NsRequest::Start)) => {}
+        _ => exit(EXIT_SETUP_FAILED),
+    }
+    // With a terminal, its master goes to the supervisor first.
+    if let Some(master) = terminal {
+        let sent = chan.send_with_fd::<Result<NsReply, proto::RemoteError>>(
+            &Ok(NsReply::Terminal),
+            std::os::fd::AsFd::as_fd(&master),
+        );
+        if sent.is_err() {
+            exit(EXIT_SETUP_FAILED);
+        }
+    }
+
+    // 13–14. Lock down and exec; only failures come back.
+    let (err, code) = match exec::lock_down(caller_limits) {
+        Ok(()) => exec::exec_command(&req),
+        Err(e) => (e.to_remote(), EXIT_SETUP_FAILED),
+    };
+    let _ = chan.reply::<NsReply>(&Err(err));
+    exit(code)
+}
+
+/// Steps 6–10 of the checklist in `lib.rs`; returns the terminal's
+/// master when the request asked for one.
+fn set_up(
+    sync: &mut ChildEnd,
+    req: &SpawnRequest,
+    user_namespace: bool,
+) -> Result<Option<std::os::fd::OwnedFd>, Error> {
+    // 6. Ids: wait for the maps, then become root of the container.
+    tupper_sys::set_dumpable().map_err(Error::sys("make the init dumpable"))?;
+    sync.signal_ready()?;
+    sync.wait_maps_written()?;
+    if !user_namespace {
+        crate::privileges::raise_all()?;
+    }
+    creds::become_container_root()?;
+
+    // 7–8. Mounts and pivot_root.
+    mounts::set_up_root()?;
+    system::enter_workdir(&req.workdir)?;
+
+    // 9. Hostname and loopback.
+    system::set_hostname(&req.hostname)?;
+    system::loopback_up()?;
+
+    // 10. A terminal of the container's own devpts as stdio, a session with
+    //     it as the controlling terminal, death of the supervisor.
+    let terminal = if req.tty {
+        Some(system::terminal_as_stdio()?)
+    } else {
+        None
+    };
+    system::new_session(req.tty)?;
+    Ok(terminal)
+}

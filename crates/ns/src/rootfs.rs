@@ -1,0 +1,50 @@
+//! Opening the caller's container root inside the root-only store.
+
+use std::ffi::CString;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+
+use caps::Capability;
+use proto::helper::Caller;
+use tupper_config::system::SystemConfig;
+
+use crate::error::Error;
+use crate::privileges::with_caps;
+use tupper_sys as sys;
+
+/// Open `containers/<caller uid>/<id>` in the store without following any
+/// symlink. Every way of not finding it gives the same answer, so the reply
+/// never tells whether some path exists.
+pub fn open(config: &SystemConfig, caller: Caller, id: &str) -> Result<OwnedFd, Error> {
+    let path = tupper_store::layout::container(&config.store.path, caller.uid, id);
+    let path =
+        CString::new(path.as_os_str().as_bytes()).map_err(|_| Error::NoRootfs(id.to_string()))?;
+    with_caps(&[Capability::CAP_DAC_READ_SEARCH], || {
+        sys::openat2(
+            libc::AT_FDCWD,
+            &path,
+            libc::O_PATH | libc::O_DIRECTORY,
+            libc::RESOLVE_NO_SYMLINKS | libc::RESOLVE_NO_MAGICLINKS,
+        )
+        .map_err(|e| match e.raw_os_error() {
+            Some(libc::ENOENT | libc::ENOTDIR | libc::ELOOP | libc::EACCES | libc::EXDEV) => {
+                Error::NoRootfs(id.to_string())
+            }
+            _ => Error::sys("cannot open the container's root filesystem")(e),
+        })
+    })
+}
+
+/// Make the container root the current directory; the init inherits it and
+/// `clone(CLONE_NEWNS)` carries it into the new mount namespace.
+pub fn enter(rootfs: &OwnedFd) -> Result<(), Error> {
+    with_caps(&[Capability::CAP_DAC_READ_SEARCH], || {
+        // SAFETY: fchdir on a descriptor we own.
+        if unsafe { libc::fchdir(rootfs.as_raw_fd()) } != 0 {
+            return Err(Error::sys("cannot enter the container's root filesystem")(
+                std::io::Error::last_os_error(),
+            ));
+        }
+        Ok(())
+    })
+}

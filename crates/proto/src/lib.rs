@@ -1,0 +1,27 @@
+//! The tupperware control protocol.
+//!
+//! Every helper (`tupper-storage`, `tupper-ns`, `tupper-net`) is spawned by the
+//! unprivileged supervisor with a control channel on file descriptor
+//! [`CONTROL_FD`]. Both ends first exchange a [`Hello`]; after that the
+//! supervisor sends requests and the helper answers each with a
+//! `Result<Reply, RemoteError>`.
+//!
+//! This crate is the only place that knows the wire encoding, so the encoder
+//! can be replaced without touching a helper.
+
+pub mod error;
+pub mod frame;
+pub mod helper;
+pub mod messages;
+pub mod spawn;
+pub mod validate;
+
+pub use error::{Error, ErrorKind, RemoteError};
+pub use frame::{Channel, MAX_FRAME_LEN};
+pub use messages::*;
+
+/// Version of the protocol spoken by this build. Bump on any message change.
+pub const PROTOCOL_VERSION: u32 = 2;
+
+/// The file descriptor on which every helper finds its control channel.
+pub const CONTROL_FD: i32 = 3;

@@ -1,0 +1,97 @@
+//! Giving back what a container took: its lease and (with `--rm`) its root.
+//! Also run at the start of every `run` for containers whose supervisor died.
+
+use proto::{ErrorKind, NetReply, NetRequest, StorageReply, StorageRequest};
+
+use crate::error::Error;
+use crate::helpers::{call_once, Helper};
+use crate::records::{Record, Records, Status};
+
+fn already_gone(e: &Error) -> bool {
+    e.remote_kind() == Some(ErrorKind::NotFound)
+}
+
+/// Release the lease and, for `--rm` containers, the snapshot, then record
+/// the end: a `--rm` container whose resources are all back loses its record,
+/// any other keeps it as exited with `code` (and a lease still to release, if
+/// that failed, for the next `gc`). Call with the state lock held.
+pub fn settle(
+    state: &Records,
+    rec: &mut Record,
+    snapshot_exists: bool,
+    code: i32,
+) -> Result<(), Error> {
+    let released = release(rec, snapshot_exists);
+    rec.status = Status::Exited(code);
+    if rec.remove_on_exit && released {
+        state.remove(&rec.id)
+    } else {
+        state.save(rec)
+    }
+}
+
+/// Release the lease and, for `--rm` containers, the snapshot. Returns whether
+/// everything was released.
+fn release(rec: &mut Record, snapshot_exists: bool) -> bool {
+    let mut ok = true;
+    if rec.network_attached {
+        let r: Result<NetReply, _> = call_once(
+            Helper::Net,
+            &NetRequest::Release {
+                container: rec.id.clone(),
+            },
+        );
+        match r {
+            Err(e) if !already_gone(&e) => {
+                eprintln!("tupper: {e}");
+                ok = false;
+            }
+            _ => rec.network_attached = false,
+        }
+    }
+    if rec.remove_on_exit && snapshot_exists {
+        ok &= remove_root(&rec.id);
+    }
+    ok
+}
+
+/// Remove a container's root filesystem; a missing one counts as removed.
+pub fn remove_root(id: &str) -> bool {
+    let r: Result<StorageReply, _> = call_once(
+        Helper::Storage,
+        &StorageRequest::RemoveContainer {
+            container: id.to_string(),
+        },
+    );
+    match r {
+        Ok(_) => true,
+        Err(e) if already_gone(&e) => true,
+        Err(e) => {
+            eprintln!("tupper: {e}");
+            false
+        }
+    }
+}
+
+/// Reclaim containers whose supervisor is gone (killed, crashed, rebooted).
+pub fn collect_garbage(state: &Records) {
+    let Ok(_lock) = state.lock() else { return };
+    // Records of an unknown version are left alone: `ps` and `gc` report them.
+    let Ok(listing) = state.load_all() else {
+        return;
+    };
+    for mut rec in listing.records {
+        if matches!(rec.status, Status::Exited(_)) || rec.supervisor.alive() {
+            continue;
+        }
+        if let Some(init) = rec.init {
+            if let Some(pidfd) = init.pidfd() {
+                let _ = pidfd.signal(libc::SIGKILL);
+            }
+        }
+        // Killed with its supervisor: 128 + SIGKILL.
+        if let Err(e) = settle(state, &mut rec, true, 137) {
+            eprintln!("tupper: {e}");
+        }
+    }
+}

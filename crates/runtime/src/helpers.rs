@@ -1,0 +1,148 @@
+//! Starting a helper with its control channel on fd 3.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+
+use proto::Channel;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+
+/// The three helpers, by the name used in messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Helper {
+    Storage,
+    Ns,
+    Net,
+}
+
+impl Helper {
+    pub fn name(self) -> &'static str {
+        match self {
+            Helper::Storage => "storage",
+            Helper::Ns => "ns",
+            Helper::Net => "net",
+        }
+    }
+
+    fn binary(self) -> PathBuf {
+        PathBuf::from(tupper_config::system::LIBEXECDIR).join(format!("tupper-{}", self.name()))
+    }
+}
+
+/// Standard streams for a helper (the ns helper's become the container's).
+pub struct HelperStdio {
+    pub stdin: Stdio,
+    pub stdout: Stdio,
+    pub stderr: Stdio,
+}
+
+impl Default for HelperStdio {
+    fn default() -> Self {
+        HelperStdio {
+            stdin: Stdio::null(),
+            stdout: Stdio::null(),
+            stderr: Stdio::inherit(),
+        }
+    }
+}
+
+/// A running helper and our end of its channel.
+pub struct HelperProcess {
+    pub helper: Helper,
+    /// `None` only after [`HelperProcess::into_channel`] took it.
+    channel: Option<Channel>,
+    child: Child,
+}
+
+impl HelperProcess {
+    pub fn spawn(helper: Helper, stdio: HelperStdio) -> Result<HelperProcess> {
+        let mut cmd = Command::new(helper.binary());
+        cmd.env_clear()
+            .stdin(stdio.stdin)
+            .stdout(stdio.stdout)
+            .stderr(stdio.stderr);
+        let (channel, child) = proto::spawn::spawn_with_channel(&mut cmd).map_err(|e| match e {
+            proto::Error::Io(e) => Error::io(
+                format!("cannot start helper {}", helper.binary().display()),
+                e,
+            ),
+            e => wrap(helper, e),
+        })?;
+        let mut p = HelperProcess {
+            helper,
+            channel: Some(channel),
+            child,
+        };
+        p.channel()?.handshake().map_err(|e| wrap(helper, e))?;
+        Ok(p)
+    }
+
+    fn channel(&mut self) -> Result<&mut Channel> {
+        let helper = self.helper;
+        self.channel
+            .as_mut()
+            .ok_or_else(|| wrap(helper, proto::Error::Closed))
+    }
+
+    /// One request, one reply.
+    pub fn call<Req: Serialize, Rep: DeserializeOwned>(&mut self, req: &Req) -> Result<Rep> {
+        let helper = self.helper;
+        self.channel()?.call(req).map_err(|e| wrap(helper, e))
+    }
+
+    pub fn send<Req: Serialize>(&mut self, req: &Req) -> Result<()> {
+        let helper = self.helper;
+        self.channel()?.send(req).map_err(|e| wrap(helper, e))
+    }
+
+    /// Read the reply to a request sent earlier with [`HelperProcess::send`].
+    pub fn recv_reply<Rep: DeserializeOwned>(&mut self) -> Result<Rep> {
+        let helper = self.helper;
+        let reply: std::result::Result<Rep, proto::RemoteError> =
+            self.channel()?.recv().map_err(|e| wrap(helper, e))?;
+        reply.map_err(|r| wrap(helper, proto::Error::Remote(r)))
+    }
+
+    /// Wait for the helper to exit and keep our end of the channel: the
+    /// container init started by the ns helper goes on talking on it.
+    pub fn into_channel(mut self) -> Result<Channel> {
+        let status = self
+            .child
+            .wait()
+            .map_err(|e| Error::io(format!("waiting for the {} helper", self.helper.name()), e))?;
+        if !status.success() {
+            return Err(Error::user(format!(
+                "{} helper failed ({status})",
+                self.helper.name()
+            )));
+        }
+        let helper = self.helper;
+        self.channel
+            .take()
+            .ok_or_else(|| wrap(helper, proto::Error::Closed))
+    }
+}
+
+impl Drop for HelperProcess {
+    fn drop(&mut self) {
+        // Close the channel first: the helper exits when it sees the end of it.
+        // Then reap it, so no zombie is left.
+        drop(self.channel.take());
+        let _ = self.child.wait();
+    }
+}
+
+pub fn wrap(helper: Helper, source: proto::Error) -> Error {
+    Error::Helper {
+        helper: helper.name(),
+        source,
+    }
+}
+
+/// Spawn a helper, make one call, and let it go.
+pub fn call_once<Req: Serialize, Rep: DeserializeOwned>(helper: Helper, req: &Req) -> Result<Rep> {
+    let mut p = HelperProcess::spawn(helper, HelperStdio::default())?;
+    p.call(req)
+}

@@ -1,0 +1,16 @@
+//! `tupper_runtime`: the unprivileged side of tupperware behind the
+//! `tupper-supervisor` binary: the `run` sequence, images, containers and
+//! their records, cleanup. It holds no privileges; every privileged step is a
+//! request to a helper over its control channel.
+
+mod cleanup;
+pub mod containers;
+pub mod error;
+mod helpers;
+pub mod images;
+pub mod lifecycle;
+mod process;
+mod records;
+pub mod run;
+pub mod signals;
+mod tty;

@@ -1,0 +1,135 @@
+//! tupper-supervisor: the unprivileged command users run. It holds no
+//! privileges; every privileged step is a request to a helper. This binary
+//! only parses the command line; the work is in `tupper_runtime`.
+
+use clap::{Parser, Subcommand};
+
+use tupper_runtime::error::EXIT_RUNTIME;
+use tupper_runtime::run::RunOptions;
+use tupper_runtime::{containers, images, run, signals};
+
+#[derive(Parser)]
+#[command(
+    name = "tupper-supervisor",
+    version,
+    about = "Run Linux containers without root"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a command in a new container from IMAGE.
+    // `-h` is the hostname, as in docker: help is `--help` only.
+    #[command(disable_help_flag = true)]
+    Run(RunOptions),
+    /// Manage images.
+    #[command(subcommand)]
+    Image(ImageCommand),
+    /// List containers.
+    Ps {
+        /// Include exited containers.
+        #[arg(short, long)]
+        all: bool,
+    },
+    /// Remove containers.
+    Rm {
+        /// Kill running containers first.
+        #[arg(short, long)]
+        force: bool,
+        #[arg(required = true)]
+        containers: Vec<String>,
+    },
+    /// Reclaim what crashed or killed supervisors left behind.
+    Gc,
+}
+
+#[derive(Subcommand)]
+enum ImageCommand {
+    /// Import a rootfs tarball (plain, gzip or zstd; `-` reads standard input).
+    Import { name: String, file: String },
+    /// List images.
+    #[command(alias = "list")]
+    Ls,
+    /// Remove images.
+    Rm {
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+}
+
+fn main() {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let code = if e.use_stderr() { EXIT_RUNTIME } else { 0 };
+            let _ = e.print();
+            std::process::exit(code);
+        }
+    };
+    let result = match cli.command {
+        Command::Run(opts) => {
+            signals::Signals::install().and_then(|signals| run::run(opts, &signals))
+        }
+        Command::Image(ImageCommand::Import { name, file }) => {
+            images::import(&name, &file).map(|_| 0)
+        }
+        Command::Image(ImageCommand::Ls) => images::list().map(|_| 0),
+        Command::Image(ImageCommand::Rm { names }) => images::remove(&names).map(|_| 0),
+        Command::Ps { all } => containers::ps(all).map(|_| 0),
+        Command::Rm { force, containers } => containers::rm(&containers, force).map(|_| 0),
+        Command::Gc => containers::gc().map(|_| 0),
+    };
+    match result {
+        Ok(code) => std::process::exit(code),
+        Err(e) => {
+            let msg = e.to_string();
+            eprintln!("tupper: {}", msg.strip_prefix("tupper: ").unwrap_or(&msg));
+            std::process::exit(e.exit_code());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn command_line_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn run_takes_docker_style_options() {
+        let cli = Cli::try_parse_from([
+            "tupper-supervisor",
+            "run",
+            "--rm",
+            "-it",
+            "-h",
+            "box",
+            "-e",
+            "A=b",
+            "--network",
+            "none",
+            "busybox",
+            "sh",
+            "-c",
+            "echo -n hi",
+        ])
+        .unwrap();
+        let Command::Run(o) = cli.command else {
+            panic!("not run")
+        };
+        assert!(o.remove && o.interactive && o.tty);
+        assert_eq!(o.hostname.as_deref(), Some("box"));
+        assert_eq!(o.env, ["A=b"]);
+        assert_eq!(o.command, ["sh", "-c", "echo -n hi"]);
+        assert!(
+            Cli::try_parse_from(["tupper-supervisor", "run", "--network", "host", "x"]).is_err()
+        );
+    }
+}

@@ -1,0 +1,67 @@
+//! Ownership shifting: container ids 0..65535 onto the caller's subordinate range.
+
+use tupper_config::subid::{IdMapping, CONTAINER_IDS};
+
+use crate::error::Error;
+
+#[derive(Debug, Clone, Copy)]
+pub struct Shift {
+    /// `None` for root without a subordinate range: ids stay as they are.
+    pub mapping: Option<IdMapping>,
+}
+
+impl Shift {
+    /// Host (uid, gid) for an entry owned by container (uid, gid).
+    pub fn host_ids(&self, entry: &str, uid: u64, gid: u64) -> Result<(u32, u32), Error> {
+        let outside = |what: &str, id: u64| {
+            Error::Unsafe(format!(
+                "tarball entry {entry:?} is owned by {what} {id}, outside the container's 0..{}",
+                CONTAINER_IDS - 1
+            ))
+        };
+        if uid >= CONTAINER_IDS as u64 {
+            return Err(outside("uid", uid));
+        }
+        if gid >= CONTAINER_IDS as u64 {
+            return Err(outside("gid", gid));
+        }
+        match self.mapping {
+            None => Ok((uid as u32, gid as u32)),
+            Some(m) => Ok((
+                m.host_uid(uid).ok_or_else(|| outside("uid", uid))?,
+                m.host_gid(gid).ok_or_else(|| outside("gid", gid))?,
+            )),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shifted_onto_the_range() {
+        let s = Shift {
+            mapping: Some(IdMapping {
+                uid_base: 100000,
+                gid_base: 200000,
+            }),
+        };
+        assert_eq!(s.host_ids("a", 0, 0).unwrap(), (100000, 200000));
+        assert_eq!(s.host_ids("a", 65535, 5).unwrap(), (165535, 200005));
+        let e = s.host_ids("etc/x", 70000, 0).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "tarball entry \"etc/x\" is owned by uid 70000, outside the container's 0..65535"
+        );
+        assert!(s.host_ids("a", 0, 65536).is_err());
+    }
+
+    #[test]
+    fn root_without_range_is_unshifted() {
+        let s = Shift { mapping: None };
+        assert_eq!(s.host_ids("a", 0, 0).unwrap(), (0, 0));
+        assert_eq!(s.host_ids("a", 1000, 50).unwrap(), (1000, 50));
+        assert!(s.host_ids("a", 70000, 0).is_err());
+    }
+}

@@ -1,0 +1,63 @@
+//! One request: validate, act, and produce the reply.
+
+use proto::helper::Caller;
+use proto::validate;
+use proto::{Channel, StorageReply, StorageRequest};
+use tupper_config::system::SystemConfig;
+
+use crate::error::{Error, Result};
+use crate::store::{self, Store};
+use crate::{images, import, roots};
+
+pub struct Context {
+    pub caller: Caller,
+    pub config: std::result::Result<SystemConfig, String>,
+}
+
+impl Context {
+    /// Every request first makes sure the store is there.
+    fn store(&self) -> Result<Store> {
+        let cfg = self.config.as_ref().map_err(|why| Error::Other {
+            what: "system configuration".into(),
+            why: why.clone(),
+        })?;
+        store::ensure(&cfg.store, self.caller)
+    }
+}
+
+pub fn handle(chan: &mut Channel, ctx: &Context, req: StorageRequest) -> Result<StorageReply> {
+    let uid = ctx.caller.uid;
+    match req {
+        StorageRequest::Init => ctx.store().map(|_| StorageReply::Done),
+        StorageRequest::ImportBegin { name } => {
+            import::run(chan, ctx.caller, || ctx.store(), &name)
+        }
+        StorageRequest::ListImages => images::list(&ctx.store()?.user_images(uid)?),
+        StorageRequest::RemoveImage { name } => {
+            validate::name(&name)?;
+            images::remove(&ctx.store()?.user_images(uid)?, &name)
+        }
+        StorageRequest::Snapshot { image, container } => {
+            validate::name(&image)?;
+            validate::container_id(&container)?;
+            let store = ctx.store()?;
+            roots::snapshot(
+                &store.user_images(uid)?,
+                &store.user_containers(uid)?,
+                &image,
+                &container,
+            )
+        }
+        StorageRequest::RemoveContainer { container } => {
+            validate::container_id(&container)?;
+            roots::remove(&ctx.store()?.user_containers(uid)?, &container)
+        }
+        StorageRequest::ListContainers => roots::list(&ctx.store()?.user_containers(uid)?),
+        other @ (StorageRequest::ImportChunk(_) | StorageRequest::ImportEnd) => {
+            Err(Error::Protocol(format!(
+                "{} outside of an import",
+                import::request_name(&other)
+            )))
+        }
+    }
+}
