@@ -11,22 +11,6 @@
 # --user a subordinate id range of 65536 ids. Running it again is harmless.
 set -euo pipefail
 
-# The helpers' capabilities, permitted set only (=p): each helper raises one
-# into its effective set only around the call that needs it. The README's
-# capability table mirrors these three lines.
-CAPS_STORAGE="cap_sys_admin,cap_dac_override,cap_chown,cap_fowner,cap_fsetid=p"
-CAPS_NS="cap_setuid,cap_setgid,cap_dac_read_search=p"
-CAPS_NET="cap_net_admin,cap_sys_admin,cap_sys_chroot,cap_dac_override,cap_chown=p"
-
-helper_caps() {
-    case "$1" in
-        tupper-storage) echo "$CAPS_STORAGE" ;;
-        tupper-ns) echo "$CAPS_NS" ;;
-        tupper-net) echo "$CAPS_NET" ;;
-        *) return 1 ;;
-    esac
-}
-
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo=$(cd "$here/.." && pwd)
 # shellcheck source=options.sh
@@ -81,6 +65,18 @@ for b in tupper-supervisor "${HELPERS[@]}"; do
     [ -x "$built/$b" ] || die "build produced no $built/$b"
 done
 
+# The helpers' capabilities, permitted set only (=p): each helper raises one
+# into its effective set only around the call that needs it. The one list is
+# each helper's own `--print-caps` (its declared spec; it prints before doing
+# anything else, so running it here as root is safe).
+declare -A HELPER_CAPS=()
+for h in "${HELPERS[@]}"; do
+    caps=$("$built/$h" --print-caps) || die "$built/$h --print-caps failed"
+    [[ "$caps" =~ ^cap_[a-z_]+(,cap_[a-z_]+)*=p$ ]] ||
+        die "$built/$h --print-caps printed \"$caps\", not a setcap list of permitted capabilities"
+    HELPER_CAPS[$h]=$caps
+done
+
 # --- binaries and capabilities -------------------------------------------------
 
 # Install by copy-then-rename so a running binary is never modified in place.
@@ -102,7 +98,7 @@ if findmnt -n -o OPTIONS -T "$LIBEXECDIR" 2>/dev/null | tr , '\n' | grep -qx nos
     die "$LIBEXECDIR is on a nosuid mount, where the kernel ignores file capabilities; choose another --prefix"
 fi
 for h in "${HELPERS[@]}"; do
-    caps=$(helper_caps "$h")
+    caps=${HELPER_CAPS[$h]}
     install_bin "$built/$h" "$LIBEXECDIR/$h.tmp"
     if ! err=$(setcap "$caps" "$LIBEXECDIR/$h.tmp" 2>&1); then
         rm -f "$LIBEXECDIR/$h.tmp"
@@ -120,7 +116,7 @@ normalize_caps() {
     printf '%s=%s\n' "$(printf '%s\n' "${list//,/$'\n'}" | LC_ALL=C sort | paste -sd, -)" "$flags"
 }
 for h in "${HELPERS[@]}"; do
-    want=$(helper_caps "$h")
+    want=${HELPER_CAPS[$h]}
     got=$(getcap "$LIBEXECDIR/$h" | awk '{print $NF}')
     if [ -z "$got" ] || [ "$(normalize_caps "$got")" != "$(normalize_caps "$want")" ]; then
         die "capabilities of $LIBEXECDIR/$h are \"${got:-none}\", expected \"$want\" (does the filesystem keep security xattrs?)"

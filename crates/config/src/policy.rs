@@ -24,7 +24,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use proto::helper::Caller;
+use proto::Caller;
 use proto::{ErrorKind, RemoteError};
 
 use crate::system::{parse_bytes, SYSCONFDIR};

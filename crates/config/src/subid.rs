@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::sync::Mutex;
 
-use proto::helper::Caller;
+use proto::Caller;
 use proto::{ErrorKind, RemoteError};
 
 use crate::Error;

@@ -6,7 +6,7 @@ use crate::Error;
 /// Who asked: the real ids of the helper process. The type stays in
 /// `proto` (its id policy, `subid` and `policy`, and the supervisor use it);
 /// re-exported here so a helper needs one import.
-pub use proto::helper::Caller;
+pub use proto::Caller;
 
 /// What the start-up hygiene keeps of the caller's process state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

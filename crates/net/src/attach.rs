@@ -4,7 +4,7 @@
 
 use std::os::fd::AsFd;
 
-use proto::helper::Caller;
+use proto::Caller;
 use proto::NetReply;
 use tupper_config::policy::Policy;
 

@@ -21,11 +21,11 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
 use caps::Capability::{CAP_DAC_OVERRIDE, CAP_SYS_ADMIN, CAP_SYS_CHROOT};
-use proto::helper::Caller;
+use proto::Caller;
 
+use crate::capabilities::with_caps;
 use crate::error::{Error, Result};
 use crate::ownership::Container;
-use crate::privilege::with_caps;
 
 /// Device and inode of a directory: for a btrfs subvolume root the device is
 /// the subvolume's own, so the pair names one subvolume.

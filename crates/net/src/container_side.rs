@@ -9,10 +9,10 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use caps::Capability::CAP_SYS_ADMIN;
 use rtnetlink::{LinkUnspec, RouteMessageBuilder};
 
+use crate::capabilities::with_caps;
 use crate::error::{netlink_errno, Error, Result};
 use crate::names::CONTAINER_INTERFACE;
 use crate::netlink::{add_address, link_index, session, set_up};
-use crate::privilege::with_caps;
 
 pub struct Inside {
     /// Temporary name of the container end of the veth pair.

@@ -1,6 +1,7 @@
 //! The one error type of `tupper-net` and how each case is reported.
 
 use proto::{ErrorKind, RemoteError};
+use tupper_helper::ToRemote;
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -47,9 +48,10 @@ pub enum Error {
         source: rtnetlink::Error,
     },
 
-    /// The helper lacks a capability it was supposed to be installed with.
-    #[error("capability {cap} is not available (install tupper-net with setcap {setcap}=p)")]
-    MissingCapability { cap: String, setcap: &'static str },
+    /// The helper runtime: a missing or undeclared capability (with the
+    /// `setcap` fix), a failed capability call, the start-up.
+    #[error(transparent)]
+    Helper(#[from] tupper_helper::Error),
 
     /// State (lease files, interfaces) not in the shape we expect.
     #[error("{0}")]
@@ -82,19 +84,21 @@ impl Error {
             source,
         }
     }
+}
 
+impl ToRemote for Error {
     /// What goes back to the supervisor.
-    pub fn to_remote(&self) -> RemoteError {
+    fn to_remote(&self) -> RemoteError {
         let kind = match self {
-            Error::Proto(e) => return e.to_remote(),
+            Error::Proto(e) => return ToRemote::to_remote(e),
             Error::Config(e) => return e.to_remote(),
+            Error::Helper(e) => return e.to_remote(),
             Error::NotYourContainer { .. } => ErrorKind::PermissionDenied,
             Error::NoLease { .. } => ErrorKind::NotFound,
             Error::Exhausted { .. } | Error::Busy { .. } => ErrorKind::Exhausted,
             Error::Exists(_) => ErrorKind::AlreadyExists,
             Error::Sys { .. }
             | Error::Netlink { .. }
-            | Error::MissingCapability { .. }
             | Error::State(_)
             | Error::InvalidConfig(_) => ErrorKind::System,
         };

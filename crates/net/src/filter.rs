@@ -15,8 +15,8 @@ use std::net::Ipv4Addr;
 
 use caps::Capability::CAP_NET_ADMIN;
 
+use crate::capabilities::with_caps;
 use crate::error::{Error, Result};
-use crate::privilege::with_caps;
 use ruleset::PortIdentity;
 use socket::{transact, Outcome};
 

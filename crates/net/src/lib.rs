@@ -2,10 +2,11 @@
 //! `tupper-supervisor` with its control channel on fd 3; answers `Attach` and
 //! `Release` requests.
 //!
-//! Installed with `setcap cap_net_admin,cap_sys_admin,cap_sys_chroot,cap_dac_override,cap_chown=p`.
+//! Installed with the file capabilities `tupper-net --print-caps` prints ([`CAPS`]).
 
 mod allocation;
 mod attach;
+mod capabilities;
 mod container_root;
 mod container_side;
 mod error;
@@ -17,42 +18,29 @@ mod leases;
 mod names;
 mod netlink;
 mod ownership;
-mod privilege;
 mod release;
 mod settings;
 mod state_dir;
 mod sysctl;
 
-use proto::helper::{sanitize_process, Caller};
-use proto::{Channel, NetReply, NetRequest, RemoteError};
+use proto::{Caller, NetReply, NetRequest, RemoteError};
+use tupper_helper::{CoreLimit, Served, ToRemote};
 
+pub use crate::capabilities::CAPS;
 pub use crate::error::Error;
-use crate::error::Result;
 use crate::settings::Settings;
 
-/// Serves requests until the supervisor closes the channel.
-pub fn serve() -> Result<()> {
-    // Sanitize: environment, umask, fds; then capabilities down to what we need.
-    let caller = sanitize_process()?;
-    privilege::restrict_to_needed()?;
-    // Handshake.
-    let mut channel = Channel::from_inherited()?;
-    channel.handshake()?;
+/// Serves requests until the supervisor closes the channel: `--print-caps`
+/// (prints [`CAPS`] and exits), sanitize, capabilities down to [`CAPS`], the
+/// channel on fd 3, then for each request: validate → act → report.
+pub fn serve() -> Result<Served, tupper_helper::Error> {
+    let mut started = tupper_helper::start(&CAPS, CoreLimit::Zero)?;
+    let caller = started.caller;
     // A broken configuration is reported to every request.
     let settings = Settings::load().map_err(|e| e.to_remote());
-    // For each request: validate → act → report.
-    loop {
-        let request = match channel.recv_opt::<NetRequest>() {
-            Ok(Some(r)) => r,
-            Ok(None) => return Ok(()),
-            Err(e) => {
-                let _ = channel.reply::<NetReply>(&Err(e.to_remote()));
-                return Err(e.into());
-            }
-        };
-        let reply = handle(&settings, caller, &request);
-        channel.reply(&reply)?;
-    }
+    tupper_helper::serve(&mut started.channel, |_, request: NetRequest| {
+        handle(&settings, caller, &request)
+    })
 }
 
 fn handle(

@@ -4,10 +4,7 @@ use std::process::ExitCode;
 
 fn main() -> ExitCode {
     match tupper_net::serve() {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("tupper-net: {e}");
-            ExitCode::FAILURE
-        }
+        Ok(_) => ExitCode::SUCCESS,
+        Err(e) => tupper_helper::fail(tupper_net::CAPS.helper, &e),
     }
 }

@@ -12,8 +12,8 @@ use futures::TryStreamExt;
 use rtnetlink::packet_route::address::AddressAttribute;
 use rtnetlink::{Handle, LinkUnspec};
 
+use crate::capabilities::with_caps;
 use crate::error::{netlink_errno, Error, Result};
-use crate::privilege::with_caps;
 
 /// Run `f` against a fresh rtnetlink connection in this thread's netns.
 pub fn session<T, F, Fut>(f: F) -> Result<T>

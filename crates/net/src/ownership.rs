@@ -118,7 +118,7 @@ pub fn verify(pid: i32, uid: u32) -> Result<Container> {
     let found = if uid == 0 {
         // A root container without a user namespace keeps capabilities we
         // dropped: opening its namespaces needs CAP_SYS_PTRACE.
-        crate::privilege::with_caps(&[caps::Capability::CAP_SYS_PTRACE], || {
+        crate::capabilities::with_caps(&[caps::Capability::CAP_SYS_PTRACE], || {
             Ok(check(pid, uid, my_user, my_net))
         })?
     } else {
@@ -171,6 +171,7 @@ fn check(pid: i32, uid: u32, my_user: NsId, my_net: NsId) -> Option<Container> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tupper_helper::ToRemote;
 
     #[test]
     fn refusals_are_uniform() {

@@ -1,7 +1,7 @@
 //! `Release { container }`: give back the caller's own lease and remove its
 //! host interface. Another user's lease is never touched.
 
-use proto::helper::Caller;
+use proto::Caller;
 use proto::NetReply;
 
 use crate::error::{Error, Result};

@@ -14,8 +14,8 @@ use std::time::Duration;
 
 use caps::Capability::{CAP_CHOWN, CAP_DAC_OVERRIDE};
 
+use crate::capabilities::with_caps;
 use crate::error::{Error, Result};
-use crate::privilege::with_caps;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Mode {

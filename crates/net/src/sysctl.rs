@@ -12,8 +12,8 @@ use std::path::PathBuf;
 
 use caps::Capability::CAP_NET_ADMIN;
 
+use crate::capabilities::with_caps;
 use crate::error::{Error, Result};
-use crate::privilege::with_caps;
 
 const CONF: &str = "/proc/sys/net/ipv6/conf";
 

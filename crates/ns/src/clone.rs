@@ -7,9 +7,9 @@ use caps::Capability;
 use proto::NsReply;
 use tupper_config::subid::IdMapping;
 
+use crate::capabilities::with_caps;
 use crate::error::Error;
 use crate::idmap;
-use crate::privileges::with_caps;
 use crate::sync::ParentEnd;
 use tupper_sys as sys;
 

@@ -1,6 +1,7 @@
 //! The one error type of `tupper-ns`, and how each error reaches the supervisor.
 
 use proto::{ErrorKind, RemoteError};
+use tupper_helper::ToRemote;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -28,11 +29,10 @@ pub enum Error {
     /// A file or directory inside the container that setup must not use.
     #[error("{0}")]
     Unsafe(String),
-    /// The helper lacks a capability it needs (installation problem).
-    #[error(
-        "tupper-ns lacks {0}; install it with: setcap cap_setuid,cap_setgid,cap_dac_read_search=p"
-    )]
-    MissingCapability(String),
+    /// The helper runtime: a missing or undeclared capability (with the
+    /// `setcap` fix), a failed capability call, the start-up.
+    #[error(transparent)]
+    Helper(#[from] tupper_helper::Error),
     /// The supervisor sent something else than what this step expects.
     #[error("unexpected request: expected {0}")]
     UnexpectedRequest(&'static str),
@@ -47,17 +47,20 @@ impl Error {
         let what = what.into();
         move |source| Error::Sys { what, source }
     }
+}
 
+impl ToRemote for Error {
     /// What the supervisor receives.
-    pub fn to_remote(&self) -> RemoteError {
+    fn to_remote(&self) -> RemoteError {
         let kind = match self {
-            Error::Proto(e) => return e.to_remote(),
+            Error::Proto(e) => return ToRemote::to_remote(e),
             Error::Config(e) => return e.to_remote(),
             Error::Remote(r) => return r.clone(),
+            Error::Helper(e) => return e.to_remote(),
             Error::NoRootfs(_) => ErrorKind::NotFound,
             Error::Unsafe(_) => ErrorKind::Unsafe,
             Error::UnexpectedRequest(_) => ErrorKind::Protocol,
-            Error::Sys { .. } | Error::MissingCapability(_) | Error::InitGone => ErrorKind::System,
+            Error::Sys { .. } | Error::InitGone => ErrorKind::System,
         };
         RemoteError::new(kind, self.to_string())
     }

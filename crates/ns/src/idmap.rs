@@ -7,8 +7,8 @@ use std::os::fd::OwnedFd;
 use caps::Capability;
 use tupper_config::subid::IdMapping;
 
+use crate::capabilities::with_caps;
 use crate::error::Error;
-use crate::privileges::with_caps;
 use tupper_sys as sys;
 
 /// Map container ids 0..65535 onto the caller's subordinate range.

@@ -5,8 +5,9 @@
 //! The checklist, top to bottom:
 //!
 //! Helper (caller's real uid; `cap_setuid,cap_setgid,cap_dac_read_search` permitted):
-//! 1. sanitize the process, drop unneeded capabilities, handshake, receive
-//!    `Spawn`, validate every field;
+//! 1. sanitize the process, drop unneeded capabilities, handshake
+//!    (`tupper_helper`, as every helper), receive `Spawn`, validate every
+//!    field;
 //! 2. find the caller's subordinate id range (none → `NoSubordinateIds`,
 //!    nothing created; root without one runs without a user namespace);
 //! 3. open the container root `containers/<uid>/<id>` of the store (never a
@@ -29,79 +30,60 @@
 //! 13. default capabilities, no_new_privs, close fds, environment;
 //! 14. exec (searching `PATH`); on failure send the error on fd 3, exit 127/126.
 
+mod capabilities;
 mod clone;
 mod error;
 mod idmap;
 mod init;
-mod privileges;
 mod request;
 mod rootfs;
 mod sync;
 
-use proto::{Channel, NsReply, RemoteError};
+use proto::NsRequest;
 use tupper_config::system::SystemConfig;
+use tupper_helper::{CoreLimit, Served};
 
+pub use crate::capabilities::CAPS;
 use crate::clone::Forked;
 pub use crate::error::Error;
 
-/// What happened to the one request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
-    /// The init was spawned and its pid sent.
-    Spawned,
-    /// The request failed; the error was sent to the supervisor.
-    Refused,
-}
-
 /// Serves the one `Spawn` request of this helper. In the cloned init this
-/// never returns. `Err` is a failure before a reply could be sent.
-pub fn serve() -> Result<Outcome, Error> {
-    // 1. Sanitize (proto::helper: signals, not dumpable, no core, fds,
-    //    limits, environment, umask, cwd /); the caller is our real uid.
+/// never returns. `Ok` says whether the request was answered with an
+/// error ([`Served::failed`]); `Err` is a failure before a reply could be
+/// sent.
+pub fn serve() -> Result<Served, tupper_helper::Error> {
+    // 1. `--print-caps` (prints [`CAPS`] and exits); sanitize (signals, not
+    //    dumpable, no core, fds, limits, environment, umask, cwd /), the
+    //    caller is our real uid; capabilities down to [`CAPS`]; the channel.
     //    The container init gets the caller's soft limits back before it
     //    runs the command, so the core limit's hard value is kept for it.
-    let (caller, caller_limits) =
-        proto::helper::sanitize_process_with(proto::helper::CoreLimit::SoftZero)?;
-    privileges::restrict(caller)?;
-    let mut chan = Channel::from_inherited().and_then(|mut c| c.handshake().map(|()| c))?;
-    let prepared = request::receive_spawn(&mut chan)
-        .and_then(request::validate)
-        .and_then(|req| {
-            // 2. Subordinate ids: checked before anything is created.
-            let mapping = tupper_config::subid::mapping_for(caller)?;
-            // 3. The container root, from the store and the caller's uid only.
-            let config = SystemConfig::load()?;
-            let root = rootfs::open(&config, caller, &req.container)?;
-            rootfs::enter(&root)?;
-            drop(root);
-            // 4. Sync pipes, then the clone.
-            let pipes = sync::Pipes::new()?;
-            let forked = clone::clone_init(mapping.is_some())?;
-            Ok((req, mapping, pipes, forked))
-        });
-    let reply: Result<NsReply, RemoteError> = match prepared {
-        Err(e) => Err(e.to_remote()),
-        Ok((req, mapping, pipes, Forked::Child)) => {
+    let mut started = tupper_helper::start(&CAPS, CoreLimit::SoftZero)?;
+    let caller = started.caller;
+    let caller_limits = started.limits;
+    tupper_helper::serve_one(&mut started.channel, |chan, req: NsRequest| {
+        let req = request::spawn_request(req).and_then(request::validate)?;
+        // 2. Subordinate ids: checked before anything is created.
+        let mapping = tupper_config::subid::mapping_for(caller)?;
+        // 3. The container root, from the store and the caller's uid only.
+        let config = SystemConfig::load()?;
+        let root = rootfs::open(&config, caller, &req.container)?;
+        rootfs::enter(&root)?;
+        drop(root);
+        // 4. Sync pipes, then the clone.
+        let pipes = sync::Pipes::new()?;
+        match clone::clone_init(mapping.is_some())? {
             // 6–14 happen in the init and never return.
-            init::run(
+            Forked::Child => init::run(
                 chan,
                 pipes.into_child(),
                 req,
                 mapping.is_some(),
                 &caller_limits,
-            )
-        }
-        Ok((_, mapping, pipes, Forked::Parent { pid, pidfd })) => {
+            ),
             // 5. Maps, "setup done", reply.
-            clone::see_through_setup(pid, &pidfd, pipes.into_parent(), mapping)
-                .map_err(|e| e.to_remote())
+            Forked::Parent { pid, pidfd } => {
+                clone::see_through_setup(pid, &pidfd, pipes.into_parent(), mapping)
+            }
         }
-    };
-    let ok = reply.is_ok();
-    chan.reply(&reply)?;
-    Ok(if ok {
-        Outcome::Spawned
-    } else {
-        Outcome::Refused
     })
 }

@@ -3,11 +3,11 @@
 
 fn main() {
     let code = match tupper_ns::serve() {
-        Ok(tupper_ns::Outcome::Spawned) => 0,
-        Ok(tupper_ns::Outcome::Refused) => 1,
+        // The request was answered: with the init's pid (0) or an error (1).
+        Ok(served) => i32::from(served.failed != 0),
         // Failure before a reply can be sent: tell whoever reads stderr.
         Err(e) => {
-            eprintln!("tupper-ns: {e}");
+            let _ = tupper_helper::fail(tupper_ns::CAPS.helper, &e);
             1
         }
     };

@@ -1,12 +1,12 @@
 //! Receiving and validating the `Spawn` request.
 
-use proto::{validate, Channel, NsRequest, SpawnRequest};
+use proto::{validate, NsRequest, SpawnRequest};
 
 use crate::error::Error;
 
-/// Read the one request this helper serves.
-pub fn receive_spawn(chan: &mut Channel) -> Result<SpawnRequest, Error> {
-    match chan.recv::<NsRequest>()? {
+/// The one request this helper serves is a `Spawn`.
+pub fn spawn_request(req: NsRequest) -> Result<SpawnRequest, Error> {
+    match req {
         NsRequest::Spawn(req) => Ok(req),
         NsRequest::Start => Err(Error::UnexpectedRequest("Spawn")),
     }
@@ -35,6 +35,7 @@ pub fn default_hostname(container: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tupper_helper::ToRemote;
 
     fn req() -> SpawnRequest {
         SpawnRequest {

@@ -5,11 +5,11 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 
 use caps::Capability;
-use proto::helper::Caller;
+use proto::Caller;
 use tupper_config::system::SystemConfig;
 
+use crate::capabilities::with_caps;
 use crate::error::Error;
-use crate::privileges::with_caps;
 use tupper_sys as sys;
 
 /// Open `containers/<caller uid>/<id>` in the store without following any

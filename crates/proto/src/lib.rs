@@ -9,13 +9,14 @@
 //! This crate is the only place that knows the wire encoding, so the encoder
 //! can be replaced without touching a helper.
 
+mod caller;
 pub mod error;
 pub mod frame;
-pub mod helper;
 pub mod messages;
 pub mod spawn;
 pub mod validate;
 
+pub use caller::Caller;
 pub use error::{Error, ErrorKind, RemoteError};
 pub use frame::{Channel, MAX_FRAME_LEN};
 pub use messages::*;

@@ -88,7 +88,7 @@ pub fn run(mut opts: RunOptions, signals: &Signals) -> Result<i32> {
     opts.validate()?;
     // The helpers enforce this; checking it here first gives the clearest message
     // before anything is created.
-    tupper_config::subid::mapping_for(proto::helper::Caller::current())
+    tupper_config::subid::mapping_for(proto::Caller::current())
         .map_err(|e| crate::helpers::wrap(Helper::Ns, proto::Error::Remote(e.to_remote())))?;
     let state = Records::open()?;
     cleanup::collect_garbage(&state);

@@ -1,6 +1,7 @@
 //! The one error type of the storage helper and its mapping onto the wire.
 
 use proto::{ErrorKind, RemoteError};
+use tupper_helper::ToRemote;
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -12,6 +13,10 @@ pub enum Error {
     /// Configuration, policy and subordinate-id errors from `tupper-config`.
     #[error(transparent)]
     Config(#[from] tupper_config::Error),
+    /// The helper runtime: a missing or undeclared capability, a failed
+    /// capability call.
+    #[error(transparent)]
+    Helper(#[from] tupper_helper::Error),
     #[error("{0}")]
     NotFound(String),
     #[error("{0}")]
@@ -64,12 +69,15 @@ impl Error {
             },
         }
     }
+}
 
+impl ToRemote for Error {
     /// What the supervisor gets.
-    pub fn to_remote(&self) -> RemoteError {
+    fn to_remote(&self) -> RemoteError {
         let kind = match self {
-            Error::Proto(e) => return e.to_remote(),
+            Error::Proto(e) => return ToRemote::to_remote(e),
             Error::Config(e) => return e.to_remote(),
+            Error::Helper(e) => return e.to_remote(),
             Error::NotFound(_) => ErrorKind::NotFound,
             Error::AlreadyExists(_) => ErrorKind::AlreadyExists,
             Error::Unsafe(_) => ErrorKind::Unsafe,
@@ -89,6 +97,11 @@ impl Error {
             }
         };
         RemoteError::new(kind, self.to_string())
+    }
+
+    /// A close in the middle of an import: no reply, the session ends.
+    fn channel_closed(&self) -> bool {
+        matches!(self, Error::ChannelClosed)
     }
 }
 

@@ -9,8 +9,8 @@ use nix::fcntl::{openat, OFlag};
 use nix::sys::stat::{fchmod, fstat, mkdirat, Mode};
 use nix::unistd::{fchown, Gid, Uid};
 
+use crate::capabilities::{with_caps, STORE, STORE_CREATE};
 use crate::error::{Error, Result};
-use crate::privileges::{with_caps, STORE, STORE_CREATE};
 
 pub const DIR_FLAGS: OFlag = OFlag::O_RDONLY
     .union(OFlag::O_DIRECTORY)

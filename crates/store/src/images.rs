@@ -6,9 +6,9 @@ use nix::fcntl::AtFlags;
 use nix::sys::stat::fstatat;
 use proto::{ImageInfo, StorageReply};
 
+use crate::capabilities::{with_caps, STORE};
 use crate::error::{Error, Result};
 use crate::fsutil::{exists_at, visible_names};
-use crate::privileges::{with_caps, STORE};
 use crate::subvol;
 use crate::suggest;
 

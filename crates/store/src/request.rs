@@ -1,7 +1,7 @@
 //! One request: validate, act, and produce the reply.
 
-use proto::helper::Caller;
 use proto::validate;
+use proto::Caller;
 use proto::{Channel, StorageReply, StorageRequest};
 use tupper_config::system::SystemConfig;
 

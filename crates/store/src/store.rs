@@ -23,13 +23,13 @@ use nix::mount::MsFlags;
 use nix::sys::stat::{fstat, Mode, SFlag};
 use nix::sys::statfs::{fstatfs, BTRFS_SUPER_MAGIC};
 use nix::unistd::{fchown, ftruncate, unlinkat, Gid, Uid, UnlinkatFlags};
-use proto::helper::Caller;
+use proto::Caller;
 use tupper_config::system::StoreConfig;
 
+use crate::capabilities::{with_caps, ADMIN, STORE, STORE_CREATE};
 use crate::error::{Error, Result};
 use crate::fsutil::{ensure_root_dir_at, make_root_owned, open_dir_path};
 use crate::loopdev;
-use crate::privileges::{with_caps, ADMIN, STORE, STORE_CREATE};
 
 const IMAGE_FILE: &str = "storage.img";
 const IMAGE_TMP: &str = ".storage.img.new";

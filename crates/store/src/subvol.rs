@@ -5,10 +5,10 @@ use std::os::fd::{AsFd, OwnedFd};
 use caps::Capability;
 
 use crate::btrfs;
+use crate::capabilities::{with_caps, STORE};
 use crate::error::{Error, Result};
 use crate::fsutil::open_dir_at;
 use crate::nested;
-use crate::privileges::{with_caps, STORE};
 
 /// Destroying: CAP_SYS_ADMIN for the ioctl, CAP_FOWNER to clear the
 /// read-only flag of a subvolume owned by a container id, CAP_DAC_OVERRIDE

@@ -119,6 +119,24 @@ impl Helper {
         drop(chan);
         assert!(child.wait().unwrap().success());
     }
+
+    /// After a reply of kind `Protocol`: the helper serves nothing more and
+    /// exits with failure.
+    fn ended_by_protocol_error(self) {
+        let Helper {
+            mut chan,
+            mut child,
+        } = self;
+        // The helper may be gone already: then sending is a broken pipe.
+        let _ = chan.send(&StorageRequest::ListImages);
+        match chan.recv_opt::<Result<StorageReply, RemoteError>>() {
+            Ok(None) | Err(_) => {}
+            Ok(Some(reply)) => panic!("served after a protocol error: {reply:?}"),
+        }
+        drop(chan);
+        let status = child.wait().unwrap();
+        assert_eq!(status.code(), Some(1), "{status}");
+    }
 }
 
 fn uid() -> u32 {
@@ -432,12 +450,15 @@ fn hostile_names_and_ids() {
         ErrorKind::InvalidRequest,
         "name",
     );
+    // A protocol violation is answered, then ends the session (the serve
+    // loop of every helper): nothing more is read, and the helper exits
+    // with failure.
     expect_err(
         h.call(StorageRequest::ImportChunk(vec![1, 2, 3])),
         ErrorKind::Protocol,
         "outside of an import",
     );
-    h.finish();
+    h.ended_by_protocol_error();
 }
 
 #[test]

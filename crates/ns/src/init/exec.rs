@@ -39,7 +39,7 @@ fn caps_err(what: &'static str) -> impl FnOnce(caps::errors::CapsError) -> Error
 
 /// Reduce capabilities to [`DEFAULT_CAPS`], set no_new_privs, close every
 /// descriptor but stdio and the (close-on-exec) control channel.
-pub fn lock_down(caller_limits: &proto::helper::CallerLimits) -> Result<(), Error> {
+pub fn lock_down(caller_limits: &tupper_helper::CallerLimits) -> Result<(), Error> {
     let keep: caps::CapsHashSet = DEFAULT_CAPS.into_iter().collect();
     // Bounding set by number, so capabilities newer than the caps crate go too.
     for cap in 0..64u32 {
@@ -57,10 +57,10 @@ pub fn lock_down(caller_limits: &proto::helper::CallerLimits) -> Result<(), Erro
     caps::set(None, CapSet::Inheritable, &keep).map_err(caps_err("set capabilities"))?;
     caps::clear(None, CapSet::Ambient).map_err(caps_err("clear ambient capabilities"))?;
     tupper_sys::prctl(libc::PR_SET_NO_NEW_PRIVS, 1).ctx("set no_new_privs")?;
-    proto::helper::close_fds_from(proto::CONTROL_FD + 1)?;
+    tupper_helper::close_fds_from(proto::CONTROL_FD + 1)?;
     // Default dispositions and an empty mask for the command: ignored
     // signals survive `execve`, and the Rust runtime ignores `SIGPIPE`.
-    proto::helper::reset_signals_except(&[]);
+    tupper_helper::reset_signals_except(&[]);
     // The caller's own soft limits (the helper raised them, and lowered the
     // core limit, for itself).
     caller_limits.restore_soft_limits();

@@ -12,8 +12,13 @@ mod system;
 
 use proto::{Channel, NsReply, NsRequest, SpawnRequest};
 
+use tupper_helper::ToRemote;
+
 use crate::error::Error;
 use crate::sync::ChildEnd;
+
+#[cfg(test)]
+pub(crate) use exec::DEFAULT_CAPS;
 
 /// Exit status when the init gives up before running the command.
 const EXIT_SETUP_FAILED: i32 = 125;
@@ -25,11 +30,11 @@ fn exit(code: i32) -> ! {
 }
 
 pub fn run(
-    mut chan: Channel,
+    chan: &mut Channel,
     mut sync: ChildEnd,
     req: SpawnRequest,
     user_namespace: bool,
-    caller_limits: &proto::helper::CallerLimits,
+    caller_limits: &tupper_helper::CallerLimits,
 ) -> ! {
     let setup = set_up(&mut sync, &req, user_namespace);
     // 11. report "setup done" (or why not) to the helper.
@@ -79,7 +84,7 @@ fn set_up(
     sync.signal_ready()?;
     sync.wait_maps_written()?;
     if !user_namespace {
-        crate::privileges::raise_all()?;
+        creds::raise_all()?;
     }
     creds::become_container_root()?;
 

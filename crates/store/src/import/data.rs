@@ -132,6 +132,7 @@ pub fn copy_sparse(r: &mut impl Read, file: &File, name: &str) -> Result<u64> {
 mod tests {
     use super::*;
     use std::os::unix::fs::MetadataExt;
+    use tupper_helper::ToRemote;
 
     fn limit(value: u64) -> Limit<u64> {
         Limit {

@@ -28,8 +28,8 @@ use pathrs::{Handle, InodeType, Root};
 use super::data::{copy_sparse, Budget};
 use super::ids::Shift;
 use super::policy::{self, shown, Kind};
+use crate::capabilities::{with_caps, EXTRACT};
 use crate::error::{Error, Result};
-use crate::privileges::{with_caps, EXTRACT};
 
 /// Writes entries into one image tree.
 pub struct Extractor {

@@ -12,12 +12,12 @@ use std::time::Duration;
 
 use nix::errno::Errno;
 use nix::fcntl::{renameat2, RenameFlags};
-use proto::helper::Caller;
+use proto::Caller;
 use proto::{Channel, StorageReply};
 
+use crate::capabilities::{with_caps, STORE};
 use crate::error::{Error, Result};
 use crate::fsutil::{exists_at, open_dir_at};
-use crate::privileges::{with_caps, STORE};
 use crate::store::Store;
 use crate::subvol;
 pub use chunks::request_name;
