@@ -9,44 +9,54 @@
 use std::ffi::CString;
 use std::os::fd::{AsRawFd, OwnedFd};
 
-use nix::mount::{mount, umount2, MntFlags, MsFlags};
+use nix::mount::{MntFlags, MsFlags};
 
 use crate::error::{Context, Error};
-use tupper_sys::{self as sys, cstring, fd_path, RESOLVE_STRICT};
+use tupper_sys::{cstring, fd_path, RESOLVE_STRICT};
+
+// Declared here rather than in `init/mod.rs`: the seam belongs to this file.
+#[path = "mount_sys.rs"]
+mod mount_sys;
+use mount_sys::{MountSys, Real};
 
 pub fn set_up_root() -> Result<(), Error> {
-    make_mounts_private()?;
-    let root = bind_root_onto_itself()?;
-    mount_proc(&root)?;
-    mount_sys(&root)?;
-    mount_dev(&root)?;
-    protect_proc(&root)?;
+    set_up_root_with(&Real)
+}
+
+fn set_up_root_with(s: &impl MountSys) -> Result<(), Error> {
+    make_mounts_private(s)?;
+    let root = bind_root_onto_itself(s)?;
+    mount_proc(s, &root)?;
+    mount_sys(s, &root)?;
+    mount_dev(s, &root)?;
+    protect_proc(s, &root)?;
     drop(root);
-    pivot()
+    pivot(s)
 }
 
 /// Nothing we mount propagates to the host, nothing of the host's to us.
-fn make_mounts_private() -> Result<(), Error> {
-    mount(
-        None::<&str>,
-        "/",
-        None::<&str>,
+fn make_mounts_private(s: &impl MountSys) -> Result<(), Error> {
+    s.mount(
+        None,
+        c"/",
+        None,
         MsFlags::MS_REC | MsFlags::MS_PRIVATE,
-        None::<&str>,
+        None,
     )
     .ctx("make mounts private")
 }
 
 /// Bind the container root (our cwd) onto itself so it is a mount point
 /// `pivot_root` accepts; returns the new mount, which is also the new cwd.
-fn bind_root_onto_itself() -> Result<OwnedFd, Error> {
-    let tree = sys::open_tree(
-        libc::AT_FDCWD,
-        c".",
-        libc::OPEN_TREE_CLONE | libc::AT_RECURSIVE as u32,
-    )
-    .ctx("bind the container root")?;
-    sys::move_mount(
+fn bind_root_onto_itself(s: &impl MountSys) -> Result<OwnedFd, Error> {
+    let tree = s
+        .open_tree(
+            libc::AT_FDCWD,
+            c".",
+            libc::OPEN_TREE_CLONE | libc::AT_RECURSIVE as u32,
+        )
+        .ctx("bind the container root")?;
+    s.move_mount(
         tree.as_raw_fd(),
         c"",
         libc::AT_FDCWD,
@@ -54,7 +64,7 @@ fn bind_root_onto_itself() -> Result<OwnedFd, Error> {
         libc::MOVE_MOUNT_F_EMPTY_PATH,
     )
     .ctx("bind the container root")?;
-    nix::unistd::fchdir(&tree).ctx("enter the container root")?;
+    s.fchdir(&tree).ctx("enter the container root")?;
     Ok(tree)
 }
 
@@ -65,8 +75,13 @@ enum Kind {
 }
 
 /// Open `rel` beneath `root` without following symlinks.
-fn open_beneath(root: &OwnedFd, rel: &str, flags: i32) -> std::io::Result<OwnedFd> {
-    sys::openat2(
+fn open_beneath(
+    s: &impl MountSys,
+    root: &OwnedFd,
+    rel: &str,
+    flags: i32,
+) -> std::io::Result<OwnedFd> {
+    s.openat2(
         root.as_raw_fd(),
         &cstring(rel)?,
         flags | libc::O_PATH,
@@ -81,49 +96,33 @@ fn refuse(rel: &str) -> Error {
 }
 
 /// The mount point `rel` (created when missing), refusing symlinks and wrong types.
-fn mountpoint(root: &OwnedFd, rel: &str, kind: Kind) -> Result<OwnedFd, Error> {
+fn mountpoint(s: &impl MountSys, root: &OwnedFd, rel: &str, kind: Kind) -> Result<OwnedFd, Error> {
     let (parent_rel, name) = rel.rsplit_once('/').unwrap_or((".", rel));
-    let parent =
-        open_beneath(root, parent_rel, libc::O_DIRECTORY).map_err(|e| match e.raw_os_error() {
+    let parent = open_beneath(s, root, parent_rel, libc::O_DIRECTORY).map_err(|e| {
+        match e.raw_os_error() {
             Some(libc::ELOOP | libc::ENOTDIR | libc::EXDEV) => refuse(parent_rel),
             _ => Error::sys(format!("open /{parent_rel} in the container"))(e),
-        })?;
-    let name_c = cstring(name).ctx("mount point name")?;
-    // SAFETY: valid descriptor and C string; a created file is closed at once.
-    let rc = unsafe {
-        match kind {
-            Kind::Dir => libc::mkdirat(parent.as_raw_fd(), name_c.as_ptr(), 0o755),
-            Kind::File => {
-                let fd = libc::openat(
-                    parent.as_raw_fd(),
-                    name_c.as_ptr(),
-                    libc::O_CREAT
-                        | libc::O_EXCL
-                        | libc::O_WRONLY
-                        | libc::O_NOFOLLOW
-                        | libc::O_CLOEXEC,
-                    0o644,
-                );
-                if fd >= 0 {
-                    libc::close(fd);
-                }
-                fd
-            }
         }
+    })?;
+    let name_c = cstring(name).ctx("mount point name")?;
+    let created = match kind {
+        Kind::Dir => s.mkdirat(parent.as_raw_fd(), &name_c),
+        Kind::File => s.create_file(parent.as_raw_fd(), &name_c),
     };
-    if rc < 0 {
-        let e = std::io::Error::last_os_error();
+    if let Err(e) = created {
         if e.raw_os_error() != Some(libc::EEXIST) {
             return Err(Error::sys(format!("create /{rel} in the container"))(e));
         }
     }
-    let fd = open_beneath(root, rel, 0).map_err(|e| match e.raw_os_error() {
+    let fd = open_beneath(s, root, rel, 0).map_err(|e| match e.raw_os_error() {
         Some(libc::ELOOP | libc::ENOTDIR | libc::EXDEV) => refuse(rel),
         _ => Error::sys(format!("open /{rel} in the container"))(e),
     })?;
-    let st = nix::sys::stat::fstat(&fd).ctx(format!("inspect /{rel} in the container"))?;
-    let is_dir = st.st_mode & libc::S_IFMT == libc::S_IFDIR;
-    let is_link = st.st_mode & libc::S_IFMT == libc::S_IFLNK;
+    let mode = s
+        .file_mode(&fd)
+        .ctx(format!("inspect /{rel} in the container"))?;
+    let is_dir = mode & libc::S_IFMT == libc::S_IFDIR;
+    let is_link = mode & libc::S_IFMT == libc::S_IFLNK;
     if is_link || is_dir != (kind == Kind::Dir) {
         return Err(refuse(rel));
     }
@@ -131,8 +130,8 @@ fn mountpoint(root: &OwnedFd, rel: &str, kind: Kind) -> Result<OwnedFd, Error> {
 }
 
 /// Whatever exists at `rel` beneath `root`, or `None` (for optional targets).
-fn existing(root: &OwnedFd, rel: &str) -> Result<Option<OwnedFd>, Error> {
-    match open_beneath(root, rel, 0) {
+fn existing(s: &impl MountSys, root: &OwnedFd, rel: &str) -> Result<Option<OwnedFd>, Error> {
+    match open_beneath(s, root, rel, 0) {
         Ok(fd) => Ok(Some(fd)),
         Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(None),
         Err(e) => Err(Error::sys(format!("open /{rel} in the container"))(e)),
@@ -140,6 +139,7 @@ fn existing(root: &OwnedFd, rel: &str) -> Result<Option<OwnedFd>, Error> {
 }
 
 fn mount_on(
+    s: &impl MountSys,
     target: &OwnedFd,
     source: Option<&str>,
     fstype: Option<&str>,
@@ -147,24 +147,26 @@ fn mount_on(
     data: Option<&str>,
 ) -> nix::Result<()> {
     let target: CString = fd_path(target);
-    mount(source, target.as_c_str(), fstype, flags, data)
+    s.mount(source, target.as_c_str(), fstype, flags, data)
 }
 
-fn bind_on(target: &OwnedFd, source: &str, flags: MsFlags) -> nix::Result<()> {
+fn bind_on(s: &impl MountSys, target: &OwnedFd, source: &str, flags: MsFlags) -> nix::Result<()> {
     mount_on(
+        s,
         target,
         Some(source),
         None,
         MsFlags::MS_BIND | flags,
-        None::<&str>,
+        None,
     )
 }
 
 /// Make the mount at `rel` read-only; `rel` is re-opened so that the
 /// descriptor names the mount's root, not the directory beneath it.
-fn remount_read_only(root: &OwnedFd, rel: &str) -> Result<(), Error> {
-    let fd = existing(root, rel)?.ok_or_else(|| refuse(rel))?;
+fn remount_read_only(s: &impl MountSys, root: &OwnedFd, rel: &str) -> Result<(), Error> {
+    let fd = existing(s, root, rel)?.ok_or_else(|| refuse(rel))?;
     mount_on(
+        s,
         &fd,
         None,
         None,
@@ -174,7 +176,7 @@ fn remount_read_only(root: &OwnedFd, rel: &str) -> Result<(), Error> {
             | MsFlags::MS_NOSUID
             | MsFlags::MS_NODEV
             | MsFlags::MS_NOEXEC,
-        None::<&str>,
+        None,
     )
     .ctx(format!("make /{rel} read-only"))
 }
@@ -183,33 +185,35 @@ const NOSUID_NODEV_NOEXEC: MsFlags = MsFlags::MS_NOSUID
     .union(MsFlags::MS_NODEV)
     .union(MsFlags::MS_NOEXEC);
 
-fn mount_proc(root: &OwnedFd) -> Result<(), Error> {
-    let target = mountpoint(root, "proc", Kind::Dir)?;
+fn mount_proc(s: &impl MountSys, root: &OwnedFd) -> Result<(), Error> {
+    let target = mountpoint(s, root, "proc", Kind::Dir)?;
     mount_on(
+        s,
         &target,
         Some("proc"),
         Some("proc"),
         NOSUID_NODEV_NOEXEC,
-        None::<&str>,
+        None,
     )
     .ctx("mount /proc")
 }
 
-fn mount_sys(root: &OwnedFd) -> Result<(), Error> {
-    let target = mountpoint(root, "sys", Kind::Dir)?;
+fn mount_sys(s: &impl MountSys, root: &OwnedFd) -> Result<(), Error> {
+    let target = mountpoint(s, root, "sys", Kind::Dir)?;
     match mount_on(
+        s,
         &target,
         Some("sysfs"),
         Some("sysfs"),
         NOSUID_NODEV_NOEXEC | MsFlags::MS_RDONLY,
-        None::<&str>,
+        None,
     ) {
         Ok(()) => Ok(()),
         Err(nix::Error::EPERM) => {
             // A fresh sysfs is refused: show the host's, read-only.
             let host_sys = "/sys";
-            bind_on(&target, host_sys, MsFlags::MS_REC).ctx("mount /sys")?;
-            remount_read_only(root, "sys")
+            bind_on(s, &target, host_sys, MsFlags::MS_REC).ctx("mount /sys")?;
+            remount_read_only(s, root, "sys")
         }
         Err(e) => Err(e).ctx("mount /sys"),
     }
@@ -227,9 +231,10 @@ const DEV_LINKS: [(&str, &str); 5] = [
     ("ptmx", "pts/ptmx"),
 ];
 
-fn mount_dev(root: &OwnedFd) -> Result<(), Error> {
-    let target = mountpoint(root, "dev", Kind::Dir)?;
+fn mount_dev(s: &impl MountSys, root: &OwnedFd) -> Result<(), Error> {
+    let target = mountpoint(s, root, "dev", Kind::Dir)?;
     mount_on(
+        s,
         &target,
         Some("tmpfs"),
         Some("tmpfs"),
@@ -240,24 +245,23 @@ fn mount_dev(root: &OwnedFd) -> Result<(), Error> {
 
     for name in DEVICES {
         let rel = format!("dev/{name}");
-        let node = mountpoint(root, &rel, Kind::File)?;
-        bind_on(&node, &format!("/dev/{name}"), MsFlags::empty()).ctx(format!("bind /{rel}"))?;
+        let node = mountpoint(s, root, &rel, Kind::File)?;
+        bind_on(s, &node, &format!("/dev/{name}"), MsFlags::empty()).ctx(format!("bind /{rel}"))?;
     }
 
-    let dev = existing(root, "dev")?.ok_or_else(|| refuse("dev"))?;
+    let dev = existing(s, root, "dev")?.ok_or_else(|| refuse("dev"))?;
     for (name, to) in DEV_LINKS {
         let (name_c, to_c) = (cstring(name).ctx("link")?, cstring(to).ctx("link")?);
-        // SAFETY: valid descriptor and C strings.
-        if unsafe { libc::symlinkat(to_c.as_ptr(), dev.as_raw_fd(), name_c.as_ptr()) } != 0 {
-            return Err(std::io::Error::last_os_error()).ctx(format!("create /dev/{name}"));
-        }
+        s.symlinkat(&to_c, dev.as_raw_fd(), &name_c)
+            .ctx(format!("create /dev/{name}"))?;
     }
 
-    let pts = mountpoint(root, "dev/pts", Kind::Dir)?;
+    let pts = mountpoint(s, root, "dev/pts", Kind::Dir)?;
     // Container gid 5 (tty) is always mapped: the map covers 0..65535, and
     // without a user namespace host gid 5 is used.
     let pts_flags = MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC;
     mount_on(
+        s,
         &pts,
         Some("devpts"),
         Some("devpts"),
@@ -266,6 +270,7 @@ fn mount_dev(root: &OwnedFd) -> Result<(), Error> {
     )
     .or_else(|_| {
         mount_on(
+            s,
             &pts,
             Some("devpts"),
             Some("devpts"),
@@ -275,8 +280,9 @@ fn mount_dev(root: &OwnedFd) -> Result<(), Error> {
     })
     .ctx("mount /dev/pts")?;
 
-    let shm = mountpoint(root, "dev/shm", Kind::Dir)?;
+    let shm = mountpoint(s, root, "dev/shm", Kind::Dir)?;
     mount_on(
+        s,
         &shm,
         Some("shm"),
         Some("tmpfs"),
@@ -300,31 +306,32 @@ const PROC_MASKED_FILES: [&str; 6] = [
 /// `/proc` directories hidden behind an empty read-only tmpfs.
 const PROC_MASKED_DIRS: [&str; 2] = ["acpi", "scsi"];
 
-fn protect_proc(root: &OwnedFd) -> Result<(), Error> {
+fn protect_proc(s: &impl MountSys, root: &OwnedFd) -> Result<(), Error> {
     for name in PROC_READ_ONLY {
         let rel = format!("proc/{name}");
-        if let Some(fd) = existing(root, &rel)? {
+        if let Some(fd) = existing(s, root, &rel)? {
             let path = fd_path(&fd);
             let path = path.to_str().unwrap_or_default();
-            bind_on(&fd, path, MsFlags::MS_REC).ctx(format!("protect /{rel}"))?;
-            remount_read_only(root, &rel)?;
+            bind_on(s, &fd, path, MsFlags::MS_REC).ctx(format!("protect /{rel}"))?;
+            remount_read_only(s, root, &rel)?;
         }
     }
     for name in PROC_MASKED_FILES {
         let rel = format!("proc/{name}");
-        if let Some(fd) = existing(root, &rel)? {
-            bind_on(&fd, "/dev/null", MsFlags::empty()).ctx(format!("mask /{rel}"))?;
+        if let Some(fd) = existing(s, root, &rel)? {
+            bind_on(s, &fd, "/dev/null", MsFlags::empty()).ctx(format!("mask /{rel}"))?;
         }
     }
     for name in PROC_MASKED_DIRS {
         let rel = format!("proc/{name}");
-        if let Some(fd) = existing(root, &rel)? {
+        if let Some(fd) = existing(s, root, &rel)? {
             mount_on(
+                s,
                 &fd,
                 Some("tmpfs"),
                 Some("tmpfs"),
                 NOSUID_NODEV_NOEXEC | MsFlags::MS_RDONLY,
-                None::<&str>,
+                None,
             )
             .ctx(format!("mask /{rel}"))?;
         }
@@ -333,8 +340,321 @@ fn protect_proc(root: &OwnedFd) -> Result<(), Error> {
 }
 
 /// Make the container root `/` and detach the host's tree.
-fn pivot() -> Result<(), Error> {
-    nix::unistd::pivot_root(".", ".").ctx("pivot_root into the container root")?;
-    umount2(".", MntFlags::MNT_DETACH).ctx("detach the host's mounts")?;
-    nix::unistd::chdir("/").ctx("enter /")
+fn pivot(s: &impl MountSys) -> Result<(), Error> {
+    s.pivot_root(c".", c".")
+        .ctx("pivot_root into the container root")?;
+    s.umount2(c".", MntFlags::MNT_DETACH)
+        .ctx("detach the host's mounts")?;
+    s.chdir(c"/").ctx("enter /")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::mount_sys::fake::{Call, Fake, Node, Target};
+    use super::*;
+
+    fn fd(path: &str) -> Target {
+        Target::Fd(path.to_string())
+    }
+
+    /// A container root as an image ships it: the usual directories, and
+    /// the `/proc` entries the init protects.
+    fn image() -> Fake {
+        let mut owned: Vec<(String, Node)> = ["proc", "sys", "dev"]
+            .iter()
+            .map(|d| (d.to_string(), Node::Dir))
+            .collect();
+        for name in PROC_READ_ONLY {
+            owned.push((format!("proc/{name}"), Node::Dir));
+        }
+        owned.push(("proc/kcore".into(), Node::File));
+        owned.push(("proc/acpi".into(), Node::Dir));
+        let refs: Vec<(&str, Node)> = owned.iter().map(|(n, k)| (n.as_str(), k.clone())).collect();
+        Fake::with(&refs)
+    }
+
+    /// The mounts in order: (source, target, fstype, flags, data).
+    fn mounts(calls: &[Call]) -> Vec<(Option<Target>, Target, Option<String>, MsFlags)> {
+        calls
+            .iter()
+            .filter_map(|c| match c {
+                Call::Mount {
+                    source,
+                    target,
+                    fstype,
+                    flags,
+                    ..
+                } => Some((source.clone(), target.clone(), fstype.clone(), *flags)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn position(calls: &[Call], what: &str, pred: impl Fn(&Call) -> bool) -> usize {
+        calls
+            .iter()
+            .position(pred)
+            .unwrap_or_else(|| panic!("no call for {what} in {calls:#?}"))
+    }
+
+    fn is_mount_of(c: &Call, ty: &str) -> bool {
+        matches!(c, Call::Mount { fstype: Some(t), .. } if t == ty)
+    }
+
+    /// Anything that changes the mount table or the tree.
+    fn is_change(c: &Call) -> bool {
+        matches!(
+            c,
+            Call::Mount { .. }
+                | Call::OpenTree { .. }
+                | Call::MoveMount { .. }
+                | Call::Mkdir(_)
+                | Call::CreateFile(_)
+                | Call::Symlink { .. }
+                | Call::PivotRoot { .. }
+                | Call::Umount2 { .. }
+        )
+    }
+
+    #[test]
+    fn mounts_are_made_private_before_anything_else_changes() {
+        let fake = image();
+        set_up_root_with(&fake).unwrap();
+        let calls = fake.calls();
+        let first = calls.iter().find(|c| is_change(c)).unwrap();
+        assert_eq!(
+            *first,
+            Call::Mount {
+                source: None,
+                target: Target::Path("/".into()),
+                fstype: None,
+                flags: MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+                data: None,
+            }
+        );
+    }
+
+    #[test]
+    fn the_root_is_bound_onto_itself_and_entered_before_proc() {
+        let fake = image();
+        set_up_root_with(&fake).unwrap();
+        let calls = fake.calls();
+        let open_tree = position(&calls, "open_tree", |c| {
+            *c == Call::OpenTree {
+                dirfd: libc::AT_FDCWD,
+                path: ".".into(),
+                flags: libc::OPEN_TREE_CLONE | libc::AT_RECURSIVE as u32,
+            }
+        });
+        let move_mount = position(&calls, "move_mount", |c| {
+            *c == Call::MoveMount {
+                from: fd(""),
+                from_path: String::new(),
+                to_dirfd: libc::AT_FDCWD,
+                to_path: ".".into(),
+                flags: libc::MOVE_MOUNT_F_EMPTY_PATH,
+            }
+        });
+        let enter = position(&calls, "fchdir", |c| *c == Call::Fchdir(fd("")));
+        let first_open = position(&calls, "openat2", |c| matches!(c, Call::Open { .. }));
+        let proc = position(&calls, "proc", |c| is_mount_of(c, "proc"));
+        assert!(open_tree < move_mount, "{calls:#?}");
+        assert!(move_mount < enter, "{calls:#?}");
+        assert!(enter < first_open, "{calls:#?}");
+        assert!(move_mount < proc, "{calls:#?}");
+    }
+
+    #[test]
+    fn every_mount_is_made_on_a_descriptor_opened_beneath_the_root() {
+        let fake = image();
+        set_up_root_with(&fake).unwrap();
+        let calls = fake.calls();
+        // Every lookup starts at the bound root and follows no symlink.
+        for c in &calls {
+            if let Call::Open { dir, resolve, .. } = c {
+                assert_eq!(*dir, fd(""), "{c:?}");
+                assert_eq!(*resolve, RESOLVE_STRICT, "{c:?}");
+                assert_ne!(resolve & libc::RESOLVE_BENEATH, 0);
+                assert_ne!(resolve & libc::RESOLVE_NO_SYMLINKS, 0);
+            }
+        }
+        let ms = mounts(&calls);
+        // After the private step, no mount names a target by a path string.
+        for (_, target, ty, _) in &ms[1..] {
+            assert!(matches!(target, Target::Fd(_)), "{ty:?} on {target:?}");
+        }
+        let on = |ty: &str| -> Vec<Target> {
+            ms.iter()
+                .filter(|m| m.2.as_deref() == Some(ty))
+                .map(|m| m.1.clone())
+                .collect()
+        };
+        assert_eq!(on("proc"), [fd("proc")]);
+        assert_eq!(on("sysfs"), [fd("sys")]);
+        assert_eq!(on("tmpfs"), [fd("dev"), fd("dev/shm"), fd("proc/acpi")]);
+        assert_eq!(on("devpts"), [fd("dev/pts")]);
+        for name in DEVICES {
+            let bind = ms
+                .iter()
+                .find(|m| m.0 == Some(Target::Path(format!("/dev/{name}"))))
+                .unwrap();
+            assert_eq!(bind.1, fd(&format!("dev/{name}")));
+            assert_eq!(bind.3, MsFlags::MS_BIND);
+        }
+    }
+
+    #[test]
+    fn a_symlinked_mount_target_is_refused_and_nothing_is_mounted_after_it() {
+        let fake = image();
+        fake.tree
+            .borrow_mut()
+            .insert("sys".into(), Node::Link("/etc".into()));
+        let err = set_up_root_with(&fake).unwrap_err();
+        match &err {
+            Error::Unsafe(m) => assert!(m.contains("/sys "), "{m}"),
+            other => panic!("expected Unsafe, got {other:?}"),
+        }
+        let calls = fake.calls();
+        let refused = position(
+            &calls,
+            "open sys",
+            |c| matches!(c, Call::Open { path, .. } if path == "sys"),
+        );
+        let after: Vec<_> = calls[refused..].iter().filter(|c| is_change(c)).collect();
+        assert!(after.is_empty(), "changed after the refusal: {after:#?}");
+        // Only the private step, the root and /proc came before.
+        let ms = mounts(&calls);
+        assert_eq!(ms.len(), 2, "{ms:#?}");
+        assert_eq!(ms[1].1, fd("proc"));
+    }
+
+    #[test]
+    fn a_symlinked_parent_of_a_device_node_is_refused() {
+        let fake = image();
+        fake.tree
+            .borrow_mut()
+            .insert("dev".into(), Node::Link("/dev".into()));
+        let err = set_up_root_with(&fake).unwrap_err();
+        assert!(matches!(err, Error::Unsafe(_)), "{err:?}");
+        assert!(
+            !mounts(&fake.calls())
+                .iter()
+                .any(|m| m.2.as_deref() == Some("tmpfs")),
+            "/dev mounted through a symlink"
+        );
+    }
+
+    #[test]
+    fn a_mount_target_of_the_wrong_type_is_refused() {
+        let fake = image();
+        fake.tree.borrow_mut().insert("dev/null".into(), Node::Dir);
+        let err = set_up_root_with(&fake).unwrap_err();
+        match &err {
+            Error::Unsafe(m) => assert!(m.contains("/dev/null "), "{m}"),
+            other => panic!("expected Unsafe, got {other:?}"),
+        }
+        assert!(!mounts(&fake.calls()).iter().any(|m| m.1 == fd("dev/null")));
+    }
+
+    #[test]
+    fn sys_falls_back_to_the_hosts_read_only_when_sysfs_is_refused() {
+        let mut fake = image();
+        fake.fail_fstype = Some(("sysfs", nix::Error::EPERM));
+        set_up_root_with(&fake).unwrap();
+        let ms = mounts(&fake.calls());
+        let i = ms
+            .iter()
+            .position(|m| m.2.as_deref() == Some("sysfs"))
+            .unwrap();
+        assert_eq!(
+            ms[i + 1],
+            (
+                Some(Target::Path("/sys".into())),
+                fd("sys"),
+                None,
+                MsFlags::MS_BIND | MsFlags::MS_REC
+            )
+        );
+        assert_eq!(
+            ms[i + 2],
+            (
+                None,
+                fd("sys"),
+                None,
+                MsFlags::MS_REMOUNT
+                    | MsFlags::MS_BIND
+                    | MsFlags::MS_RDONLY
+                    | MsFlags::MS_NOSUID
+                    | MsFlags::MS_NODEV
+                    | MsFlags::MS_NOEXEC
+            )
+        );
+        assert_eq!(ms[i + 3].1, fd("dev"));
+    }
+
+    #[test]
+    fn sys_does_not_fall_back_on_other_errors() {
+        let mut fake = image();
+        fake.fail_fstype = Some(("sysfs", nix::Error::EINVAL));
+        let err = set_up_root_with(&fake).unwrap_err();
+        assert!(err.to_string().starts_with("mount /sys: "), "{err}");
+        let ms = mounts(&fake.calls());
+        assert_eq!(ms.last().map(|m| m.2.as_deref()), Some(Some("sysfs")));
+    }
+
+    #[test]
+    fn proc_is_protected_after_it_is_mounted() {
+        let fake = image();
+        set_up_root_with(&fake).unwrap();
+        let ms = mounts(&fake.calls());
+        let proc = ms.iter().position(|m| m.1 == fd("proc")).unwrap();
+        for name in PROC_READ_ONLY {
+            let t = fd(&format!("proc/{name}"));
+            let binds: Vec<_> = ms.iter().enumerate().filter(|(_, m)| m.1 == t).collect();
+            assert_eq!(binds.len(), 2, "{name}: {binds:#?}");
+            let (b, bind) = binds[0];
+            assert!(b > proc);
+            assert_eq!(bind.0, Some(t.clone()), "bound onto itself");
+            assert_eq!(bind.3, MsFlags::MS_BIND | MsFlags::MS_REC);
+            assert!(binds[1]
+                .1
+                 .3
+                .contains(MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY));
+        }
+        let kcore = ms.iter().position(|m| m.1 == fd("proc/kcore")).unwrap();
+        assert!(kcore > proc);
+        assert_eq!(ms[kcore].0, Some(Target::Path("/dev/null".into())));
+        let acpi = ms.iter().find(|m| m.1 == fd("proc/acpi")).unwrap();
+        assert!(acpi.3.contains(MsFlags::MS_RDONLY));
+        // Entries the image lacks are skipped, not created.
+        assert!(!ms.iter().any(|m| m.1 == fd("proc/keys")));
+    }
+
+    #[test]
+    fn pivot_root_comes_last_and_the_old_root_is_detached() {
+        let fake = image();
+        set_up_root_with(&fake).unwrap();
+        let calls = fake.calls();
+        let n = calls.len();
+        assert!(n >= 3);
+        assert_eq!(
+            calls[n - 3..],
+            [
+                Call::PivotRoot {
+                    new_root: ".".into(),
+                    put_old: ".".into()
+                },
+                Call::Umount2 {
+                    target: ".".into(),
+                    flags: MntFlags::MNT_DETACH
+                },
+                Call::Chdir("/".into()),
+            ]
+        );
+        let pivots = calls
+            .iter()
+            .filter(|c| matches!(c, Call::PivotRoot { .. }))
+            .count();
+        assert_eq!(pivots, 1);
+    }
 }
