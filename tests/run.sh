@@ -107,6 +107,22 @@ step "install into $PREFIX"
 "$repo/packaging/make-busybox-image.sh" "$PREFIX/busybox.tar"
 chmod 0644 "$PREFIX/busybox.tar"
 
+step "README capability table = each helper's --print-caps"
+# The one list of capabilities is in the code; install.sh installs what
+# --print-caps says, and the README's table must say the same.
+for h in tupper-storage tupper-ns tupper-net; do
+    want=$("$PREFIX/libexec/tupperware/$h" --print-caps) || die "$h --print-caps failed"
+    want=$(printf '%s\n' "${want%=p}" | tr , '\n' | LC_ALL=C sort)
+    # The table rows of $h: from its first row up to the next helper's row.
+    listed=$(awk -F'|' -v h=" \`$h\` " '
+        $2 == h { on = 1 }
+        on && $2 ~ /tupper-/ && $2 != h { on = 0 }
+        on && /^\|/ { print $3 }
+        on && !/^\|/ { on = 0 }' "$repo/README.md" | grep -o 'cap_[a-z_]*' | LC_ALL=C sort)
+    [ "$listed" = "$want" ] ||
+        die "README's capability table for $h lists [$(echo $listed)] but $h --print-caps says [$(echo $want)]"
+done
+
 step "test driver"
 # The one driver of the suite (tests/src/bin/drive.rs), where the test users
 # can execute it. cargo says where it built it (target directories vary).

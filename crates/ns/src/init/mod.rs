@@ -7,6 +7,7 @@
 
 mod creds;
 mod exec;
+mod mount_sys;
 mod mounts;
 mod system;
 

@@ -15,9 +15,7 @@ use crate::error::{Context, Error};
 use tupper_sys::{cstring, fd_path, RESOLVE_STRICT};
 
 // Declared here rather than in `init/mod.rs`: the seam belongs to this file.
-#[path = "mount_sys.rs"]
-mod mount_sys;
-use mount_sys::{MountSys, Real};
+use super::mount_sys::{MountSys, Real};
 
 pub fn set_up_root() -> Result<(), Error> {
     set_up_root_with(&Real)
@@ -350,7 +348,7 @@ fn pivot(s: &impl MountSys) -> Result<(), Error> {
 
 #[cfg(test)]
 mod tests {
-    use super::mount_sys::fake::{Call, Fake, Node, Target};
+    use crate::init::mount_sys::fake::{Call, Fake, Node, Target};
     use super::*;
 
     fn fd(path: &str) -> Target {
