@@ -348,8 +348,8 @@ fn pivot(s: &impl MountSys) -> Result<(), Error> {
 
 #[cfg(test)]
 mod tests {
-    use crate::init::mount_sys::fake::{Call, Fake, Node, Target};
     use super::*;
+    use crate::init::mount_sys::fake::{Call, Fake, Node, Target};
 
     fn fd(path: &str) -> Target {
         Target::Fd(path.to_string())
