@@ -6,6 +6,7 @@ use caps::Capability;
 use tupper_helper::HelperCaps;
 
 use crate::error::Error;
+use crate::init::DEFAULT_CAPS;
 
 /// Everything `tupper-ns` may ever hold (`--print-caps`, the one list
 /// install and packaging read):
@@ -27,26 +28,23 @@ pub static CAPS: HelperCaps = HelperCaps {
         Capability::CAP_SETGID,
         Capability::CAP_DAC_READ_SEARCH,
     ],
-    root_extra: &[
-        Capability::CAP_SYS_ADMIN,
-        Capability::CAP_NET_ADMIN,
-        // init::exec::DEFAULT_CAPS
-        Capability::CAP_CHOWN,
-        Capability::CAP_DAC_OVERRIDE,
-        Capability::CAP_FSETID,
-        Capability::CAP_FOWNER,
-        Capability::CAP_MKNOD,
-        Capability::CAP_NET_RAW,
-        Capability::CAP_SETGID,
-        Capability::CAP_SETUID,
-        Capability::CAP_SETFCAP,
-        Capability::CAP_SETPCAP,
-        Capability::CAP_NET_BIND_SERVICE,
-        Capability::CAP_SYS_CHROOT,
-        Capability::CAP_KILL,
-        Capability::CAP_AUDIT_WRITE,
-    ],
+    root_extra: &ROOT_EXTRA,
 };
+
+/// Root's extras: `CAP_SYS_ADMIN`, `CAP_NET_ADMIN`, then the init's default
+/// set, taken from its one definition.
+static ROOT_EXTRA: [Capability; 2 + DEFAULT_CAPS.len()] = root_extra();
+
+const fn root_extra() -> [Capability; 2 + DEFAULT_CAPS.len()] {
+    let mut out = [Capability::CAP_SYS_ADMIN; 2 + DEFAULT_CAPS.len()];
+    out[1] = Capability::CAP_NET_ADMIN;
+    let mut i = 0;
+    while i < DEFAULT_CAPS.len() {
+        out[2 + i] = DEFAULT_CAPS[i];
+        i += 1;
+    }
+    out
+}
 
 /// Run `f` with `wanted` raised in the effective set, then put the set back
 /// as it was (`tupper_helper::HelperCaps::with_caps`: declared and permitted,

@@ -18,7 +18,6 @@ use tupper_helper::ToRemote;
 use crate::error::Error;
 use crate::sync::ChildEnd;
 
-#[cfg(test)]
 pub(crate) use exec::DEFAULT_CAPS;
 
 /// Exit status when the init gives up before running the command.
