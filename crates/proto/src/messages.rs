@@ -46,6 +46,9 @@ pub enum StorageReply {
         name: String,
         entries: u64,
         bytes: u64,
+        /// Device nodes the tarball held, left out: the runtime gives each
+        /// container its own `/dev`.
+        devices_skipped: u64,
     },
     Images(Vec<ImageInfo>),
     Containers(Vec<String>),

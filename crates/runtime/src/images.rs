@@ -52,8 +52,16 @@ pub fn import(name: &str, source: &str) -> Result<()> {
         name,
         entries,
         bytes,
+        devices_skipped,
     } = reply
     {
+        if devices_skipped > 0 {
+            eprintln!(
+                "tupper: left out {devices_skipped} device node{} of the tarball \
+                 (each container gets its own /dev)",
+                if devices_skipped == 1 { "" } else { "s" }
+            );
+        }
         println!("imported {name}: {entries} entries, {bytes} bytes");
     }
     Ok(())

@@ -41,6 +41,8 @@ pub struct Extractor {
     /// directory changes its mtime).
     dir_times: Vec<(PathBuf, i64)>,
     pub entries: u64,
+    /// Device nodes left out (see [`Kind::Device`]).
+    pub devices_skipped: u64,
     pub bytes: u64,
 }
 
@@ -104,6 +106,7 @@ impl Extractor {
             budget,
             dir_times: Vec::new(),
             entries: 0,
+            devices_skipped: 0,
             bytes: 0,
         })
     }
@@ -117,6 +120,11 @@ impl Extractor {
             return Ok(());
         }
         let rel = policy::normalise(&raw)?;
+        if kind == Kind::Device {
+            // Never created; its name was still checked like any other.
+            self.devices_skipped += 1;
+            return Ok(());
+        }
         let meta = self.meta(&name, entry)?;
         self.entries += 1;
 
@@ -220,7 +228,8 @@ impl Extractor {
                     set_time_leaf(&parent, leaf, &meta, &name)
                 })?;
             }
-            Kind::Skip => {}
+            // Both returned above, before anything was created.
+            Kind::Skip | Kind::Device => {}
         }
         Ok(())
     }

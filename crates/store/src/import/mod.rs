@@ -84,7 +84,7 @@ fn import(
     if ex.entries == 0 {
         return Err(Error::Tarball("it contains no entries".into()));
     }
-    let (entries, bytes) = (ex.entries, ex.bytes);
+    let (entries, bytes, devices_skipped) = (ex.entries, ex.bytes, ex.devices_skipped);
     ex.finish()?;
     // Only a stream that reached ImportEnd makes an image.
     reader.drain();
@@ -101,6 +101,7 @@ fn import(
         name: name.to_string(),
         entries,
         bytes,
+        devices_skipped,
     })
 }
 

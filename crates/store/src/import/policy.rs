@@ -19,6 +19,11 @@ pub enum Kind {
     Fifo,
     /// Metadata-only records (PAX global headers) that create nothing.
     Skip,
+    /// A character or block device: never created (a container gets its own
+    /// minimal `/dev` from the runtime), only counted, so that root
+    /// filesystems made by `mmdebstrap`, `debootstrap` + `tar` or
+    /// `docker export` import as built.
+    Device,
 }
 
 /// The entry's name as the tarball spells it, for messages.
@@ -55,12 +60,7 @@ pub fn kind(raw_path: &[u8], t: EntryType) -> Result<Kind, Error> {
         EntryType::Link => Kind::Hardlink,
         EntryType::Fifo => Kind::Fifo,
         EntryType::XGlobalHeader => Kind::Skip,
-        EntryType::Char | EntryType::Block => {
-            return Err(Error::Unsafe(format!(
-                "tarball entry {:?} is a device node; images may not contain device nodes",
-                shown(raw_path)
-            )))
-        }
+        EntryType::Char | EntryType::Block => Kind::Device,
         other => {
             return Err(Error::Unsafe(format!(
                 "tarball entry {:?} has an unsupported type ({:?})",
@@ -107,12 +107,8 @@ mod tests {
         assert_eq!(kind(b"a", EntryType::Symlink).unwrap(), Kind::Symlink);
         assert_eq!(kind(b"a", EntryType::Link).unwrap(), Kind::Hardlink);
         assert_eq!(kind(b"a", EntryType::Fifo).unwrap(), Kind::Fifo);
-        let e = kind(b"dev/sda", EntryType::Block).unwrap_err();
-        assert_eq!(
-            e.to_string(),
-            "tarball entry \"dev/sda\" is a device node; images may not contain device nodes"
-        );
-        assert!(kind(b"dev/null", EntryType::Char).is_err());
+        assert_eq!(kind(b"dev/sda", EntryType::Block).unwrap(), Kind::Device);
+        assert_eq!(kind(b"dev/null", EntryType::Char).unwrap(), Kind::Device);
         assert!(kind(b"x", EntryType::new(b'Z')).is_err());
     }
 }
