@@ -15,9 +15,7 @@
 //! Every way of failing is the caller's uniform refusal, except a capability
 //! missing from the installation, which the administrator has to hear about.
 
-use std::ffi::CString;
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
 use caps::Capability::{CAP_DAC_OVERRIDE, CAP_SYS_ADMIN, CAP_SYS_CHROOT};
@@ -52,17 +50,8 @@ pub fn verify(store: &Path, caller: Caller, container: &str, target: &Container)
 /// `containers/<uid>/<id>` in the store, opened from the host without
 /// following symlinks; `None` whatever the reason it cannot be.
 fn store_root(store: &Path, uid: u32, container: &str) -> Result<Option<FileId>> {
-    let path = tupper_store::layout::container(store, uid, container);
-    let Ok(path) = CString::new(path.as_os_str().as_bytes()) else {
-        return Ok(None);
-    };
     with_caps(&[CAP_DAC_OVERRIDE], || {
-        let Ok(fd) = tupper_sys::openat2(
-            libc::AT_FDCWD,
-            &path,
-            libc::O_PATH | libc::O_DIRECTORY,
-            libc::RESOLVE_NO_SYMLINKS | libc::RESOLVE_NO_MAGICLINKS,
-        ) else {
+        let Ok(fd) = tupper_store::layout::open_container(store, uid, container) else {
             return Ok(None);
         };
         Ok(stat_of(fd.as_raw_fd(), c"", libc::AT_EMPTY_PATH))
@@ -124,6 +113,8 @@ fn stat_of(dirfd: libc::c_int, path: &std::ffi::CStr, flags: libc::c_int) -> Opt
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::ffi::CString;
+    use std::os::unix::ffi::OsStrExt;
 
     #[test]
     fn a_directory_is_named_by_device_and_inode() {

@@ -1,8 +1,6 @@
 //! Opening the caller's container root inside the root-only store.
 
-use std::ffi::CString;
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::os::unix::ffi::OsStrExt;
 
 use caps::Capability;
 use proto::Caller;
@@ -10,28 +8,20 @@ use tupper_config::system::SystemConfig;
 
 use crate::capabilities::with_caps;
 use crate::error::Error;
-use tupper_sys as sys;
 
 /// Open `containers/<caller uid>/<id>` in the store without following any
 /// symlink. Every way of not finding it gives the same answer, so the reply
 /// never tells whether some path exists.
 pub fn open(config: &SystemConfig, caller: Caller, id: &str) -> Result<OwnedFd, Error> {
-    let path = tupper_store::layout::container(&config.store.path, caller.uid, id);
-    let path =
-        CString::new(path.as_os_str().as_bytes()).map_err(|_| Error::NoRootfs(id.to_string()))?;
     with_caps(&[Capability::CAP_DAC_READ_SEARCH], || {
-        sys::openat2(
-            libc::AT_FDCWD,
-            &path,
-            libc::O_PATH | libc::O_DIRECTORY,
-            libc::RESOLVE_NO_SYMLINKS | libc::RESOLVE_NO_MAGICLINKS,
+        tupper_store::layout::open_container(&config.store.path, caller.uid, id).map_err(
+            |e| match e.raw_os_error() {
+                Some(libc::ENOENT | libc::ENOTDIR | libc::ELOOP | libc::EACCES | libc::EXDEV) => {
+                    Error::NoRootfs(id.to_string())
+                }
+                _ => Error::sys("cannot open the container's root filesystem")(e),
+            },
         )
-        .map_err(|e| match e.raw_os_error() {
-            Some(libc::ENOENT | libc::ENOTDIR | libc::ELOOP | libc::EACCES | libc::EXDEV) => {
-                Error::NoRootfs(id.to_string())
-            }
-            _ => Error::sys("cannot open the container's root filesystem")(e),
-        })
     })
 }
 
