@@ -169,16 +169,25 @@ fn no_host_mounts_are_visible() {
 
 #[test]
 #[ignore = "privileged end-to-end test: run by tests/run.sh (root, installed helpers)"]
-fn container_is_root_in_a_user_namespace_on_the_subordinate_range() {
+fn container_root_is_the_caller_and_the_rest_the_subordinate_range() {
     let e = env();
     let out = e.run_ok(&offline(&["sh", "-c", "id -u; cat /proc/self/uid_map"]));
-    let mut lines = out.lines();
-    assert_eq!(lines.next(), Some("0"));
-    let map: Vec<&str> = lines.next().unwrap_or("").split_whitespace().collect();
-    assert_eq!(map.len(), 3, "{out}");
-    assert_eq!(map[0], "0");
-    assert_ne!(map[1], "0", "container root must not be host root");
-    assert_eq!(map[2], "65536");
+    let lines: Vec<Vec<&str>> = out
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(lines.len(), 3, "{out}");
+    assert_eq!(lines[0], ["0"]);
+    let uid = e.uid(&e.user).to_string();
+    assert_eq!(
+        lines[1],
+        ["0", uid.as_str(), "1"],
+        "container root is the caller"
+    );
+    assert_eq!(lines[2][0], "1");
+    let base: u32 = lines[2][1].parse().unwrap();
+    assert!(base >= 100000, "{out}");
+    assert_eq!(lines[2][2], "65535");
 }
 
 #[test]
@@ -515,7 +524,8 @@ fn image_import_list_remove() {
     assert!(!images(&e).iter().any(|n| n == "second"));
     let again = e.tupper(&["image", "rm", "second"]).output().unwrap();
     assert_eq!(again.status.code(), Some(125));
-    // Image files are owned by the user's subordinate ids, not by root or the user.
+    // Image files owned by container root belong to the user on the host,
+    // never to host root.
     let bb = e
         .store
         .join("images")
@@ -527,7 +537,7 @@ fn image_import_list_remove() {
         .output()
         .unwrap();
     let owner: u32 = stdout(&owner).trim().parse().unwrap();
-    assert!(owner >= 100000, "image file owned by {owner}");
+    assert_eq!(owner, e.uid(&e.user), "image file owned by {owner}");
 }
 
 #[test]

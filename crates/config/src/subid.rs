@@ -13,31 +13,75 @@ use crate::Error;
 /// Number of ids mapped into every container: container ids 0..65535.
 pub const CONTAINER_IDS: u32 = 65536;
 
-/// Where container id 0 lands on the host, for users and for groups.
+/// How container ids land on the host: container root is the caller
+/// (so a volume's files are the caller's, and the caller's files are the
+/// container root's), and container ids 1..65535 are the first 65535 ids of
+/// the caller's subordinate range. Podman's rootless default is the same.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct IdMapping {
+    /// The caller's real uid: container uid 0.
+    pub caller_uid: u32,
+    /// The caller's real gid: container gid 0.
+    pub caller_gid: u32,
+    /// Host uid of container uid 1.
     pub uid_base: u32,
+    /// Host gid of container gid 1.
     pub gid_base: u32,
 }
 
 impl IdMapping {
-    /// `uid_map` content: container 0..65535 onto the subordinate range.
+    /// `uid_map` content: 0 onto the caller, 1..65535 onto the subordinate range.
     pub fn uid_map(&self) -> String {
-        format!("0 {} {}\n", self.uid_base, CONTAINER_IDS)
+        format!(
+            "0 {} 1\n1 {} {}\n",
+            self.caller_uid,
+            self.uid_base,
+            CONTAINER_IDS - 1
+        )
     }
 
     pub fn gid_map(&self) -> String {
-        format!("0 {} {}\n", self.gid_base, CONTAINER_IDS)
+        format!(
+            "0 {} 1\n1 {} {}\n",
+            self.caller_gid,
+            self.gid_base,
+            CONTAINER_IDS - 1
+        )
     }
 
     /// Host uid of a container uid, or `None` when it is outside the mapping.
     pub fn host_uid(&self, container_uid: u64) -> Option<u32> {
-        (container_uid < CONTAINER_IDS as u64).then(|| self.uid_base + container_uid as u32)
+        shift(container_uid, self.caller_uid, self.uid_base)
     }
 
     pub fn host_gid(&self, container_gid: u64) -> Option<u32> {
-        (container_gid < CONTAINER_IDS as u64).then(|| self.gid_base + container_gid as u32)
+        shift(container_gid, self.caller_gid, self.gid_base)
     }
+
+    /// Container uid of a host uid, or `None` when the container cannot see it.
+    pub fn container_uid(&self, host_uid: u32) -> Option<u32> {
+        unshift(host_uid, self.caller_uid, self.uid_base)
+    }
+
+    pub fn container_gid(&self, host_gid: u32) -> Option<u32> {
+        unshift(host_gid, self.caller_gid, self.gid_base)
+    }
+}
+
+fn shift(id: u64, caller: u32, base: u32) -> Option<u32> {
+    match id {
+        0 => Some(caller),
+        _ if id < CONTAINER_IDS as u64 => Some(base + (id as u32 - 1)),
+        _ => None,
+    }
+}
+
+fn unshift(host: u32, caller: u32, base: u32) -> Option<u32> {
+    if host == caller {
+        return Some(0);
+    }
+    let off = host.checked_sub(base)?;
+    (off < CONTAINER_IDS - 1).then_some(off + 1)
 }
 
 /// The mapping for `caller` from the system files.
@@ -72,7 +116,12 @@ pub fn mapping_from(
     let uid_base = find_range(subuid, caller.uid, name.as_deref())?;
     let gid_base = find_range(subgid, caller.uid, name.as_deref())?;
     match (uid_base, gid_base) {
-        (Some(uid_base), Some(gid_base)) => Ok(Some(IdMapping { uid_base, gid_base })),
+        (Some(uid_base), Some(gid_base)) => Ok(Some(IdMapping {
+            caller_uid: caller.uid,
+            caller_gid: caller.gid,
+            uid_base,
+            gid_base,
+        })),
         _ if caller.uid == 0 => Ok(None),
         (u, _) => {
             let who = name.unwrap_or_else(|| caller.uid.to_string());
@@ -168,12 +217,23 @@ mod tests {
     #[test]
     fn maps() {
         let m = IdMapping {
+            caller_uid: 1000,
+            caller_gid: 1001,
             uid_base: 100000,
             gid_base: 200000,
         };
-        assert_eq!(m.uid_map(), "0 100000 65536\n");
-        assert_eq!(m.host_uid(0), Some(100000));
-        assert_eq!(m.host_gid(65535), Some(265535));
+        assert_eq!(m.uid_map(), "0 1000 1\n1 100000 65535\n");
+        assert_eq!(m.gid_map(), "0 1001 1\n1 200000 65535\n");
+        assert_eq!(m.host_uid(0), Some(1000));
+        assert_eq!(m.host_gid(0), Some(1001));
+        assert_eq!(m.host_uid(1), Some(100000));
+        assert_eq!(m.host_gid(65535), Some(265534));
         assert_eq!(m.host_uid(65536), None);
+        assert_eq!(m.container_uid(1000), Some(0));
+        assert_eq!(m.container_uid(100000), Some(1));
+        assert_eq!(m.container_uid(165534), Some(65535));
+        assert_eq!(m.container_uid(165535), None);
+        assert_eq!(m.container_uid(99999), None);
+        assert_eq!(m.container_gid(1001), Some(0));
     }
 }

@@ -95,6 +95,13 @@ fn uid_of(user: &str) -> u32 {
         .unwrap()
 }
 
+fn gid_of(user: &str) -> u32 {
+    run(Command::new("id").arg("-g").arg(user))
+        .trim()
+        .parse()
+        .unwrap()
+}
+
 fn mkdir_private(p: &Path) {
     std::fs::create_dir_all(p).unwrap();
     std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o700)).unwrap();
@@ -140,7 +147,8 @@ fn fixture() -> &'static Fixture {
         let roots = containers.join("0");
         mkdir_private(&mine);
         mkdir_private(&roots);
-        let base = subid_base(&s.user, uid);
+        // Container root is the caller on the host.
+        let base = uid;
         busybox_root(&mine.join(OK), base);
         busybox_root(&roots.join(ROOTS), 0);
 
@@ -266,12 +274,16 @@ fn container_sees_its_own_world() {
     assert_eq!(lines[1], "1", "init is pid 1");
     assert_eq!(lines[2], "uid=0(root) gid=0(root)");
     let user = &setup().user;
-    let base = subid_base(user, uid_of(user));
-    assert_eq!(lines[3], format!("0 {base} 65536"));
-    assert_eq!(lines[4], format!("0 {base} 65536"));
-    let lo = u32::from_str_radix(lines[5].trim_start_matches("0x"), 16).unwrap();
+    let uid = uid_of(user);
+    let gid = gid_of(user);
+    let base = subid_base(user, uid);
+    assert_eq!(lines[3], format!("0 {uid} 1"));
+    assert_eq!(lines[4], format!("1 {base} 65535"));
+    assert_eq!(lines[5], format!("0 {gid} 1"));
+    assert_eq!(lines[6], format!("1 {base} 65535"));
+    let lo = u32::from_str_radix(lines[7].trim_start_matches("0x"), 16).unwrap();
     assert_eq!(lo & 1, 1, "lo is up");
-    assert_eq!(lines[6], "/");
+    assert_eq!(lines[8], "/");
     assert_eq!(o.exit(), Some(0));
 }
 

@@ -1,4 +1,5 @@
-//! Ownership shifting: container ids 0..65535 onto the caller's subordinate range.
+//! Ownership shifting: container root onto the caller, container ids
+//! 1..65535 onto the caller's subordinate range.
 
 use tupper_config::subid::{IdMapping, CONTAINER_IDS};
 
@@ -43,12 +44,14 @@ mod tests {
     fn shifted_onto_the_range() {
         let s = Shift {
             mapping: Some(IdMapping {
+                caller_uid: 1000,
+                caller_gid: 1001,
                 uid_base: 100000,
                 gid_base: 200000,
             }),
         };
-        assert_eq!(s.host_ids("a", 0, 0).unwrap(), (100000, 200000));
-        assert_eq!(s.host_ids("a", 65535, 5).unwrap(), (165535, 200005));
+        assert_eq!(s.host_ids("a", 0, 0).unwrap(), (1000, 1001));
+        assert_eq!(s.host_ids("a", 65535, 5).unwrap(), (165534, 200004));
         let e = s.host_ids("etc/x", 70000, 0).unwrap_err();
         assert_eq!(
             e.to_string(),
