@@ -3,7 +3,8 @@
 
 # Debian packages the build, the product and the tests need.
 TUPPER_PACKAGES=(btrfs-progs busybox-static iproute2 libcap2-bin uidmap util-linux
-    iputils-ping ca-certificates curl gcc libc6-dev pkg-config nftables)
+    iputils-ping ca-certificates curl gcc libc6-dev pkg-config nftables
+    mmdebstrap)  # mmdebstrap: the test suite's Debian image (tests/make-debian-image.sh)
 
 ensure_packages() {
     local missing=()

@@ -64,7 +64,7 @@ step "preflight"
 # Everything the suite needs, checked up front so that a missing piece is one
 # clear failure here rather than a confusing one (or a skip) later.
 missing=()
-for c in cargo btrfs busybox findmnt getcap getent ip losetup newgidmap newuidmap nft \
+for c in cargo btrfs busybox findmnt getcap getent ip losetup mmdebstrap newgidmap newuidmap nft \
     setcap setpriv stat unshare useradd; do
     command -v "$c" >/dev/null 2>&1 || missing+=("$c")
 done
@@ -190,12 +190,32 @@ uid2=$(id -u "$SECOND_USER")
 rm -rf "/tmp/tupperware-$uid2" "/run/user/$uid2/tupperware"
 as_user "$SECOND_USER" "$PREFIX/bin/tupper-supervisor" image import busybox "$PREFIX/busybox.tar" >/dev/null
 
+step "Debian bookworm image for tests/tests/debian.rs (mmdebstrap, cached in $PREFIX/cache)"
+# Built from the host's apt sources (the only network the suite uses, before
+# any test runs), reused while its recipe is unchanged, and imported as the
+# test user as a user would: the tarball as mmdebstrap wrote it.
+debian_tar=
+debian_skip=()
+t0=$(date +%s)
+if debian_tar=$("$repo/tests/make-debian-image.sh" "$PREFIX/cache"); then
+    echo "Debian tarball ready in $(($(date +%s) - t0)) s: $debian_tar"
+    t0=$(date +%s)
+    as_user "$TEST_USER" "$PREFIX/bin/tupper-supervisor" image import debian "$debian_tar"
+    echo "imported as debian in $(($(date +%s) - t0)) s"
+elif [ "${CI:-}" = true ]; then
+    die "could not build the Debian image with mmdebstrap (under CI=true the Debian battery is never skipped)"
+else
+    debian_tar=
+    echo "tests/run.sh: SKIPPED: the Debian battery (tests/tests/debian.rs, tests named debian_*): mmdebstrap could not build the image" >&2
+    debian_skip=(--skip debian_)
+fi
+
 step "end-to-end tests (as $TEST_USER, capabilities only on the helpers)"
 getcap "$PREFIX"/libexec/tupperware/*
 TUPPER_IT=1 TUPPER_PREFIX="$PREFIX" TUPPER_NETNS="$NETNS" TUPPER_USER="$TEST_USER" \
 TUPPER_NORANGE_USER="$NORANGE_USER" TUPPER_SECOND_USER="$SECOND_USER" TUPPER_STORE="$STORE" TUPPER_STATE_DIR="$STATE" \
-TUPPER_IMAGE_TAR="$PREFIX/busybox.tar" TUPPER_BRIDGE=tupper0 \
-    cargo test -p tupper-integration --locked --tests -- --ignored --test-threads=1 ${TUPPER_E2E_FILTER:-}
+TUPPER_IMAGE_TAR="$PREFIX/busybox.tar" TUPPER_BRIDGE=tupper0 TUPPER_DEBIAN_TAR="$debian_tar" \
+    cargo test -p tupper-integration --locked --tests -- --ignored --test-threads=1 "${debian_skip[@]}" ${TUPPER_E2E_FILTER:-}
 
 step "nothing outside the test prefix and store"
 prod_after=$(prod_store_state)

@@ -28,7 +28,14 @@ pub struct Env {
     pub bridge: String,
     /// The test driver, copied where the unprivileged user can execute it.
     pub driver: PathBuf,
+    /// The Debian root filesystem tarball `tests/run.sh` built with
+    /// mmdebstrap and imported as [`DEBIAN_IMAGE`] (`TUPPER_DEBIAN_TAR`);
+    /// `None` when the suite could not build it (see [`Env::debian_tar`]).
+    pub debian_tar: Option<PathBuf>,
 }
+
+/// The name the suite imports the Debian tarball under, as the test user.
+pub const DEBIAN_IMAGE: &str = "debian";
 
 fn var(name: &str) -> String {
     std::env::var(name)
@@ -64,7 +71,19 @@ impl Env {
             state_dir: var("TUPPER_STATE_DIR").into(),
             image_tar: var("TUPPER_IMAGE_TAR").into(),
             bridge: var("TUPPER_BRIDGE"),
+            debian_tar: std::env::var_os("TUPPER_DEBIAN_TAR")
+                .filter(|p| !p.is_empty())
+                .map(PathBuf::from),
         }
+    }
+
+    /// The Debian tarball; panics when the suite did not build it (tests
+    /// that need it fail rather than pass: `tests/run.sh` skips them by name
+    /// only outside CI, saying so).
+    pub fn debian_tar(&self) -> &std::path::Path {
+        self.debian_tar.as_deref().expect(
+            "TUPPER_DEBIAN_TAR is not set: tests/run.sh builds the Debian image with mmdebstrap",
+        )
     }
 
     pub fn libexec(&self) -> PathBuf {
