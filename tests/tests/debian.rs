@@ -325,13 +325,22 @@ fn debian_add_host_and_dns_reach_the_files() {
 const STDIO_SCRIPT: &str = "echo out-$1 > /dev/stdout && echo err-$1 > /dev/stderr && \
      echo tee-$1 | tee /dev/stderr > /dev/null && echo done-$1";
 
+/// The same, appending: on a file, `>` and `tee` truncate what was written
+/// before (as on any system), so programs logging to a file append.
+const STDIO_SCRIPT_APPEND: &str = "echo out-$1 >> /dev/stdout && echo err-$1 >> /dev/stderr && \
+     echo tee-$1 | tee -a /dev/stderr > /dev/null && echo done-$1";
+
 /// Flags and the tag of each identity: container root, and a user inside.
 const IDENTITIES: [(&[&str], &str); 2] = [(&[], "root"), (&["--user", "65534:65534"], "user")];
 
 fn stdio_args<'a>(flags: &[&'a str], tag: &'a str) -> Vec<&'a str> {
+    stdio_args_with(flags, tag, STDIO_SCRIPT)
+}
+
+fn stdio_args_with<'a>(flags: &[&'a str], tag: &'a str, script: &'a str) -> Vec<&'a str> {
     let mut args = vec!["run", "--rm", "--network", "none"];
     args.extend_from_slice(flags);
-    args.extend_from_slice(&[DEBIAN_IMAGE, "sh", "-c", STDIO_SCRIPT, "sh", tag]);
+    args.extend_from_slice(&[DEBIAN_IMAGE, "sh", "-c", script, "sh", tag]);
     args
 }
 
@@ -370,7 +379,7 @@ fn debian_dev_stdout_and_stderr_work_on_a_file() {
                 .expect("open a host file")
         };
         let status = e
-            .tupper(&stdio_args(flags, tag))
+            .tupper(&stdio_args_with(flags, tag, STDIO_SCRIPT_APPEND))
             .stdout(Stdio::from(open(&out_path)))
             .stderr(Stdio::from(open(&err_path)))
             .status()
