@@ -76,8 +76,15 @@ mod tests {
             |r| r.workdir = "/a\0".into(),
             |r| r.security.seccomp = Some(vec![]),
             |r| {
-                r.security.seccomp =
-                    Some(vec![proto::BpfInstruction { code: 6, jt: 0, jf: 0, k: 0 }; 4097])
+                r.security.seccomp = Some(vec![
+                    proto::BpfInstruction {
+                        code: 6,
+                        jt: 0,
+                        jf: 0,
+                        k: 0
+                    };
+                    4097
+                ])
             },
             |r| r.security.capabilities = Some(u64::MAX),
             |r| r.security.user = Some("a:b:c".into()),

@@ -188,7 +188,12 @@ mod tests {
     #[test]
     fn spawn_security_is_bounded() {
         use crate::security::{BpfInstruction, SpawnSecurity};
-        let ins = BpfInstruction { code: 6, jt: 0, jf: 0, k: 0x7fff_0000 };
+        let ins = BpfInstruction {
+            code: 6,
+            jt: 0,
+            jf: 0,
+            k: 0x7fff_0000,
+        };
         let ok = SpawnSecurity {
             seccomp: Some(vec![ins; 4096]),
             capabilities: Some((1 << 41) - 1),
@@ -199,7 +204,17 @@ mod tests {
         assert!(spawn_security(&SpawnSecurity::default()).is_ok());
         let bad: Vec<fn(&mut SpawnSecurity)> = vec![
             |s| s.seccomp = Some(vec![]),
-            |s| s.seccomp = Some(vec![BpfInstruction { code: 6, jt: 0, jf: 0, k: 0 }; 4097]),
+            |s| {
+                s.seccomp = Some(vec![
+                    BpfInstruction {
+                        code: 6,
+                        jt: 0,
+                        jf: 0,
+                        k: 0
+                    };
+                    4097
+                ])
+            },
             |s| s.capabilities = Some(1 << 41),
             |s| s.capabilities = Some(u64::MAX),
             |s| s.user = Some(String::new()),

@@ -70,8 +70,8 @@ fn main() {
         }
         Err(e) => {
             let args: Vec<String> = std::env::args().skip(1).collect();
-            let missing = e.kind()
-                == clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand;
+            let missing =
+                e.kind() == clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand;
             let (line, hint) =
                 tupper_runtime::usage::format(&e.render().to_string(), missing, &args);
             eprintln!("{line}\n{hint}");

@@ -28,7 +28,10 @@ pub fn format(rendered: &str, missing_subcommand: bool, args: &[String]) -> (Str
         path.push(' ');
         path.push_str(sub);
         if sub == "image" {
-            if let Some(s) = words.next().filter(|w| IMAGE_SUBCOMMANDS.contains(&w.as_str())) {
+            if let Some(s) = words
+                .next()
+                .filter(|w| IMAGE_SUBCOMMANDS.contains(&w.as_str()))
+            {
                 path.push(' ');
                 path.push_str(s);
             }

@@ -229,7 +229,10 @@ mod tests {
                 "TERM=xterm".into()
             ]
         );
-        let env = environment(&req(&["PATH=/x", "HOME=/h", "HOSTNAME=h"], false), Some("/u"));
+        let env = environment(
+            &req(&["PATH=/x", "HOME=/h", "HOSTNAME=h"], false),
+            Some("/u"),
+        );
         assert_eq!(env, vec!["PATH=/x", "HOME=/h", "HOSTNAME=h"]);
         let env = environment(&req(&[], false), Some("/home/u"));
         assert!(env.contains(&"HOME=/home/u".to_string()), "{env:?}");

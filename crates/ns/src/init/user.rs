@@ -72,11 +72,15 @@ pub fn resolve(spec: &str, passwd: &str, group: &str) -> Result<User, Error> {
     };
     let entry = match id(user, "uid")? {
         Some(uid) => passwd_entries(passwd).find(|e| e.1 == uid),
-        None => Some(passwd_entries(passwd).find(|e| e.0 == user).ok_or_else(|| {
-            not_found(format!(
-                "unable to find user {user}: no matching entries in passwd file"
-            ))
-        })?),
+        None => Some(
+            passwd_entries(passwd)
+                .find(|e| e.0 == user)
+                .ok_or_else(|| {
+                    not_found(format!(
+                        "unable to find user {user}: no matching entries in passwd file"
+                    ))
+                })?,
+        ),
     };
     let uid = match (id(user, "uid")?, &entry) {
         (Some(uid), _) => uid,
@@ -161,12 +165,16 @@ mod tests {
     use tupper_helper::ToRemote;
 
     const PASSWD: &str = "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\nalice:x:1000:1000::/home/alice:/bin/sh\nbroken line\nbig:x:70000:1::/:/bin/sh\n";
-    const GROUP: &str = "root:x:0:\nwheel:x:10:alice,bob\nnogroup:x:65534:\nalice:x:1000:\naudio:x:29:bob,alice\n";
+    const GROUP: &str =
+        "root:x:0:\nwheel:x:10:alice,bob\nnogroup:x:65534:\nalice:x:1000:\naudio:x:29:bob,alice\n";
 
     #[test]
     fn names_and_numbers() {
         let u = resolve("nobody", PASSWD, GROUP).unwrap();
-        assert_eq!((u.uid, u.gid, u.home.as_deref()), (65534, 65534, Some("/nonexistent")));
+        assert_eq!(
+            (u.uid, u.gid, u.home.as_deref()),
+            (65534, 65534, Some("/nonexistent"))
+        );
         let u = resolve("alice", PASSWD, GROUP).unwrap();
         assert_eq!((u.uid, u.gid, u.groups.clone()), (1000, 1000, vec![10, 29]));
         assert_eq!(u.home.as_deref(), Some("/home/alice"));
@@ -174,7 +182,10 @@ mod tests {
         assert_eq!((u.uid, u.gid), (1000, 1000));
         assert_eq!(u.groups, vec![10, 29]);
         let u = resolve("4242", PASSWD, GROUP).unwrap();
-        assert_eq!((u.uid, u.gid, u.home.clone(), u.groups), (4242, 0, None, vec![]));
+        assert_eq!(
+            (u.uid, u.gid, u.home.clone(), u.groups),
+            (4242, 0, None, vec![])
+        );
         let u = resolve("alice:wheel", PASSWD, GROUP).unwrap();
         assert_eq!((u.uid, u.gid), (1000, 10));
         let u = resolve("0:nogroup", "", GROUP).unwrap();
@@ -184,8 +195,14 @@ mod tests {
     #[test]
     fn unknown_or_unmapped_is_126() {
         for (spec, want) in [
-            ("nosuch", "unable to find user nosuch: no matching entries in passwd file"),
-            ("alice:nosuch", "unable to find group nosuch: no matching entries in group file"),
+            (
+                "nosuch",
+                "unable to find user nosuch: no matching entries in passwd file",
+            ),
+            (
+                "alice:nosuch",
+                "unable to find group nosuch: no matching entries in group file",
+            ),
             ("65536", "uid 65536 is not mapped"),
             ("99999999999", "uid 99999999999 is not mapped"),
             ("0:70000", "gid 70000 is not mapped"),

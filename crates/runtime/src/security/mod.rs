@@ -179,7 +179,13 @@ mod tests {
             security_opts(&s(&["seccomp=/p.json"])).unwrap().1,
             Seccomp::File("/p.json".into())
         );
-        for bad in ["seccomp", "seccomp=", "no-new-privileges=yes", "label=disable", "x"] {
+        for bad in [
+            "seccomp",
+            "seccomp=",
+            "no-new-privileges=yes",
+            "label=disable",
+            "x",
+        ] {
             let e = security_opts(&s(&[bad])).unwrap_err().to_string();
             assert!(e.contains("--security-opt"), "{e}");
         }

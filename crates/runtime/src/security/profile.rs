@@ -119,9 +119,7 @@ fn is_x86_64(arch: &str) -> bool {
 fn kernel_version(s: &str) -> Option<(u32, u32)> {
     let mut it = s.split(['.', '-']);
     let major = it.next()?.parse().ok()?;
-    let minor = it
-        .next()
-        .map_or(Some(0), |m| m.parse().ok())?;
+    let minor = it.next().map_or(Some(0), |m| m.parse().ok())?;
     Some((major, minor))
 }
 
@@ -168,7 +166,12 @@ fn condition(a: &Arg) -> Result<ArgCondition> {
     let index = u8::try_from(a.index)
         .ok()
         .filter(|i| *i <= 5)
-        .ok_or_else(|| bad(format!("argument index {} (system calls have 6: 0 to 5)", a.index)))?;
+        .ok_or_else(|| {
+            bad(format!(
+                "argument index {} (system calls have 6: 0 to 5)",
+                a.index
+            ))
+        })?;
     let (op, value) = match a.op.as_str() {
         "SCMP_CMP_NE" => (Op::Ne, a.value),
         "SCMP_CMP_LT" => (Op::Lt, a.value),
@@ -282,9 +285,15 @@ mod tests {
         assert_eq!(answer(&prog, "bpf", [0; 6]), 0x0005_0001);
         assert_eq!(answer(&prog, "clone3", [0; 6]), 0x0005_0026);
         assert_eq!(answer(&prog, "personality", [8, 0, 0, 0, 0, 0]), ALLOW);
-        assert_eq!(answer(&prog, "personality", [9, 0, 0, 0, 0, 0]), 0x0005_0001);
+        assert_eq!(
+            answer(&prog, "personality", [9, 0, 0, 0, 0, 0]),
+            0x0005_0001
+        );
         assert_eq!(answer(&prog, "clone", [17, 0, 0, 0, 0, 0]), ALLOW);
-        assert_eq!(answer(&prog, "clone", [0x1000_0011, 0, 0, 0, 0, 0]), 0x0005_0001);
+        assert_eq!(
+            answer(&prog, "clone", [0x1000_0011, 0, 0, 0, 0, 0]),
+            0x0005_0001
+        );
         assert_eq!(answer(&prog, "mkdir", [0; 6]), 0x0005_0001);
         // With SYS_ADMIN the clone rule is excluded and mount included.
         let mut caps = CapSet::default_set();

@@ -58,7 +58,9 @@ pub enum Op {
     Ge,
     Gt,
     /// `(arg & mask) == value`.
-    MaskedEq { mask: u64 },
+    MaskedEq {
+        mask: u64,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -173,13 +175,12 @@ pub fn compile(profile: &Profile) -> Result<Vec<BpfInstruction>> {
         } else {
             SeccompAction::Trace(CONTINUE & 0xffff)
         };
-        let filter = SeccompFilter::new(rules, mismatch, action.to_seccompiler(), TargetArch::x86_64)
-            .map_err(|e| Error::user(format!("seccomp profile: {e}")))?;
+        let filter =
+            SeccompFilter::new(rules, mismatch, action.to_seccompiler(), TargetArch::x86_64)
+                .map_err(|e| Error::user(format!("seccomp profile: {e}")))?;
         let group: BpfProgram = filter
             .try_into()
-            .map_err(|e: seccompiler::BackendError| {
-                Error::user(format!("seccomp profile: {e}"))
-            })?;
+            .map_err(|e: seccompiler::BackendError| Error::user(format!("seccomp profile: {e}")))?;
         let len = group.len();
         for (at, f) in group.into_iter().enumerate() {
             if !last && f.code == BPF_RET_K && f.k == CONTINUE {
@@ -316,7 +317,10 @@ pub fn default_profile(caps: CapSet) -> Profile {
         action: eperm,
     }];
     for (needed, calls) in NEED_CAPABILITY {
-        if !needed.iter().any(|c| caps::by_name(c).is_some_and(|n| caps.has(n))) {
+        if !needed
+            .iter()
+            .any(|c| caps::by_name(c).is_some_and(|n| caps.has(n)))
+        {
             rules.push(Rule {
                 syscalls: nrs(calls),
                 conditions: vec![],
@@ -485,19 +489,39 @@ pub(crate) mod tests {
             assert_eq!(answer(&prog, name, [0; 6]), EPERM, "{name}");
         }
         for name in [
-            "read", "write", "openat", "execve", "mkdir", "ptrace", "chroot", "setuid", "capset",
-            "wait4", "exit_group", "socket", "adjtimex",
+            "read",
+            "write",
+            "openat",
+            "execve",
+            "mkdir",
+            "ptrace",
+            "chroot",
+            "setuid",
+            "capset",
+            "wait4",
+            "exit_group",
+            "socket",
+            "adjtimex",
         ] {
             assert_eq!(answer(&prog, name, [0; 6]), ALLOW, "{name}");
         }
         assert_eq!(answer(&prog, "clone3", [0; 6]), ENOSYS);
         // fork-like clone is fine, namespace flags are not.
         assert_eq!(answer(&prog, "clone", [0x01200011, 0, 0, 0, 0, 0]), ALLOW);
-        assert_eq!(answer(&prog, "clone", [0x10000000 | 17, 0, 0, 0, 0, 0]), EPERM);
+        assert_eq!(
+            answer(&prog, "clone", [0x10000000 | 17, 0, 0, 0, 0, 0]),
+            EPERM
+        );
         assert_eq!(answer(&prog, "clone", [0x40000000, 0, 0, 0, 0, 0]), EPERM);
         assert_eq!(answer(&prog, "personality", [0; 6]), ALLOW);
-        assert_eq!(answer(&prog, "personality", [0xffff_ffff, 0, 0, 0, 0, 0]), ALLOW);
-        assert_eq!(answer(&prog, "personality", [0x0040_0000, 0, 0, 0, 0, 0]), EPERM);
+        assert_eq!(
+            answer(&prog, "personality", [0xffff_ffff, 0, 0, 0, 0, 0]),
+            ALLOW
+        );
+        assert_eq!(
+            answer(&prog, "personality", [0x0040_0000, 0, 0, 0, 0, 0]),
+            EPERM
+        );
         // x32 and other architectures.
         assert_eq!(eval(&prog, AUDIT_ARCH_X86_64, 0x4000_0000, [0; 6]), ENOSYS);
         assert_eq!(eval(&prog, 0x4000_0003, 1, [0; 6]), RET_KILL_PROCESS);
