@@ -213,4 +213,27 @@ mod tests {
             assert!(e.message.contains(want), "{spec}: {}", e.message);
         }
     }
+
+    /// A FIFO in place of /etc/passwd must not hang the init (the
+    /// supervisor would wait for it forever).
+    #[test]
+    fn a_fifo_is_refused_without_blocking() {
+        let dir = std::env::temp_dir().join(format!("tupper-user-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let fifo = dir.join("passwd");
+        let _ = std::fs::remove_file(&fifo);
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o644)).unwrap();
+        let path = fifo.to_string_lossy().into_owned();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(read_db(&path).map_err(|e| e.to_string()));
+        });
+        let result = rx
+            .recv_timeout(std::time::Duration::from_secs(5))
+            .expect("reading a FIFO blocked");
+        let _ = std::fs::remove_dir_all(&dir);
+        let err = result.expect_err("a FIFO was read");
+        assert!(err.contains("not a regular file"), "{err}");
+        assert_eq!(read_db("/nonexistent/passwd").unwrap(), "");
+    }
 }
