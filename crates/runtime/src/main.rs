@@ -24,7 +24,7 @@ enum Command {
     /// Run a command in a new container from IMAGE.
     // `-h` is the hostname, as in docker: help is `--help` only.
     #[command(disable_help_flag = true)]
-    Run(RunOptions),
+    Run(Box<RunOptions>),
     /// Manage images.
     #[command(subcommand)]
     Image(ImageCommand),
@@ -80,7 +80,7 @@ fn main() {
     };
     let result = match cli.command {
         Command::Run(opts) => {
-            signals::Signals::install().and_then(|signals| run::run(opts, &signals))
+            signals::Signals::install().and_then(|signals| run::run(*opts, &signals))
         }
         Command::Image(ImageCommand::Import { name, file }) => {
             images::import(&name, &file).map(|_| 0)
