@@ -57,6 +57,13 @@ fn readable_file(name: &str, content: &str) -> PathBuf {
     path
 }
 
+/// Remove what [`readable_file`] made.
+fn remove_files(path: &std::path::Path) {
+    if let Some(dir) = path.parent() {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}
+
 fn one_line_error(out: &Output, want: &str) {
     let err = text(&out.stderr);
     let lines: Vec<&str> = err.lines().collect();
@@ -107,6 +114,7 @@ fn a_seccomp_profile_file_is_compiled_and_applied() {
     let out = run(&e, &["--security-opt", &opt], &["true"]);
     assert_eq!(out.status.code(), Some(125), "{out:?}");
     one_line_error(&out, "seccomp profile");
+    remove_files(&bad);
 }
 
 #[test]
@@ -208,6 +216,7 @@ fn environment_flags_and_entrypoint() {
     let out = c.output().unwrap();
     assert_success(&out, &["env flags"]);
     assert_eq!(text(&out.stdout), "from caller|file value|flag|unset\n");
+    remove_files(&file);
     let out = run_ok(&e, &["--entrypoint", "echo"], &["a", "b"]);
     assert_eq!(out, "a b\n");
     let out = run_ok(
