@@ -270,16 +270,22 @@ fn init_reaps_zombies_and_keeps_the_exit_status() {
         &["sh", "-c", "kill -TERM 1; sleep 5; echo survived"],
     );
     assert_eq!(out.status.code(), Some(128 + 15), "{out:?}");
-    // The reaper holds nothing.
+    // The reaper holds nothing and is filtered too.
     let out = run_ok(
         &e,
         &["--init"],
-        &["grep", "-E", "^Cap(Prm|Eff)", "/proc/1/status"],
+        &["grep", "-E", "^(Cap(Prm|Eff)|Seccomp):", "/proc/1/status"],
     );
-    assert!(
-        out.lines().all(|l| l.ends_with("0000000000000000")),
-        "{out}"
-    );
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 3, "{out}");
+    for l in lines {
+        let want = if l.starts_with("Seccomp:") {
+            "2"
+        } else {
+            "0000000000000000"
+        };
+        assert!(l.ends_with(want), "{out}");
+    }
 }
 
 #[test]

@@ -460,7 +460,9 @@ pub(crate) mod tests {
     #[test]
     fn default_profile_denies_what_it_should() {
         let prog = compile(&default_profile(CapSet::default_set())).unwrap();
-        assert!(prog.len() < 4096);
+        // Short, so every system call pays little for it.
+        eprintln!("default profile: {} instructions", prog.len());
+        assert!(prog.len() < 512, "{}", prog.len());
         for name in [
             "mount",
             "umount2",
