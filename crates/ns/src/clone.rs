@@ -26,17 +26,20 @@ pub enum Forked {
 /// `CLONE_PARENT` makes the init a child of the supervisor, so the helper can
 /// exit once the init is set up. The helper is single-threaded, which keeps a
 /// raw clone as safe as `fork`.
-pub fn clone_init(user_namespace: bool) -> Result<Forked, Error> {
+/// With `host_network` the init stays in the caller's network namespace.
+pub fn clone_init(user_namespace: bool, host_network: bool) -> Result<Forked, Error> {
     let mut flags = libc::CLONE_NEWNS
         | libc::CLONE_NEWUTS
         | libc::CLONE_NEWIPC
-        | libc::CLONE_NEWNET
         | libc::CLONE_NEWPID
         | libc::CLONE_PARENT
         | libc::CLONE_PIDFD
         | libc::SIGCHLD;
     if user_namespace {
         flags |= libc::CLONE_NEWUSER;
+    }
+    if !host_network {
+        flags |= libc::CLONE_NEWNET;
     }
     let mut pidfd: libc::c_int = -1;
     let mut do_clone = || {

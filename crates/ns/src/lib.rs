@@ -71,7 +71,7 @@ pub fn serve() -> Result<Served, tupper_helper::Error> {
         drop(root);
         // 4. Sync pipes, then the clone.
         let pipes = sync::Pipes::new()?;
-        match clone::clone_init(mapping.is_some())? {
+        match clone::clone_init(mapping.is_some(), req.security.host_network)? {
             // 6–14 happen in the init and never return.
             Forked::Child => init::run(
                 chan,

@@ -24,6 +24,7 @@ pub fn validate(mut req: SpawnRequest) -> Result<SpawnRequest, Error> {
     }
     validate::hostname(&req.hostname)?;
     validate::container_path(&req.workdir)?;
+    validate::spawn_security(&req.security)?;
     Ok(req)
 }
 
@@ -45,6 +46,7 @@ mod tests {
             hostname: String::new(),
             workdir: "/".into(),
             tty: false,
+            security: Default::default(),
         }
     }
 
@@ -72,6 +74,20 @@ mod tests {
             |r| r.workdir = "relative".into(),
             |r| r.workdir = "/a/../../b".into(),
             |r| r.workdir = "/a\0".into(),
+            |r| r.security.seccomp = Some(vec![]),
+            |r| {
+                r.security.seccomp = Some(vec![
+                    proto::BpfInstruction {
+                        code: 6,
+                        jt: 0,
+                        jf: 0,
+                        k: 0
+                    };
+                    4097
+                ])
+            },
+            |r| r.security.capabilities = Some(u64::MAX),
+            |r| r.security.user = Some("a:b:c".into()),
         ];
         for (i, mutate) in cases.iter().enumerate() {
             let mut r = req();

@@ -336,7 +336,8 @@ fn capabilities_are_the_default_set() {
     assert_eq!(field("CapPrm:"), "00000000a80425fb");
     assert_eq!(field("CapEff:"), "00000000a80425fb");
     assert_eq!(field("CapAmb:"), "0000000000000000");
-    assert_eq!(field("NoNewPrivs:"), "1");
+    // Off unless asked for (`--security-opt no-new-privileges`), as in podman.
+    assert_eq!(field("NoNewPrivs:"), "0");
     assert_eq!(
         field("SigIgn:"),
         "0000000000000000",

@@ -419,6 +419,7 @@ mod tests {
                 hostname: host,
                 workdir: "/".into(),
                 tty: false,
+                security: Default::default(),
             });
             let bytes = encode(&req).unwrap();
             prop_assert_eq!(decode::<NsRequest>(&bytes).unwrap(), req);

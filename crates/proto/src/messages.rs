@@ -71,6 +71,9 @@ pub struct SpawnRequest {
     /// devpts, makes it its stdio and controlling terminal, and passes the
     /// master to the supervisor with [`NsReply::Terminal`].
     pub tty: bool,
+    // --- privileges inside the container (issue 7) ---
+    /// Capabilities, `no_new_privs`, seccomp, user, `--init`, host network.
+    pub security: crate::security::SpawnSecurity,
 }
 
 /// Requests to `tupper-ns`.

@@ -94,6 +94,45 @@ pub fn container_path(s: &str) -> Result<(), Error> {
     Ok(())
 }
 
+/// The privilege block of a spawn request: a seccomp program of 1 to
+/// [`crate::security::MAX_BPF_INSTRUCTIONS`] instructions, capabilities the
+/// kernel knows, a bounded `USER[:GROUP]` without NUL or extra colons.
+pub fn spawn_security(s: &crate::security::SpawnSecurity) -> Result<(), Error> {
+    use crate::security::{LAST_CAPABILITY, MAX_BPF_INSTRUCTIONS, MAX_USER_SPEC_LEN};
+    if let Some(prog) = &s.seccomp {
+        if prog.is_empty() || prog.len() > MAX_BPF_INSTRUCTIONS {
+            return Err(Error::invalid(
+                format!("seccomp program of {} instructions", prog.len()),
+                format!("a seccomp program has 1 to {MAX_BPF_INSTRUCTIONS} instructions"),
+            ));
+        }
+    }
+    if let Some(caps) = s.capabilities {
+        if caps >> (LAST_CAPABILITY + 1) != 0 {
+            return Err(Error::invalid(
+                format!("capability mask {caps:#x}"),
+                format!("capabilities are numbered 0 to {LAST_CAPABILITY}"),
+            ));
+        }
+    }
+    if let Some(user) = &s.user {
+        let mut parts = user.split(':');
+        let ok = user.len() <= MAX_USER_SPEC_LEN
+            && !user.contains('\0')
+            && !user.contains('\n')
+            && parts.next().is_some_and(|u| !u.is_empty())
+            && parts.next().is_none_or(|g| !g.is_empty())
+            && parts.next().is_none();
+        if !ok {
+            return Err(Error::invalid(
+                format!("user {user:?}"),
+                format!("expected USER[:GROUP], names or numbers, at most {MAX_USER_SPEC_LEN} characters"),
+            ));
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -144,5 +183,51 @@ mod tests {
         assert!(container_path("/").is_ok());
         assert!(container_path("/a/../b").is_err());
         assert!(container_path("rel").is_err());
+    }
+
+    #[test]
+    fn spawn_security_is_bounded() {
+        use crate::security::{BpfInstruction, SpawnSecurity};
+        let ins = BpfInstruction {
+            code: 6,
+            jt: 0,
+            jf: 0,
+            k: 0x7fff_0000,
+        };
+        let ok = SpawnSecurity {
+            seccomp: Some(vec![ins; 4096]),
+            capabilities: Some((1 << 41) - 1),
+            user: Some("1000:1000".into()),
+            ..Default::default()
+        };
+        assert!(spawn_security(&ok).is_ok());
+        assert!(spawn_security(&SpawnSecurity::default()).is_ok());
+        let bad: Vec<fn(&mut SpawnSecurity)> = vec![
+            |s| s.seccomp = Some(vec![]),
+            |s| {
+                s.seccomp = Some(vec![
+                    BpfInstruction {
+                        code: 6,
+                        jt: 0,
+                        jf: 0,
+                        k: 0
+                    };
+                    4097
+                ])
+            },
+            |s| s.capabilities = Some(1 << 41),
+            |s| s.capabilities = Some(u64::MAX),
+            |s| s.user = Some(String::new()),
+            |s| s.user = Some(":0".into()),
+            |s| s.user = Some("0:".into()),
+            |s| s.user = Some("a:b:c".into()),
+            |s| s.user = Some("a\0".into()),
+            |s| s.user = Some("x".repeat(257)),
+        ];
+        for (i, f) in bad.iter().enumerate() {
+            let mut s = ok.clone();
+            f(&mut s);
+            assert!(spawn_security(&s).is_err(), "case {i}");
+        }
     }
 }

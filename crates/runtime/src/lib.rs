@@ -12,5 +12,7 @@ pub mod lifecycle;
 mod process;
 mod records;
 pub mod run;
+pub mod security;
 pub mod signals;
 mod tty;
+pub mod usage;

@@ -24,7 +24,7 @@ enum Command {
     /// Run a command in a new container from IMAGE.
     // `-h` is the hostname, as in docker: help is `--help` only.
     #[command(disable_help_flag = true)]
-    Run(RunOptions),
+    Run(Box<RunOptions>),
     /// Manage images.
     #[command(subcommand)]
     Image(ImageCommand),
@@ -63,15 +63,24 @@ enum ImageCommand {
 fn main() {
     let cli = match Cli::try_parse() {
         Ok(c) => c,
-        Err(e) => {
-            let code = if e.use_stderr() { EXIT_RUNTIME } else { 0 };
+        Err(e) if !e.use_stderr() => {
+            // --help, --version
             let _ = e.print();
-            std::process::exit(code);
+            std::process::exit(0);
+        }
+        Err(e) => {
+            let args: Vec<String> = std::env::args().skip(1).collect();
+            let missing =
+                e.kind() == clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand;
+            let (line, hint) =
+                tupper_runtime::usage::format(&e.render().to_string(), missing, &args);
+            eprintln!("{line}\n{hint}");
+            std::process::exit(EXIT_RUNTIME);
         }
     };
     let result = match cli.command {
         Command::Run(opts) => {
-            signals::Signals::install().and_then(|signals| run::run(opts, &signals))
+            signals::Signals::install().and_then(|signals| run::run(*opts, &signals))
         }
         Command::Image(ImageCommand::Import { name, file }) => {
             images::import(&name, &file).map(|_| 0)
@@ -129,7 +138,39 @@ mod tests {
         assert_eq!(o.env, ["A=b"]);
         assert_eq!(o.command, ["sh", "-c", "echo -n hi"]);
         assert!(
-            Cli::try_parse_from(["tupper-supervisor", "run", "--network", "host", "x"]).is_err()
+            Cli::try_parse_from(["tupper-supervisor", "run", "--network", "bogus", "x"]).is_err()
         );
+        let cli = Cli::try_parse_from([
+            "tupper-supervisor",
+            "run",
+            "-u",
+            "1000:1000",
+            "--cap-add",
+            "NET_ADMIN",
+            "--cap-drop=ALL",
+            "--security-opt",
+            "no-new-privileges",
+            "--init",
+            "--entrypoint",
+            "",
+            "--env-file",
+            "f",
+            "-e",
+            "KEY",
+            "--network",
+            "host",
+            "busybox",
+            "id",
+        ])
+        .unwrap();
+        let Command::Run(o) = cli.command else {
+            panic!("not run")
+        };
+        assert_eq!(o.sec.user.as_deref(), Some("1000:1000"));
+        assert_eq!(o.sec.cap_add, ["NET_ADMIN"]);
+        assert_eq!(o.sec.cap_drop, ["ALL"]);
+        assert!(o.sec.init && o.sec.entrypoint.as_deref() == Some(""));
+        assert_eq!(o.network, tupper_runtime::run::NetworkMode::Host);
+        assert_eq!(o.command, ["id"]);
     }
 }

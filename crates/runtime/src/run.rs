@@ -21,6 +21,8 @@ pub enum NetworkMode {
     Bridge,
     /// Only a loopback interface.
     None,
+    /// The caller's own network namespace (no namespace of its own).
+    Host,
 }
 
 #[derive(Debug, Clone, clap::Args)]
@@ -40,7 +42,7 @@ pub struct RunOptions {
     /// Hostname inside the container.
     #[arg(long, short = 'h')]
     pub hostname: Option<String>,
-    /// Network: an address on the bridge, or loopback only.
+    /// Network: an address on the bridge, loopback only, or the host's.
     #[arg(long, value_enum, default_value = "bridge")]
     pub network: NetworkMode,
     /// Set an environment variable (KEY=VALUE).
@@ -57,6 +59,8 @@ pub struct RunOptions {
     /// Print help.
     #[arg(long, action = clap::ArgAction::Help)]
     help: Option<bool>,
+    #[command(flatten)]
+    pub sec: crate::security::SecurityFlags,
 }
 
 /// Default command when none is given: the image's shell.
@@ -64,6 +68,9 @@ const DEFAULT_COMMAND: &str = "/bin/sh";
 
 impl RunOptions {
     fn validate(&mut self) -> Result<()> {
+        // Privileges, `-e KEY`, `--env-file`, `--entrypoint` (issue 7).
+        let host = self.network == NetworkMode::Host;
+        crate::security::prepare(&mut self.sec, &mut self.env, &mut self.command, host)?;
         proto::validate::name(&self.image)?;
         if let Some(n) = &self.name {
             proto::validate::name(n)?;
@@ -182,6 +189,7 @@ impl Running<'_> {
                 .unwrap_or_else(|| rec.id[..12].to_string()),
             workdir: opts.workdir.clone(),
             tty: opts.tty,
+            security: opts.sec.spawn.clone(),
         }))?;
         let NsReply::Spawned { pid } = reply else {
             return Err(Error::user("ns: unexpected reply to Spawn"));

@@ -4,10 +4,10 @@
 use std::ffi::CString;
 use std::io;
 
-use caps::{CapSet, Capability};
+use caps::Capability;
 use proto::{ErrorKind, RemoteError, SpawnRequest};
 
-use crate::error::{Context, Error};
+use crate::error::Error;
 
 /// Capabilities a container process keeps (bounding, permitted, effective, inheritable).
 pub const DEFAULT_CAPS: [Capability; 14] = [
@@ -33,30 +33,18 @@ const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/s
 const EXIT_NOT_FOUND: i32 = 127;
 const EXIT_NOT_EXECUTABLE: i32 = 126;
 
-fn caps_err(what: &'static str) -> impl FnOnce(caps::errors::CapsError) -> Error {
-    move |e| Error::sys(what)(io::Error::other(e.to_string()))
-}
-
-/// Reduce capabilities to [`DEFAULT_CAPS`], set no_new_privs, close every
-/// descriptor but stdio and the (close-on-exec) control channel.
-pub fn lock_down(caller_limits: &tupper_helper::CallerLimits) -> Result<(), Error> {
-    let keep: caps::CapsHashSet = DEFAULT_CAPS.into_iter().collect();
-    // Bounding set by number, so capabilities newer than the caps crate go too.
-    for cap in 0..64u32 {
-        if keep.iter().any(|c| c.index() as u32 == cap) {
-            continue;
-        }
-        match tupper_sys::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong) {
-            Ok(()) => {}
-            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => break,
-            Err(e) => return Err(e).ctx("reduce the capability bounding set"),
-        }
-    }
-    caps::set(None, CapSet::Effective, &keep).map_err(caps_err("set capabilities"))?;
-    caps::set(None, CapSet::Permitted, &keep).map_err(caps_err("set capabilities"))?;
-    caps::set(None, CapSet::Inheritable, &keep).map_err(caps_err("set capabilities"))?;
-    caps::clear(None, CapSet::Ambient).map_err(caps_err("clear ambient capabilities"))?;
-    tupper_sys::prctl(libc::PR_SET_NO_NEW_PRIVS, 1).ctx("set no_new_privs")?;
+/// Reduce capabilities to the container's set, close every descriptor but
+/// stdio and the (close-on-exec) control channel, become the user of `-u`,
+/// set no_new_privs if asked to, and install the seccomp filter last (see
+/// `privileges.rs` for the order).
+pub fn lock_down(
+    caller_limits: &tupper_helper::CallerLimits,
+    sec: &proto::SpawnSecurity,
+    user: Option<&super::user::User>,
+) -> Result<(), Error> {
+    use super::privileges;
+    let keep = privileges::container_caps(sec);
+    privileges::reduce_bounding_set(&keep)?;
     tupper_helper::close_fds_from(proto::CONTROL_FD + 1)?;
     // Default dispositions and an empty mask for the command: ignored
     // signals survive `execve`, and the Rust runtime ignores `SIGPIPE`.
@@ -64,6 +52,11 @@ pub fn lock_down(caller_limits: &tupper_helper::CallerLimits) -> Result<(), Erro
     // The caller's own soft limits (the helper raised them, and lowered the
     // core limit, for itself).
     caller_limits.restore_soft_limits();
+    privileges::become_user(user, &keep, sec)?;
+    privileges::no_new_privs(sec)?;
+    if let Some(program) = &sec.seccomp {
+        privileges::install_filter(program)?;
+    }
     Ok(())
 }
 
@@ -71,8 +64,9 @@ fn key(entry: &str) -> &str {
     entry.split_once('=').map_or(entry, |(k, _)| k)
 }
 
-/// The request's environment plus defaults for what it leaves out.
-pub fn environment(req: &SpawnRequest) -> Vec<String> {
+/// The request's environment plus defaults for what it leaves out
+/// (`HOME` from the passwd entry of `-u`, else `/root`).
+pub fn environment(req: &SpawnRequest, home: Option<&str>) -> Vec<String> {
     let mut env = req.env.clone();
     let mut add = |k: &str, v: &str| {
         if !env.iter().any(|e| key(e) == k) {
@@ -81,7 +75,7 @@ pub fn environment(req: &SpawnRequest) -> Vec<String> {
     };
     add("PATH", DEFAULT_PATH);
     add("HOSTNAME", &req.hostname);
-    add("HOME", "/root");
+    add("HOME", home.unwrap_or("/root"));
     if req.tty {
         add("TERM", "xterm");
     }
@@ -177,8 +171,8 @@ fn cstrings(v: &[String]) -> Option<Vec<CString>> {
 }
 
 /// Execute the command; returns only on failure.
-pub fn exec_command(req: &SpawnRequest) -> (RemoteError, i32) {
-    let env = environment(req);
+pub fn exec_command(req: &SpawnRequest, home: Option<&str>) -> (RemoteError, i32) {
+    let env = environment(req, home);
     let path = env
         .iter()
         .find(|e| key(e) == "PATH")
@@ -218,12 +212,13 @@ mod tests {
             hostname: "box".into(),
             workdir: "/".into(),
             tty,
+            security: Default::default(),
         }
     }
 
     #[test]
     fn environment_defaults() {
-        let env = environment(&req(&["A=1"], true));
+        let env = environment(&req(&["A=1"], true), None);
         assert_eq!(
             env,
             vec![
@@ -234,8 +229,13 @@ mod tests {
                 "TERM=xterm".into()
             ]
         );
-        let env = environment(&req(&["PATH=/x", "HOME=/h", "HOSTNAME=h"], false));
+        let env = environment(
+            &req(&["PATH=/x", "HOME=/h", "HOSTNAME=h"], false),
+            Some("/u"),
+        );
         assert_eq!(env, vec!["PATH=/x", "HOME=/h", "HOSTNAME=h"]);
+        let env = environment(&req(&[], false), Some("/home/u"));
+        assert!(env.contains(&"HOME=/home/u".to_string()), "{env:?}");
     }
 
     #[test]

@@ -9,7 +9,10 @@ mod creds;
 mod exec;
 mod mount_sys;
 mod mounts;
+mod privileges;
+mod reaper;
 mod system;
+mod user;
 
 use proto::{Channel, NsReply, NsRequest, SpawnRequest};
 
@@ -42,7 +45,7 @@ pub fn run(
     if sync.report(&report).is_err() {
         exit(EXIT_SETUP_FAILED);
     }
-    let Ok(terminal) = setup else {
+    let Ok((terminal, user)) = setup else {
         exit(EXIT_SETUP_FAILED)
     };
     drop(sync);
@@ -63,22 +66,31 @@ pub fn run(
         }
     }
 
-    // 13–14. Lock down and exec; only failures come back.
-    let (err, code) = match exec::lock_down(caller_limits) {
-        Ok(()) => exec::exec_command(&req),
-        Err(e) => (e.to_remote(), EXIT_SETUP_FAILED),
+    // 13–14. Lock down and exec (with `--init`, in a child of a reaper);
+    //        only failures come back.
+    let home = user.as_ref().and_then(|u| u.home.clone());
+    let exec = |chan: &mut Channel| {
+        let (err, code) = exec::exec_command(&req, home.as_deref());
+        let _ = chan.reply::<NsReply>(&Err(err));
+        code
     };
-    let _ = chan.reply::<NsReply>(&Err(err));
-    exit(code)
+    match exec::lock_down(caller_limits, &req.security, user.as_ref()) {
+        Ok(()) if req.security.init => reaper::run(chan, exec),
+        Ok(()) => exit(exec(chan)),
+        Err(e) => {
+            let _ = chan.reply::<NsReply>(&Err(e.to_remote()));
+            exit(EXIT_SETUP_FAILED)
+        }
+    }
 }
 
+/// What `set_up` hands on: the terminal's master (with `-t`) and the user
+/// of `-u`.
+type SetUp = (Option<std::os::fd::OwnedFd>, Option<user::User>);
+
 /// Steps 6–10 of the checklist in `lib.rs`; returns the terminal's
-/// master when the request asked for one.
-fn set_up(
-    sync: &mut ChildEnd,
-    req: &SpawnRequest,
-    user_namespace: bool,
-) -> Result<Option<std::os::fd::OwnedFd>, Error> {
+/// master when the request asked for one, and the user of `-u`.
+fn set_up(sync: &mut ChildEnd, req: &SpawnRequest, user_namespace: bool) -> Result<SetUp, Error> {
     // 6. Ids: wait for the maps, then become root of the container.
     tupper_sys::set_dumpable().map_err(Error::sys("make the init dumpable"))?;
     sync.signal_ready()?;
@@ -91,10 +103,17 @@ fn set_up(
     // 7–8. Mounts and pivot_root.
     mounts::set_up_root()?;
     system::enter_workdir(&req.workdir)?;
+    // `-u`: from the container's own /etc/passwd and /etc/group.
+    let user = match &req.security.user {
+        Some(spec) => Some(user::lookup(spec)?),
+        None => None,
+    };
 
     // 9. Hostname and loopback.
     system::set_hostname(&req.hostname)?;
-    system::loopback_up()?;
+    if !req.security.host_network {
+        system::loopback_up()?;
+    }
 
     // 10. A terminal of the container's own devpts as stdio, a session with
     //     it as the controlling terminal, death of the supervisor.
@@ -104,5 +123,5 @@ fn set_up(
         None
     };
     system::new_session(req.tty)?;
-    Ok(terminal)
+    Ok((terminal, user))
 }

@@ -84,6 +84,7 @@ pub fn run(libexec: &str, args: &[&str]) -> ExitCode {
         hostname: o.hostname,
         workdir: o.workdir,
         tty: o.tty,
+        security: Default::default(),
     });
     if let Err(e) = chan.send(&request) {
         return fail("send Spawn", e);
