@@ -330,7 +330,10 @@ mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;
 
-    fn tar_of(entries: &[(&str, EntryType, &[u8], Option<&str>, u32)]) -> Vec<u8> {
+    /// (name, type, data, link target, mode)
+    type Spec<'a> = (&'a str, EntryType, &'a [u8], Option<&'a str>, u32);
+
+    fn tar_of(entries: &[Spec<'_>]) -> Vec<u8> {
         let mut b = tar::Builder::new(Vec::new());
         for (name, t, data, link, mode) in entries {
             let mut h = tar::Header::new_gnu();

@@ -220,7 +220,9 @@ fn copy_out(key: &str, path: &str, dest: &str) -> Result<()> {
         }
     };
     // The helper's tar goes through a pipe to the extractor, on a thread.
-    let (reader, mut writer) = std::io::pipe().map_err(|e| Error::io("cannot make a pipe", e))?;
+    let (reader, writer) =
+        nix::unistd::pipe().map_err(|e| Error::io("cannot make a pipe", e.into()))?;
+    let (reader, mut writer) = (File::from(reader), File::from(writer));
     let extractor = std::thread::spawn(move || -> Result<u64> {
         let mut ex = HostExtractor::new(target, top);
         let mut a = tar::Archive::new(reader);
@@ -325,11 +327,9 @@ fn copy_in(src: &str, key: &str, path: &str) -> Result<()> {
             .map_err(|e| Error::io("cannot send the tar", e))?;
         Ok(skipped)
     })();
-    let skipped = match built {
-        Ok(n) => n,
-        // Leaving without ImportEnd makes the helper stop and answer nothing.
-        Err(e) => return Err(e),
-    };
+    // On an error, leaving without ImportEnd makes the helper stop and
+    // answer nothing.
+    let skipped = built?;
     sender.flush_chunk()?;
     helper.send(&StorageRequest::ImportEnd)?;
     let _: StorageReply = helper.recv_reply()?;
