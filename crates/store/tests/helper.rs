@@ -786,12 +786,45 @@ fn export_stat_copy_in_and_commit_a_container_root() {
     })
     .unwrap();
 
+    // A subvolume the container made inside its root, and an extended
+    // attribute: both are exported.
+    let root = containers_dir().join(&id);
+    let made = Command::new("btrfs")
+        .args(["subvolume", "create"])
+        .arg(root.join("nested"))
+        .output()
+        .unwrap();
+    assert!(made.status.success(), "{made:?}");
+    std::fs::write(root.join("nested/inner"), b"in a nested subvolume").unwrap();
+    let attr = std::ffi::CString::new(root.join("home-file").into_os_string().into_encoded_bytes())
+        .unwrap();
+    // SAFETY: valid NUL-terminated strings and buffer.
+    let rc = unsafe {
+        libc::setxattr(
+            attr.as_ptr(),
+            c"user.tupper".as_ptr(),
+            b"kept".as_ptr().cast(),
+            4,
+            0,
+        )
+    };
+    assert_eq!(rc, 0, "setxattr: {}", std::io::Error::last_os_error());
+
     // export: the whole root, modes, owners and hardlinks kept
     let tar = export(&mut h, &id, None).unwrap();
     let mut seen = std::collections::HashMap::new();
+    let mut xattr = None;
     for e in tar::Archive::new(tar.as_slice()).entries().unwrap() {
-        let e = e.unwrap();
+        let mut e = e.unwrap();
         let n = String::from_utf8(e.path_bytes().into_owned()).unwrap();
+        if n == "home-file" {
+            for x in e.pax_extensions().unwrap().unwrap() {
+                let x = x.unwrap();
+                if x.key().unwrap() == "SCHILY.xattr.user.tupper" {
+                    xattr = Some(x.value_bytes().to_vec());
+                }
+            }
+        }
         let hd = e.header();
         seen.insert(
             n,
@@ -807,6 +840,8 @@ fn export_stat_copy_in_and_commit_a_container_root() {
     assert_eq!(seen["bin/sh"].0, tar::EntryType::Symlink);
     let kinds = [seen["bin/busybox"].0, seen["bin/ls"].0];
     assert!(kinds.contains(&tar::EntryType::Link), "{kinds:?}");
+    assert_eq!(seen["nested/inner"].0, tar::EntryType::Regular);
+    assert_eq!(xattr.as_deref(), Some(&b"kept"[..]));
 
     // cp out: `..` and absolute symlinks stay inside the root
     let one = export(&mut h, &id, Some("/../../../../etc/hostname")).unwrap();
@@ -839,7 +874,6 @@ fn export_stat_copy_in_and_commit_a_container_root() {
     }
 
     // cp in: through the import's extractor; the root keeps its mode
-    let root = containers_dir().join(&id);
     std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o711)).unwrap();
     let t = Tar::new().file("tmp/new", 0o640, 0, b"copied").done();
     assert_eq!(
