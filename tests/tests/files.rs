@@ -311,6 +311,13 @@ fn cp_in_and_out_of_an_exited_container() {
         "/newdir/sub/f",
     ]);
     assert_eq!(got, "0:0 /data/in.txt\n0:0 /newdir/sub/f\n");
+    // The whole root out, and a directory's contents into the root.
+    e.run_ok(&["cp", "fcp-x:/", &h.s("rootcopy")]);
+    assert_eq!(std::fs::read(h.join("rootcopy/data/t")).unwrap(), b"top\n");
+    assert!(h.join("rootcopy/bin/busybox").is_file());
+    e.run_ok(&["cp", &format!("{}/.", h.s("contents")), "fcp-x:/"]);
+    e.run_ok(&["cp", "fcp-x:/sub/f", &h.s("contents-back")]);
+    assert_eq!(std::fs::read(h.join("contents-back")).unwrap(), b"inside\n");
     // A tar on standard output.
     let tar = out(&e, &["cp", "fcp-x:/data/sub", "-"]);
     assert_success(&tar, &["cp", "-"]);

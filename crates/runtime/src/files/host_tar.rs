@@ -41,9 +41,13 @@ pub fn append_host_tree<W: Write>(b: &mut tar::Builder<W>, src: &Path, name: &Pa
         let md = fs::symlink_metadata(&path).map_err(err(&path))?;
         let ft = md.file_type();
         if ft.is_dir() {
-            let mut h = header(&md, EntryType::Directory);
-            b.append_data(&mut h, &name, io::empty())
-                .map_err(err(&path))?;
+            // An empty name is the container's `/` (`cp DIR/. CTR:/`): it
+            // exists; only its contents are sent.
+            if !name.as_os_str().is_empty() {
+                let mut h = header(&md, EntryType::Directory);
+                b.append_data(&mut h, &name, io::empty())
+                    .map_err(err(&path))?;
+            }
             let mut children: Vec<_> = fs::read_dir(&path)
                 .map_err(err(&path))?
                 .map(|e| e.map(|e| e.file_name()))
@@ -156,6 +160,10 @@ pub fn rename_under<W: Write>(
             continue;
         }
         let name = under(prefix, &e.path_bytes())?;
+        if name.as_os_str().is_empty() {
+            // The destination directory itself (`./` into `/`): it exists.
+            continue;
+        }
         let mut h = e.header().clone();
         let w = |e: io::Error| Error::io("cannot send the tar", e);
         match t {

@@ -191,7 +191,8 @@ fn copy_out(key: &str, path: &str, dest: &str) -> Result<()> {
     let target = match std::fs::metadata(dest_path) {
         Ok(md) if md.is_dir() => Target {
             dir: open(dest_path)?,
-            leaf: if contents_only {
+            // `/` and `DIR/.`: the contents, merged into DEST.
+            leaf: if contents_only || top == b"." {
                 None
             } else {
                 Some(top.clone())
