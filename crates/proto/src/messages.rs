@@ -30,6 +30,38 @@ pub enum StorageRequest {
     ListImages,
     /// List the caller's container roots.
     ListContainers,
+
+    // --- files in and out of containers (commit, export, cp) ---
+    /// Make image `image` of the caller a read-only snapshot of the caller's
+    /// container root `container` (no data copied).
+    Commit { container: String, image: String },
+    /// Stream a tar of the caller's container root (`path: None`, `export`)
+    /// or of one path inside it (`cp` out; resolved inside the root, the
+    /// entries named from its last component). The helper answers with
+    /// [`StorageReply::ExportChunk`] frames (each at most
+    /// [`crate::frame::MAX_CHUNK_LEN`] bytes) and then exactly one final
+    /// frame: [`StorageReply::Exported`] or an error. A supervisor that
+    /// closes the channel mid-way just ends the session (nothing changes).
+    ExportBegin {
+        container: String,
+        path: Option<String>,
+    },
+    /// What `path` is inside the caller's container root (resolved inside
+    /// it): answered with [`StorageReply::PathKind`].
+    StatPath { container: String, path: String },
+    /// Extract a tar that follows as `ImportChunk` frames, ended by
+    /// `ImportEnd`, into the caller's container root (`cp` in), through the
+    /// same extractor and refusals as an import. Answered once, after
+    /// `ImportEnd`, with [`StorageReply::CopiedIn`].
+    CopyInBegin { container: String },
+}
+
+/// What a path inside a container root is ([`StorageRequest::StatPath`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PathKind {
+    Missing,
+    Directory,
+    Other,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -52,6 +84,22 @@ pub enum StorageReply {
     },
     Images(Vec<ImageInfo>),
     Containers(Vec<String>),
+
+    // --- files in and out of containers (commit, export, cp) ---
+    /// Part of a tar stream ([`StorageRequest::ExportBegin`]).
+    ExportChunk(Vec<u8>),
+    /// The end of a tar stream.
+    Exported {
+        entries: u64,
+        /// Sockets found and left out (a tarball cannot hold one).
+        sockets_skipped: u64,
+        /// Device nodes found and left out.
+        devices_skipped: u64,
+    },
+    PathKind(PathKind),
+    CopiedIn {
+        entries: u64,
+    },
 }
 
 /// What to run and how; the root filesystem is always the caller's container

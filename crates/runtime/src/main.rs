@@ -6,7 +6,7 @@ use clap::{Parser, Subcommand};
 
 use tupper_runtime::error::EXIT_RUNTIME;
 use tupper_runtime::run::RunOptions;
-use tupper_runtime::{containers, images, run, signals};
+use tupper_runtime::{containers, files, images, run, signals};
 
 #[derive(Parser)]
 #[command(
@@ -44,6 +44,27 @@ enum Command {
     },
     /// Reclaim what crashed or killed supervisors left behind.
     Gc,
+
+    // --- files in and out of containers ---
+    /// Make a new image from a container's root filesystem (a read-only
+    /// btrfs snapshot: no data is copied, so it is instant whatever the size).
+    /// A running container is snapshotted as it is at that instant
+    /// (crash-consistent: what a power cut would leave). An existing image
+    /// name is refused; remove it first with `image rm`.
+    Commit { container: String, image: String },
+    /// Write a container's root filesystem as a tarball (to standard output,
+    /// which must not be a terminal, or to FILE); `image import` takes it.
+    Export {
+        /// Write to FILE instead of standard output.
+        #[arg(short, long, value_name = "FILE")]
+        output: Option<std::path::PathBuf>,
+        container: String,
+    },
+    /// Copy files between the host and a container (running or exited):
+    /// `cp CONTAINER:PATH DEST` or `cp SRC CONTAINER:PATH`; `-` is a tar on
+    /// standard input or output. Only the container's root filesystem is
+    /// seen: not its volumes or tmpfs mounts.
+    Cp { src: String, dest: String },
 }
 
 #[derive(Subcommand)]
@@ -90,6 +111,11 @@ fn main() {
         Command::Ps { all } => containers::ps(all).map(|_| 0),
         Command::Rm { force, containers } => containers::rm(&containers, force).map(|_| 0),
         Command::Gc => containers::gc().map(|_| 0),
+        Command::Commit { container, image } => files::commit(&container, &image).map(|_| 0),
+        Command::Export { output, container } => {
+            files::export(&container, output.as_deref()).map(|_| 0)
+        }
+        Command::Cp { src, dest } => files::cp(&src, &dest).map(|_| 0),
     };
     match result {
         Ok(code) => std::process::exit(code),

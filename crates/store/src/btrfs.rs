@@ -133,10 +133,19 @@ pub fn subvol_destroy(dir: impl AsFd, name: &str) -> Result<(), Errno> {
 
 /// Writable snapshot of subvolume `source` as `name` in directory `dir`.
 pub fn snapshot(source: impl AsFd, dir: impl AsFd, name: &str) -> Result<(), Errno> {
+    snapshot_with(source, dir, name, 0)
+}
+
+/// Read-only snapshot of subvolume `source` as `name` in directory `dir`.
+pub fn snapshot_readonly(source: impl AsFd, dir: impl AsFd, name: &str) -> Result<(), Errno> {
+    snapshot_with(source, dir, name, SUBVOL_RDONLY)
+}
+
+fn snapshot_with(source: impl AsFd, dir: impl AsFd, name: &str, flags: u64) -> Result<(), Errno> {
     let mut a = Box::new(VolArgsV2 {
         fd: source.as_fd().as_raw_fd() as i64,
         transid: 0,
-        flags: 0,
+        flags,
         unused: [0; 4],
         name: [0; SUBVOL_NAME_LEN],
     });

@@ -8,7 +8,10 @@
 
 mod btrfs;
 mod capabilities;
+mod commit;
+mod copy_in;
 mod error;
+mod export;
 mod fsutil;
 mod images;
 mod import;

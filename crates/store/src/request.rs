@@ -7,7 +7,7 @@ use tupper_config::system::SystemConfig;
 
 use crate::error::{Error, Result};
 use crate::store::{self, Store};
-use crate::{images, import, roots};
+use crate::{commit, copy_in, export, images, import, roots};
 
 pub struct Context {
     pub caller: Caller,
@@ -53,6 +53,21 @@ pub fn handle(chan: &mut Channel, ctx: &Context, req: StorageRequest) -> Result<
             roots::remove(&ctx.store()?.user_containers(uid)?, &container)
         }
         StorageRequest::ListContainers => roots::list(&ctx.store()?.user_containers(uid)?),
+        // files in and out of containers
+        StorageRequest::Commit { container, image } => {
+            commit::commit(&ctx.store()?, uid, &container, &image)
+        }
+        StorageRequest::ExportBegin { container, path } => {
+            validate::container_id(&container)?;
+            export::run(chan, ctx.caller, ctx.store()?, &container, path.as_deref())
+        }
+        StorageRequest::StatPath { container, path } => {
+            validate::container_id(&container)?;
+            copy_in::stat(&ctx.store()?, uid, &container, &path)
+        }
+        StorageRequest::CopyInBegin { container } => {
+            copy_in::run(chan, ctx.caller, || ctx.store(), &container)
+        }
         other @ (StorageRequest::ImportChunk(_) | StorageRequest::ImportEnd) => {
             Err(Error::Protocol(format!(
                 "{} outside of an import",

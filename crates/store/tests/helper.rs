@@ -729,3 +729,237 @@ fn device_nodes_are_left_out_and_counted() {
     assert_eq!(std::fs::read(img.join("etc/hostname")).unwrap(), b"box\n");
     h.call(StorageRequest::RemoveImage { name }).unwrap();
 }
+
+// ---- files in and out of containers (commit, export, cp) --------------
+
+/// Send `ExportBegin` and collect the tar; every chunk is bounded.
+fn export(h: &mut Helper, container: &str, path: Option<&str>) -> Result<Vec<u8>, RemoteError> {
+    h.chan
+        .send(&StorageRequest::ExportBegin {
+            container: container.into(),
+            path: path.map(str::to_string),
+        })
+        .unwrap();
+    let mut tar = Vec::new();
+    loop {
+        match h
+            .chan
+            .recv::<Result<StorageReply, RemoteError>>()
+            .unwrap()?
+        {
+            StorageReply::ExportChunk(c) => {
+                assert!(!c.is_empty() && c.len() <= proto::frame::MAX_CHUNK_LEN);
+                tar.extend(c);
+            }
+            StorageReply::Exported { .. } => return Ok(tar),
+            other => panic!("{other:?}"),
+        }
+    }
+}
+
+fn copy_in(h: &mut Helper, container: &str, data: &[u8]) -> Result<StorageReply, RemoteError> {
+    h.chan
+        .send(&StorageRequest::CopyInBegin {
+            container: container.into(),
+        })
+        .unwrap();
+    for c in data.chunks(7000) {
+        h.chan
+            .send(&StorageRequest::ImportChunk(c.to_vec()))
+            .unwrap();
+    }
+    h.chan.send(&StorageRequest::ImportEnd).unwrap();
+    h.chan.recv().unwrap()
+}
+
+#[test]
+#[ignore = "needs root, the test prefix and store: run by tests/run.sh"]
+fn export_stat_copy_in_and_commit_a_container_root() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let mut h = Helper::spawn();
+    let name = unique("files");
+    let id = container_id();
+    h.import(&name, &sample().done()).unwrap();
+    h.call(StorageRequest::Snapshot {
+        image: name.clone(),
+        container: id.clone(),
+    })
+    .unwrap();
+
+    // A subvolume the container made inside its root, and an extended
+    // attribute: both are exported.
+    let root = containers_dir().join(&id);
+    let made = Command::new("btrfs")
+        .args(["subvolume", "create"])
+        .arg(root.join("nested"))
+        .output()
+        .unwrap();
+    assert!(made.status.success(), "{made:?}");
+    std::fs::write(root.join("nested/inner"), b"in a nested subvolume").unwrap();
+    let attr = std::ffi::CString::new(root.join("home-file").into_os_string().into_encoded_bytes())
+        .unwrap();
+    // SAFETY: valid NUL-terminated strings and buffer.
+    let rc = unsafe {
+        libc::setxattr(
+            attr.as_ptr(),
+            c"user.tupper".as_ptr(),
+            b"kept".as_ptr().cast(),
+            4,
+            0,
+        )
+    };
+    assert_eq!(rc, 0, "setxattr: {}", std::io::Error::last_os_error());
+
+    // export: the whole root, modes, owners and hardlinks kept
+    let tar = export(&mut h, &id, None).unwrap();
+    let mut seen = std::collections::HashMap::new();
+    let mut xattr = None;
+    for e in tar::Archive::new(tar.as_slice()).entries().unwrap() {
+        let mut e = e.unwrap();
+        let n = String::from_utf8(e.path_bytes().into_owned()).unwrap();
+        if n == "home-file" {
+            for x in e.pax_extensions().unwrap().unwrap() {
+                let x = x.unwrap();
+                if x.key().unwrap() == "SCHILY.xattr.user.tupper" {
+                    xattr = Some(x.value_bytes().to_vec());
+                }
+            }
+        }
+        let hd = e.header();
+        seen.insert(
+            n,
+            (
+                hd.entry_type(),
+                hd.mode().unwrap() & 0o7777,
+                hd.uid().unwrap(),
+            ),
+        );
+    }
+    assert_eq!(seen["./"].0, tar::EntryType::Directory);
+    assert_eq!(seen["home-file"], (tar::EntryType::Regular, 0o2750, 1000));
+    assert_eq!(seen["bin/sh"].0, tar::EntryType::Symlink);
+    let kinds = [seen["bin/busybox"].0, seen["bin/ls"].0];
+    assert!(kinds.contains(&tar::EntryType::Link), "{kinds:?}");
+    assert_eq!(seen["nested/inner"].0, tar::EntryType::Regular);
+    assert_eq!(xattr.as_deref(), Some(&b"kept"[..]));
+
+    // cp out: `..` and absolute symlinks stay inside the root
+    let one = export(&mut h, &id, Some("/../../../../etc/hostname")).unwrap();
+    let mut a = tar::Archive::new(one.as_slice());
+    let mut e = a.entries().unwrap().next().unwrap().unwrap();
+    assert_eq!(e.path_bytes().as_ref(), b"hostname");
+    let mut body = String::new();
+    e.read_to_string(&mut body).unwrap();
+    assert_eq!(body, "tupperware\n");
+    expect_err(
+        export(&mut h, &id, Some("/nope")).map(|_| StorageReply::Done),
+        ErrorKind::NotFound,
+        "not found",
+    );
+
+    // stat
+    for (p, k) in [
+        ("/etc", proto::PathKind::Directory),
+        ("/etc/hostname", proto::PathKind::Other),
+        ("/nope", proto::PathKind::Missing),
+        ("/../..", proto::PathKind::Directory),
+    ] {
+        let r = h
+            .call(StorageRequest::StatPath {
+                container: id.clone(),
+                path: p.into(),
+            })
+            .unwrap();
+        assert_eq!(r, StorageReply::PathKind(k), "{p}");
+    }
+
+    // cp in: through the import's extractor; the root keeps its mode
+    std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o711)).unwrap();
+    let t = Tar::new().file("tmp/new", 0o640, 0, b"copied").done();
+    assert_eq!(
+        copy_in(&mut h, &id, &t).unwrap(),
+        StorageReply::CopiedIn { entries: 1 }
+    );
+    assert_eq!(std::fs::read(root.join("tmp/new")).unwrap(), b"copied");
+    assert_eq!(
+        std::fs::metadata(&root).unwrap().permissions().mode() & 0o7777,
+        0o711
+    );
+    let t = Tar::new().file("../../escaped", 0o644, 0, b"x").done();
+    expect_err(copy_in(&mut h, &id, &t), ErrorKind::Unsafe, "leaves");
+    assert!(!containers_dir().join("escaped").exists());
+    assert!(!store().join("escaped").exists());
+
+    // commit: a read-only image, names refused when taken or invalid
+    let committed = unique("commit");
+    h.call(StorageRequest::Commit {
+        container: id.clone(),
+        image: committed.clone(),
+    })
+    .unwrap();
+    assert!(h.images().contains(&committed));
+    assert_eq!(
+        std::fs::read(images_dir().join(&committed).join("tmp/new")).unwrap(),
+        b"copied"
+    );
+    assert!(std::fs::write(images_dir().join(&committed).join("x"), b"").is_err());
+    expect_err(
+        h.call(StorageRequest::Commit {
+            container: id.clone(),
+            image: committed.clone(),
+        }),
+        ErrorKind::AlreadyExists,
+        "already exists",
+    );
+    expect_err(
+        h.call(StorageRequest::Commit {
+            container: container_id(),
+            image: unique("ghost"),
+        }),
+        ErrorKind::NotFound,
+        "not found",
+    );
+
+    h.call(StorageRequest::RemoveImage { name: committed })
+        .unwrap();
+    h.call(StorageRequest::RemoveContainer { container: id })
+        .unwrap();
+    h.call(StorageRequest::RemoveImage { name }).unwrap();
+    h.finish();
+}
+
+#[test]
+#[ignore = "needs root, the test prefix and store: run by tests/run.sh"]
+fn a_supervisor_gone_mid_export_ends_the_session() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let mut h = Helper::spawn();
+    let name = unique("export-gone");
+    let id = container_id();
+    let big: Vec<u8> = (0..8 << 20).map(|i: u32| (i % 251) as u8).collect();
+    let t = Tar::new().file("big", 0o644, 0, &big).done();
+    h.import(&name, &t).unwrap();
+    h.call(StorageRequest::Snapshot {
+        image: name.clone(),
+        container: id.clone(),
+    })
+    .unwrap();
+    h.chan
+        .send(&StorageRequest::ExportBegin {
+            container: id.clone(),
+            path: None,
+        })
+        .unwrap();
+    let first: Result<StorageReply, RemoteError> = h.chan.recv().unwrap();
+    assert!(matches!(first, Ok(StorageReply::ExportChunk(_))));
+    let Helper { chan, mut child } = h;
+    drop(chan);
+    let started = std::time::Instant::now();
+    let status = child.wait().unwrap();
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
+    assert!(status.code().is_some(), "killed by a signal: {status}");
+    let mut h = Helper::spawn();
+    h.call(StorageRequest::RemoveContainer { container: id })
+        .unwrap();
+    h.call(StorageRequest::RemoveImage { name }).unwrap();
+    h.finish();
+}

@@ -8,7 +8,11 @@
 //! tupper-drive LIBEXECDIR garbage-frame (storage|ns|net)
 //! tupper-drive LIBEXECDIR hold-hostile (storage|ns|net)
 //! tupper-drive LIBEXECDIR ns-spawn CONTAINER HOSTNAME WORKDIR [--tty] [--no-start] [--env K=V]... -- COMMAND...
+//! tupper-drive LIBEXECDIR storage-export CONTAINER_ID (PATH|-)
+//! tupper-drive LIBEXECDIR storage-commit CONTAINER_ID IMAGE
 //! ```
+//! `storage-export` sends `ExportBegin` and reports the final reply (the
+//! tar's bytes are counted, not printed); `storage-commit` sends `Commit`.
 //! `net-attach` and `net-release` print `ok: <reply>` or
 //! `error: <kind>: <message>` and exit 0 only on `ok`. The frame commands
 //! print the helper's reply, decoded as that helper's own reply type
@@ -23,7 +27,7 @@ use std::process::{Command, ExitCode, Stdio};
 
 use std::os::unix::process::ExitStatusExt;
 
-use proto::{Channel, NetReply, NetRequest, NsReply, RemoteError, StorageReply};
+use proto::{Channel, NetReply, NetRequest, NsReply, RemoteError, StorageReply, StorageRequest};
 
 #[path = "drive/hostile.rs"]
 mod hostile;
@@ -108,6 +112,39 @@ fn main() -> ExitCode {
                     ExitCode::from(2)
                 }
             }
+        }
+        ["storage-export", id, path] => {
+            let (mut ch, mut child) = spawn(libexec, "storage");
+            let path = (*path != "-").then(|| path.to_string());
+            let r = ch.handshake().and_then(|_| {
+                ch.send(&StorageRequest::ExportBegin {
+                    container: id.to_string(),
+                    path,
+                })?;
+                let mut bytes = 0usize;
+                loop {
+                    match ch.recv::<Result<StorageReply, RemoteError>>()? {
+                        Ok(StorageReply::ExportChunk(c)) => bytes += c.len(),
+                        Ok(r) => return Ok((r, bytes)),
+                        Err(e) => return Err(proto::Error::Remote(e)),
+                    }
+                }
+            });
+            drop(ch);
+            let _ = child.wait();
+            report(r)
+        }
+        ["storage-commit", id, image] => {
+            let (mut ch, mut child) = spawn(libexec, "storage");
+            let r = ch.handshake().and_then(|_| {
+                ch.call::<_, StorageReply>(&StorageRequest::Commit {
+                    container: id.to_string(),
+                    image: image.to_string(),
+                })
+            });
+            drop(ch);
+            let _ = child.wait();
+            report(r)
         }
         ["hold-hostile", helper] => hostile::hold(libexec, helper),
         ["ns-spawn", args @ ..] => ns_spawn::run(libexec, args),

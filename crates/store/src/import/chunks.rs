@@ -108,6 +108,10 @@ pub fn request_name(r: &StorageRequest) -> &'static str {
         StorageRequest::RemoveImage { .. } => "RemoveImage",
         StorageRequest::ListImages => "ListImages",
         StorageRequest::ListContainers => "ListContainers",
+        StorageRequest::Commit { .. } => "Commit",
+        StorageRequest::ExportBegin { .. } => "ExportBegin",
+        StorageRequest::StatPath { .. } => "StatPath",
+        StorageRequest::CopyInBegin { .. } => "CopyInBegin",
     }
 }
 

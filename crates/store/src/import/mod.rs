@@ -1,10 +1,10 @@
 //! `ImportBegin` .. `ImportEnd`: stream a tarball into a new image subvolume.
 
-mod chunks;
+pub(crate) mod chunks;
 mod compression;
-mod data;
-mod extract;
-mod ids;
+pub(crate) mod data;
+pub(crate) mod extract;
+pub(crate) mod ids;
 mod policy;
 
 use std::os::fd::OwnedFd;
