@@ -22,7 +22,7 @@ pub use frame::{Channel, MAX_FRAME_LEN};
 pub use messages::*;
 
 /// Version of the protocol spoken by this build. Bump on any message change.
-pub const PROTOCOL_VERSION: u32 = 3;
+pub const PROTOCOL_VERSION: u32 = 4;
 
 /// The file descriptor on which every helper finds its control channel.
 pub const CONTROL_FD: i32 = 3;

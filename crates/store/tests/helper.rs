@@ -290,9 +290,11 @@ fn import_list_snapshot_remove() {
             entries,
             bytes,
             devices_skipped,
+            xattrs_skipped,
         } => {
             assert_eq!(n, name);
             assert_eq!(devices_skipped, 0);
+            assert_eq!(xattrs_skipped, 0);
             assert_eq!(entries, 9);
             assert_eq!(bytes, 300_000 + 11 + 13);
         }
