@@ -173,7 +173,10 @@ mod tests {
         }
         assert_eq!(sniff(&[("manifest.json", Kind::File)]), None);
         assert_eq!(
-            sniff(&[("srv/manifest.json", Kind::File), ("srv/oci-layout", Kind::File)]),
+            sniff(&[
+                ("srv/manifest.json", Kind::File),
+                ("srv/oci-layout", Kind::File)
+            ]),
             None
         );
         assert_eq!(sniff(&[("etc/hostname", Kind::File)]), None);

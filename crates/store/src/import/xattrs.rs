@@ -264,7 +264,11 @@ impl FileCaps {
     /// The value to write: v3 with `root_uid` as root id, or v2 when the
     /// root id is host root (an unmapped root import).
     pub fn encode(&self, root_uid: u32) -> Vec<u8> {
-        let rev = if root_uid == 0 { REVISION_2 } else { REVISION_3 };
+        let rev = if root_uid == 0 {
+            REVISION_2
+        } else {
+            REVISION_3
+        };
         let magic = rev | if self.effective { FLAGS_EFFECTIVE } else { 0 };
         let mut out = Vec::with_capacity(SIZE_3);
         out.extend_from_slice(&magic.to_le_bytes());
@@ -303,17 +307,27 @@ pub fn shift_acl(entry: &str, attr: &str, v: &[u8], shift: &Shift) -> Result<Vec
     if le32(v, 0) != ACL_VERSION {
         return Err(malformed(&format!("version {}", le32(v, 0))));
     }
-    let mut out = v.to_vec();
+    let mut entries = Vec::with_capacity((v.len() - 4) / 8);
     for at in (4..v.len()).step_by(8) {
         let tag = u16::from_le_bytes([v[at], v[at + 1]]);
+        let perm = u16::from_le_bytes([v[at + 2], v[at + 3]]);
         let id = le32(v, at + 4);
-        let host = match tag {
+        let id = match tag {
             ACL_USER => shift.host_uid(entry, id as u64, "an ACL entry for uid")?,
             ACL_GROUP => shift.host_gid(entry, id as u64, "an ACL entry for gid")?,
-            ACL_USER_OBJ | ACL_GROUP_OBJ | ACL_MASK | ACL_OTHER => continue,
+            ACL_USER_OBJ | ACL_GROUP_OBJ | ACL_MASK | ACL_OTHER => id,
             other => return Err(malformed(&format!("tag {other:#x}"))),
         };
-        out[at + 4..at + 8].copy_from_slice(&host.to_le_bytes());
+        entries.push((tag, id, perm));
+    }
+    // The kernel wants entries by tag, and named ones by id: shifting moves
+    // container root (the caller) relative to the subordinate range.
+    entries.sort_by_key(|&(tag, id, _)| (tag, id));
+    let mut out = v[..4].to_vec();
+    for (tag, id, perm) in entries {
+        out.extend_from_slice(&tag.to_le_bytes());
+        out.extend_from_slice(&perm.to_le_bytes());
+        out.extend_from_slice(&id.to_le_bytes());
     }
     Ok(out)
 }
@@ -529,7 +543,8 @@ mod tests {
             };
             let e = plan("n", r, Kind::File, &shift()).unwrap_err();
             assert!(
-                e.to_string().contains("an extended attribute with an invalid name"),
+                e.to_string()
+                    .contains("an extended attribute with an invalid name"),
                 "{e}"
             );
         }
@@ -550,8 +565,8 @@ mod tests {
         let u = u32::MAX;
         let before = acl(&[
             (ACL_USER_OBJ, 6, u),
-            (ACL_USER, 4, 0),
             (ACL_USER, 4, 33),
+            (ACL_USER, 4, 0),
             (ACL_GROUP_OBJ, 4, u),
             (ACL_GROUP, 5, 100),
             (ACL_MASK, 7, u),
