@@ -119,7 +119,7 @@ fn assert_import_refused(e: &Env, name: &str, tar: &[u8], expect: &str) {
 
 #[test]
 #[ignore = "privileged end-to-end test: run by tests/run.sh (root, installed helpers)"]
-fn file_capabilities_belong_to_the_caller_and_work_inside() {
+fn import_file_capabilities_belong_to_the_caller_and_work_inside() {
     let e = env();
     let uid = e.uid(&e.user);
     let other = e.uid(&e.second_user);
@@ -207,7 +207,7 @@ fn file_capabilities_belong_to_the_caller_and_work_inside() {
 
 #[test]
 #[ignore = "privileged end-to-end test: run by tests/run.sh (root, installed helpers)"]
-fn extended_attributes_are_kept_shifted_or_left_out() {
+fn import_keeps_shifts_or_leaves_out_extended_attributes() {
     let e = env();
     let uid = e.uid(&e.user);
     let base = subordinate_base(&e);
@@ -305,7 +305,7 @@ fn extended_attributes_are_kept_shifted_or_left_out() {
 
 #[test]
 #[ignore = "privileged end-to-end test: run by tests/run.sh (root, installed helpers)"]
-fn hostile_extended_attributes_are_refused_and_leave_nothing() {
+fn import_refuses_hostile_extended_attributes_and_leaves_nothing() {
     let e = env();
     let with = |attrs: &[(&str, &[u8])]| {
         Tarball::new()
@@ -359,7 +359,7 @@ fn hostile_extended_attributes_are_refused_and_leave_nothing() {
 
 #[test]
 #[ignore = "privileged end-to-end test: run by tests/run.sh (root, installed helpers)"]
-fn image_archives_are_refused_with_what_to_do() {
+fn import_refuses_image_archives_with_what_to_do() {
     let e = env();
     let id = "5b0a3f9e3c1d2e4f60718293a4b5c6d7e8f90123456789abcdef0123456789ab";
     let layer = Tarball::new()
