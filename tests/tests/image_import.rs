@@ -199,6 +199,7 @@ fn import_file_capabilities_belong_to_the_caller_and_work_inside() {
             .output()
             .unwrap();
         let text = output_text(&out);
+        eprintln!("inside, as uid 1000:\n{text}");
         assert!(text.contains("CAP-OK"), "{text}");
         assert!(text.contains("PLAIN-REFUSED"), "{text}");
     }
