@@ -419,3 +419,62 @@ fn import_refuses_image_archives_with_what_to_do() {
     assert_success(&out, &["image", "import", "not-an-archive"]);
     e.run_ok(&["image", "rm", "not-an-archive"]);
 }
+
+/// What GNU `tar --xattrs --xattrs-include='*'` writes (as `mmdebstrap`
+/// runs it) imports with the file capability rewritten for the caller.
+#[test]
+#[ignore = "privileged end-to-end test: run by tests/run.sh (root, installed helpers)"]
+fn import_keeps_what_gnu_tar_xattrs_wrote() {
+    let e = env();
+    let uid = e.uid(&e.user);
+    let scratch = e
+        .prefix
+        .join(format!("xattr-scratch-{}", std::process::id()));
+    let root = scratch.join("root");
+    std::fs::create_dir_all(root.join("etc")).unwrap();
+    let ping = root.join("etc/ping");
+    std::fs::write(&ping, b"#!/bin/sh\n").unwrap();
+    let st = Command::new("setcap")
+        .arg("cap_net_raw=ep")
+        .arg(&ping)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let p = CString::new(ping.as_os_str().as_bytes()).unwrap();
+    // SAFETY: valid C strings and value.
+    let r = unsafe {
+        libc::setxattr(
+            p.as_ptr(),
+            c"user.note".as_ptr(),
+            b"kept".as_ptr().cast(),
+            4,
+            0,
+        )
+    };
+    assert_eq!(r, 0, "{}", std::io::Error::last_os_error());
+    let tarball = scratch.join("rootfs.tar");
+    let out = Command::new("tar")
+        .args(["--xattrs", "--xattrs-include=*", "--numeric-owner", "-C"])
+        .arg(&root)
+        .arg("-cf")
+        .arg(&tarball)
+        .arg(".")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", output_text(&out));
+    let data = std::fs::read(&tarball).unwrap();
+    std::fs::remove_dir_all(&scratch).unwrap();
+    let _ = e.tupper(&["image", "rm", "gnu-tar"]).output();
+    let out = e.import(&e.user, "gnu-tar", &data);
+    assert_success(&out, &["image", "import", "gnu-tar"]);
+    let img = image_dir(&e, "gnu-tar");
+    assert_eq!(
+        xattr(&img.join("etc/ping"), "security.capability"),
+        Some(net_raw_v3(uid))
+    );
+    assert_eq!(
+        xattr(&img.join("etc/ping"), "user.note").as_deref(),
+        Some(&b"kept"[..])
+    );
+    e.run_ok(&["image", "rm", "gnu-tar"]);
+}
