@@ -68,6 +68,61 @@ impl Tarball {
         self
     }
 
+    /// Extended attributes for the next entry: a PAX `x` header with one
+    /// `SCHILY.xattr.<name>` record each (as GNU `tar --xattrs` writes them).
+    /// Anything goes, including names and values a kernel would refuse.
+    pub fn xattrs(self, attrs: &[(&str, &[u8])]) -> Self {
+        let records: Vec<(String, &[u8])> = attrs
+            .iter()
+            .map(|(n, v)| (format!("SCHILY.xattr.{n}"), *v))
+            .collect();
+        self.pax(
+            &records
+                .iter()
+                .map(|(k, v)| (k.as_str(), *v))
+                .collect::<Vec<_>>(),
+        )
+    }
+
+    /// A PAX extended header (`x`) with these records, for the next entry.
+    pub fn pax(mut self, records: &[(&str, &[u8])]) -> Self {
+        let mut body = Vec::new();
+        for (key, value) in records {
+            // "<len> <key>=<value>\n", where <len> counts itself.
+            let rest = key.len() + value.len() + 3;
+            let mut len = rest + 1;
+            while len != rest + len.to_string().len() {
+                len = rest + len.to_string().len();
+            }
+            body.extend_from_slice(format!("{len} {key}=").as_bytes());
+            body.extend_from_slice(value);
+            body.push(b'\n');
+        }
+        self.push("./PaxHeaders/x", EntryType::XHeader, None, &body, 0o644);
+        self
+    }
+
+    /// A regular file with a given mode.
+    pub fn file_mode(mut self, path: &str, body: &[u8], mode: u32) -> Self {
+        self.push(path, EntryType::Regular, None, body, mode);
+        self
+    }
+
+    /// Start from the entries of an existing tarball (its end-of-archive
+    /// blocks dropped), to add entries to a known image.
+    pub fn from_entries_of(tar_bytes: &[u8]) -> Self {
+        let mut archive = tar::Archive::new(tar_bytes);
+        let mut end = 0u64;
+        for entry in archive.entries().expect("entries") {
+            let entry = entry.expect("entry");
+            let size = entry.header().entry_size().expect("size");
+            end = end.max(entry.raw_file_position() + size.div_ceil(512) * 512);
+        }
+        Tarball {
+            data: tar_bytes[..end as usize].to_vec(),
+        }
+    }
+
     pub fn finish(mut self) -> Vec<u8> {
         self.data.extend(std::iter::repeat_n(0u8, 1024));
         self.data

@@ -24,7 +24,7 @@ pub use messages::*;
 pub use security::{BpfInstruction, SpawnSecurity};
 
 /// Version of the protocol spoken by this build. Bump on any message change.
-pub const PROTOCOL_VERSION: u32 = 4;
+pub const PROTOCOL_VERSION: u32 = 5;
 
 /// The file descriptor on which every helper finds its control channel.
 pub const CONTROL_FD: i32 = 3;

@@ -81,6 +81,11 @@ pub enum StorageReply {
         /// Device nodes the tarball held, left out: the runtime gives each
         /// container its own `/dev`.
         devices_skipped: u64,
+        // -- issue 7, extended attributes at import --
+        /// Extended attributes the tarball held that mean nothing in a
+        /// container or cannot be kept safely (`trusted.*`,
+        /// `security.selinux`, `security.ima`, ...), left out.
+        xattrs_skipped: u64,
     },
     Images(Vec<ImageInfo>),
     Containers(Vec<String>),

@@ -53,6 +53,7 @@ pub fn import(name: &str, source: &str) -> Result<()> {
         entries,
         bytes,
         devices_skipped,
+        xattrs_skipped,
     } = reply
     {
         if devices_skipped > 0 {
@@ -60,6 +61,13 @@ pub fn import(name: &str, source: &str) -> Result<()> {
                 "tupper: left out {devices_skipped} device node{} of the tarball \
                  (each container gets its own /dev)",
                 if devices_skipped == 1 { "" } else { "s" }
+            );
+        }
+        if xattrs_skipped > 0 {
+            eprintln!(
+                "tupper: left out {xattrs_skipped} extended attribute{} of the tarball \
+                 (trusted.*, security.selinux and others that mean nothing in a container)",
+                if xattrs_skipped == 1 { "" } else { "s" }
             );
         }
         println!("imported {name}: {entries} entries, {bytes} bytes");

@@ -9,7 +9,7 @@ use crate::error::Result;
 /// Everything `tupper-storage` may ever hold (`--print-caps`, the one list
 /// install and packaging read): mount + loop device + subvolume destroy; the
 /// 0700 root store; shifting ids; chmod/utimes on files of container ids;
-/// setgid bits of foreign groups. Root's only extra path is `mkfs.btrfs`,
+/// setgid bits of foreign groups; file capabilities of image files. Root's only extra path is `mkfs.btrfs`,
 /// which runs with root's own capabilities (bounded by this set), so no
 /// extras.
 pub static CAPS: HelperCaps = HelperCaps {
@@ -20,6 +20,7 @@ pub static CAPS: HelperCaps = HelperCaps {
         Capability::CAP_CHOWN,
         Capability::CAP_FOWNER,
         Capability::CAP_FSETID,
+        Capability::CAP_SETFCAP,
     ],
     root_extra: &[],
 };
@@ -36,6 +37,10 @@ pub const EXTRACT: &[Capability] = &[
     Capability::CAP_FOWNER,
     Capability::CAP_FSETID,
 ];
+
+/// Writing an image file's `security.capability` (rewritten as a v3
+/// capability owned by the importing user), around that one call only.
+pub const SETFCAP: &[Capability] = &[Capability::CAP_SETFCAP];
 
 /// Creating store-level directories and files owned by root.
 pub const STORE_CREATE: &[Capability] = &[
@@ -61,7 +66,7 @@ mod tests {
     /// Every call group asks only for what the spec declares.
     #[test]
     fn call_groups_are_declared() {
-        for group in [STORE, EXTRACT, STORE_CREATE, ADMIN] {
+        for group in [STORE, EXTRACT, SETFCAP, STORE_CREATE, ADMIN] {
             for cap in group {
                 assert!(CAPS.needed.contains(cap), "{cap} is not declared");
             }

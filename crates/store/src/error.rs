@@ -33,6 +33,10 @@ pub enum Error {
     /// The tarball itself cannot be read (corrupt, truncated, unknown format).
     #[error("cannot read the tarball: {0}")]
     Tarball(String),
+    /// The tarball is an image archive (`docker save`, OCI layout), not a
+    /// root filesystem; the message says what imports it.
+    #[error("{0}")]
+    NotRootfs(String),
     /// The supervisor broke the protocol (e.g. a request in the middle of an import).
     #[error("{0}")]
     Protocol(String),
@@ -81,7 +85,7 @@ impl ToRemote for Error {
             Error::NotFound(_) => ErrorKind::NotFound,
             Error::AlreadyExists(_) => ErrorKind::AlreadyExists,
             Error::Unsafe(_) => ErrorKind::Unsafe,
-            Error::Tarball(_) => ErrorKind::InvalidRequest,
+            Error::Tarball(_) | Error::NotRootfs(_) => ErrorKind::InvalidRequest,
             Error::Protocol(_) | Error::ChannelClosed => ErrorKind::Protocol,
             Error::Sys {
                 errno: nix::errno::Errno::ENOSPC | nix::errno::Errno::EDQUOT,

@@ -234,6 +234,21 @@ impl Tar {
         self.raw(tar::EntryType::Link, path, target, 0o644, 0, b"");
         self
     }
+    /// PAX `SCHILY.xattr.<name>` records for the next entry.
+    fn xattrs(mut self, attrs: &[(&str, &[u8])]) -> Self {
+        let keys: Vec<String> = attrs
+            .iter()
+            .map(|(n, _)| format!("SCHILY.xattr.{n}"))
+            .collect();
+        self.0
+            .append_pax_extensions(
+                keys.iter()
+                    .map(String::as_str)
+                    .zip(attrs.iter().map(|a| a.1)),
+            )
+            .unwrap();
+        self
+    }
     fn done(self) -> Vec<u8> {
         self.0.into_inner().unwrap()
     }
@@ -290,9 +305,11 @@ fn import_list_snapshot_remove() {
             entries,
             bytes,
             devices_skipped,
+            xattrs_skipped,
         } => {
             assert_eq!(n, name);
             assert_eq!(devices_skipped, 0);
+            assert_eq!(xattrs_skipped, 0);
             assert_eq!(entries, 9);
             assert_eq!(bytes, 300_000 + 11 + 13);
         }
@@ -961,5 +978,142 @@ fn a_supervisor_gone_mid_export_ends_the_session() {
     h.call(StorageRequest::RemoveContainer { container: id })
         .unwrap();
     h.call(StorageRequest::RemoveImage { name }).unwrap();
+    h.finish();
+}
+
+/// An extended attribute of `path` itself, never following a symlink.
+fn xattr(path: &Path, name: &str) -> Option<Vec<u8>> {
+    use std::os::unix::ffi::OsStrExt;
+    let p = std::ffi::CString::new(path.as_os_str().as_bytes()).unwrap();
+    let n = std::ffi::CString::new(name).unwrap();
+    let mut buf = vec![0u8; 65536];
+    // SAFETY: valid C strings and a buffer of the given length.
+    let r = unsafe { libc::lgetxattr(p.as_ptr(), n.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+    if r < 0 {
+        assert_eq!(
+            std::io::Error::last_os_error().raw_os_error(),
+            Some(libc::ENODATA)
+        );
+        return None;
+    }
+    buf.truncate(r as usize);
+    Some(buf)
+}
+
+/// `cap_net_raw=ep`, v2.
+fn net_raw_v2() -> Vec<u8> {
+    let mut v = 0x0200_0001u32.to_le_bytes().to_vec();
+    v.extend_from_slice(&(1u32 << 13).to_le_bytes());
+    v.extend_from_slice(&[0u8; 12]);
+    v
+}
+
+#[test]
+#[ignore = "needs root, the test prefix and store: run by tests/run.sh"]
+fn extended_attributes_are_kept_after_ownership_and_the_rest_counted() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let mut h = Helper::spawn();
+    let name = unique("xattrs");
+    let mut v3_other = net_raw_v2();
+    v3_other[3] = 0x03;
+    v3_other.extend_from_slice(&4242u32.to_le_bytes());
+    // Owned by uid 7 (chown after the attributes would clear the
+    // capability), setuid, with a v3 capability whose root id is someone
+    // else; a symlink and a hardlink carrying attributes.
+    let t = Tar::new()
+        .dir("etc/")
+        .file("etc/plain", 0o755, 0, b"plain")
+        .xattrs(&[
+            ("security.capability", &v3_other),
+            ("user.note", b"kept"),
+            ("trusted.overlay.opaque", b"y"),
+            ("security.selinux", b"system_u:object_r:bin_t:s0\0"),
+        ])
+        .file("etc/ping", 0o4755, 7, b"\x7fELF")
+        .xattrs(&[("user.on-link", b"x")])
+        .symlink("etc/link", "ping")
+        .xattrs(&[("security.capability", &net_raw_v2())])
+        .hardlink("etc/plain-link", "etc/plain")
+        .done();
+    match h.import(&name, &t).unwrap() {
+        StorageReply::Imported { xattrs_skipped, .. } => {
+            assert_eq!(xattrs_skipped, 3, "trusted, selinux, the symlink's");
+        }
+        other => panic!("{other:?}"),
+    }
+    let img = images_dir().join(&name);
+    let ping = img.join("etc/ping");
+    // Root imports without a mapping (or with root as container root): the
+    // capability is written as v2, and applies to host root as in the image.
+    assert_eq!(xattr(&ping, "security.capability"), Some(net_raw_v2()));
+    assert_eq!(xattr(&ping, "user.note").as_deref(), Some(&b"kept"[..]));
+    assert_eq!(xattr(&ping, "trusted.overlay.opaque"), None);
+    assert_eq!(xattr(&ping, "security.selinux"), None);
+    let md = std::fs::metadata(&ping).unwrap();
+    assert_eq!(
+        md.mode() & 0o7777,
+        0o4755,
+        "setuid kept next to the capability"
+    );
+    assert_eq!(xattr(&img.join("etc/plain"), "security.capability"), None);
+    h.call(StorageRequest::RemoveImage { name }).unwrap();
+    h.finish();
+}
+
+#[test]
+#[ignore = "needs root, the test prefix and store: run by tests/run.sh"]
+fn hostile_extended_attributes_and_image_archives_are_refused() {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let mut h = Helper::spawn();
+    let bad_cap = Tar::new()
+        .dir("etc/")
+        .xattrs(&[("security.capability", b"\x00\x00\x00\x02")])
+        .file("etc/x", 0o755, 0, b"x")
+        .done();
+    let name = unique("badcap");
+    expect_err(
+        h.import(&name, &bad_cap),
+        ErrorKind::Unsafe,
+        "tarball entry \"etc/x\" has a malformed security.capability",
+    );
+    assert_nothing_left(&name);
+    let keys: Vec<String> = (0..200).map(|i| format!("user.{i}")).collect();
+    let many: Vec<(&str, &[u8])> = keys.iter().map(|k| (k.as_str(), &b"v"[..])).collect();
+    let t = Tar::new()
+        .xattrs(&many)
+        .file("etc/x", 0o644, 0, b"x")
+        .done();
+    let name = unique("many");
+    expect_err(
+        h.import(&name, &t),
+        ErrorKind::Unsafe,
+        "has more than 128 extended attributes",
+    );
+    assert_nothing_left(&name);
+    let id = "5b0a3f9e3c1d2e4f60718293a4b5c6d7e8f90123456789abcdef0123456789ab";
+    let archive = Tar::new()
+        .dir(&format!("{id}/"))
+        .file(&format!("{id}/layer.tar"), 0o644, 0, &[0u8; 1024])
+        .file("manifest.json", 0o644, 0, b"[]")
+        .file("repositories", 0o644, 0, b"{}")
+        .done();
+    let name = unique("archive");
+    expect_err(
+        h.import(&name, &archive),
+        ErrorKind::InvalidRequest,
+        "made by `docker save` or `podman save`",
+    );
+    assert_nothing_left(&name);
+    let oci = Tar::new()
+        .file("oci-layout", 0o644, 0, b"{}")
+        .file("index.json", 0o644, 0, b"{}")
+        .done();
+    let name = unique("oci");
+    expect_err(
+        h.import(&name, &oci),
+        ErrorKind::InvalidRequest,
+        "OCI image layout",
+    );
+    assert_nothing_left(&name);
     h.finish();
 }

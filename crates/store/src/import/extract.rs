@@ -25,9 +25,11 @@ use nix::unistd::{fchown, fchownat, symlinkat, unlinkat, Gid, Uid, UnlinkatFlags
 use pathrs::flags::OpenFlags;
 use pathrs::{Handle, InodeType, Root};
 
+use super::archive::Sniffer;
 use super::data::{copy_sparse, Budget};
 use super::ids::Shift;
 use super::policy::{self, shown, Kind};
+use super::xattrs::{self, Plan};
 use crate::capabilities::{with_caps, EXTRACT};
 use crate::error::{Error, Result};
 
@@ -43,7 +45,11 @@ pub struct Extractor {
     pub entries: u64,
     /// Device nodes left out (see [`Kind::Device`]).
     pub devices_skipped: u64,
+    /// Extended attributes left out (see [`xattrs`]).
+    pub xattrs_skipped: u64,
     pub bytes: u64,
+    /// Whether the tarball is an image archive rather than a root filesystem.
+    pub sniffer: Sniffer,
 }
 
 /// Ownership, permissions and time of one entry, already shifted.
@@ -107,7 +113,9 @@ impl Extractor {
             dir_times: Vec::new(),
             entries: 0,
             devices_skipped: 0,
+            xattrs_skipped: 0,
             bytes: 0,
+            sniffer: Sniffer::default(),
         })
     }
 
@@ -125,8 +133,11 @@ impl Extractor {
             self.devices_skipped += 1;
             return Ok(());
         }
-        let meta = self.meta(&name, entry)?;
+        let (meta, raw_xattrs) = self.meta(&name, entry)?;
+        let plan = xattrs::plan(&name, raw_xattrs, kind, &self.shift)?;
+        self.xattrs_skipped += plan.left_out;
         self.entries += 1;
+        self.sniffer.see(&rel, kind);
 
         let Some(file_name) = rel.file_name().map(OsStr::to_os_string) else {
             // The image root itself ("./").
@@ -136,7 +147,10 @@ impl Extractor {
                 )));
             }
             let root_fd = self.root.as_fd();
-            with_caps(EXTRACT, || set_owner_mode(root_fd, &meta, &name))?;
+            with_caps(EXTRACT, || {
+                set_owner_mode(root_fd, &meta, &name)?;
+                xattrs::apply(root_fd, &plan, &name)
+            })?;
             self.dir_times.push((PathBuf::new(), meta.mtime));
             return Ok(());
         };
@@ -157,7 +171,8 @@ impl Extractor {
                         Mode::empty(),
                     )
                     .map_err(Error::sys(format!("cannot open {name:?}")))?;
-                    set_owner_mode(&dir, &meta, &name)
+                    set_owner_mode(&dir, &meta, &name)?;
+                    xattrs::apply(&dir, &plan, &name)
                 })?;
                 self.dir_times.push((rel, meta.mtime));
             }
@@ -181,10 +196,13 @@ impl Extractor {
                     Ok(File::from(fd))
                 })?;
                 self.bytes += copy_sparse(entry, &file, &name)?;
+                // Attributes last: chown and writing data clear a file
+                // capability.
                 with_caps(EXTRACT, || {
                     set_owner_mode(&file, &meta, &name)?;
                     futimens(&file, &ts(meta.mtime), &ts(meta.mtime))
-                        .map_err(Error::sys(format!("cannot set the time of {name:?}")))
+                        .map_err(Error::sys(format!("cannot set the time of {name:?}")))?;
+                    xattrs::apply(&file, &plan, &name)
                 })?;
             }
             Kind::Symlink => {
@@ -225,7 +243,8 @@ impl Extractor {
                         FchmodatFlags::NoFollowSymlink,
                     )
                     .map_err(Error::sys(format!("cannot set the mode of {name:?}")))?;
-                    set_time_leaf(&parent, leaf, &meta, &name)
+                    set_time_leaf(&parent, leaf, &meta, &name)?;
+                    apply_to_fifo(&parent, leaf, &plan, &name)
                 })?;
             }
             // Both returned above, before anything was created.
@@ -260,14 +279,19 @@ impl Extractor {
         })
     }
 
-    fn meta<R: Read>(&self, name: &str, entry: &mut tar::Entry<R>) -> Result<Meta> {
+    /// Ownership, mode and time, and the extended attribute records.
+    fn meta<R: Read>(&self, name: &str, entry: &mut tar::Entry<R>) -> Result<(Meta, xattrs::Raw)> {
         let mut uid = entry.header().uid().map_err(tarball_err)?;
         let mut gid = entry.header().gid().map_err(tarball_err)?;
+        let mut raw = xattrs::Raw::default();
         // PAX records override the header's numeric ids.
         if let Some(pax) = entry.pax_extensions().map_err(tarball_err)? {
             for ext in pax {
                 let ext = ext.map_err(tarball_err)?;
                 let key = ext.key_bytes();
+                if raw.take(name, key, ext.value_bytes())? {
+                    continue;
+                }
                 if key == b"uid" || key == b"gid" {
                     let v: u64 = ext
                         .value()
@@ -284,12 +308,13 @@ impl Extractor {
         }
         let h = entry.header();
         let (uid, gid) = self.shift.host_ids(name, uid, gid)?;
-        Ok(Meta {
+        let meta = Meta {
             uid,
             gid,
             mode: h.mode().map_err(tarball_err)? & 0o7777,
             mtime: h.mtime().map_err(tarball_err)?.min(i64::MAX as u64) as i64,
-        })
+        };
+        Ok((meta, raw))
     }
 
     /// The parent directory of an entry, resolved inside the image; missing
@@ -392,6 +417,22 @@ impl Extractor {
 
 fn bad_pax(name: &str, key: &str) -> Error {
     Error::Tarball(format!("entry {name:?} has a malformed PAX {key} record"))
+}
+
+/// A fifo's attributes (an access ACL at most): through a descriptor of the
+/// fifo itself, opened without following a link and without blocking.
+fn apply_to_fifo(parent: impl AsFd, leaf: &OsStr, plan: &Plan, name: &str) -> Result<()> {
+    if plan.set.is_empty() {
+        return Ok(());
+    }
+    let fd = openat(
+        parent,
+        leaf,
+        OFlag::O_RDONLY | OFlag::O_NONBLOCK | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(Error::sys(format!("cannot open {name:?}")))?;
+    xattrs::apply(&fd, plan, name)
 }
 
 /// Owner of `leaf` in `parent`, never following a symlink.

@@ -36,6 +36,46 @@ impl Shift {
     }
 }
 
+impl Shift {
+    /// Host uid of container uid `id` for something other than ownership;
+    /// `what` says what carries the id ("an ACL entry for uid").
+    pub fn host_uid(&self, entry: &str, id: u64, what: &str) -> Result<u32, Error> {
+        self.one(entry, id, what, |m, id| m.host_uid(id))
+    }
+
+    pub fn host_gid(&self, entry: &str, id: u64, what: &str) -> Result<u32, Error> {
+        self.one(entry, id, what, |m, id| m.host_gid(id))
+    }
+
+    /// Host uid of container root: the caller, or 0 for root without a
+    /// mapping. File capabilities are written with this root id.
+    pub fn root_uid(&self) -> u32 {
+        self.mapping.and_then(|m| m.host_uid(0)).unwrap_or(0)
+    }
+
+    fn one(
+        &self,
+        entry: &str,
+        id: u64,
+        what: &str,
+        map: impl Fn(&IdMapping, u64) -> Option<u32>,
+    ) -> Result<u32, Error> {
+        let outside = || {
+            Error::Unsafe(format!(
+                "tarball entry {entry:?} has {what} {id}, outside the container's 0..{}",
+                CONTAINER_IDS - 1
+            ))
+        };
+        if id >= CONTAINER_IDS as u64 {
+            return Err(outside());
+        }
+        match &self.mapping {
+            None => Ok(id as u32),
+            Some(m) => map(m, id).ok_or_else(outside),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

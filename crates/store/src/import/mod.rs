@@ -1,11 +1,13 @@
 //! `ImportBegin` .. `ImportEnd`: stream a tarball into a new image subvolume.
 
+mod archive;
 pub(crate) mod chunks;
 mod compression;
 pub(crate) mod data;
 pub(crate) mod extract;
 pub(crate) mod ids;
 mod policy;
+mod xattrs;
 
 use std::os::fd::OwnedFd;
 use std::time::Duration;
@@ -84,7 +86,11 @@ fn import(
     if ex.entries == 0 {
         return Err(Error::Tarball("it contains no entries".into()));
     }
+    if let Some(format) = ex.sniffer.verdict() {
+        return Err(Error::NotRootfs(format.refusal()));
+    }
     let (entries, bytes, devices_skipped) = (ex.entries, ex.bytes, ex.devices_skipped);
+    let xattrs_skipped = ex.xattrs_skipped;
     ex.finish()?;
     // Only a stream that reached ImportEnd makes an image.
     reader.drain();
@@ -102,6 +108,7 @@ fn import(
         entries,
         bytes,
         devices_skipped,
+        xattrs_skipped,
     })
 }
 
