@@ -24,6 +24,7 @@ pub fn validate(mut req: SpawnRequest) -> Result<SpawnRequest, Error> {
     }
     validate::hostname(&req.hostname)?;
     validate::container_path(&req.workdir)?;
+    validate::mounts(&req.mounts)?;
     Ok(req)
 }
 
@@ -45,6 +46,8 @@ mod tests {
             hostname: String::new(),
             workdir: "/".into(),
             tty: false,
+            mounts: vec![],
+            read_only_root: false,
         }
     }
 
@@ -72,6 +75,17 @@ mod tests {
             |r| r.workdir = "relative".into(),
             |r| r.workdir = "/a/../../b".into(),
             |r| r.workdir = "/a\0".into(),
+            |r| {
+                r.mounts = vec![proto::MountSpec {
+                    target: "/../etc".into(),
+                    kind: proto::MountKind::Tmpfs {
+                        size: None,
+                        mode: None,
+                        exec: false,
+                    },
+                    read_only: false,
+                }]
+            },
         ];
         for (i, mutate) in cases.iter().enumerate() {
             let mut r = req();

@@ -419,6 +419,8 @@ mod tests {
                 hostname: host,
                 workdir: "/".into(),
                 tty: false,
+                mounts: vec![],
+                read_only_root: false,
             });
             let bytes = encode(&req).unwrap();
             prop_assert_eq!(decode::<NsRequest>(&bytes).unwrap(), req);

@@ -13,6 +13,7 @@ mod caller;
 pub mod error;
 pub mod frame;
 pub mod messages;
+pub mod mount_spec;
 pub mod spawn;
 pub mod validate;
 
@@ -20,9 +21,10 @@ pub use caller::Caller;
 pub use error::{Error, ErrorKind, RemoteError};
 pub use frame::{Channel, MAX_FRAME_LEN};
 pub use messages::*;
+pub use mount_spec::{BindSource, MountKind, MountSpec, MAX_MOUNTS, MAX_TMPFS_SIZE};
 
 /// Version of the protocol spoken by this build. Bump on any message change.
-pub const PROTOCOL_VERSION: u32 = 3;
+pub const PROTOCOL_VERSION: u32 = 4;
 
 /// The file descriptor on which every helper finds its control channel.
 pub const CONTROL_FD: i32 = 3;

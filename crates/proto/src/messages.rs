@@ -71,6 +71,13 @@ pub struct SpawnRequest {
     /// devpts, makes it its stdio and controlling terminal, and passes the
     /// master to the supervisor with [`NsReply::Terminal`].
     pub tty: bool,
+
+    // Volumes, tmpfs, provided /etc files, read-only root (engineer "vol").
+    /// Mounts beyond the container's own tree, parents first
+    /// (validated with [`crate::validate::mount_spec`]).
+    pub mounts: Vec<crate::MountSpec>,
+    /// Make the container root's own mount read-only (`--read-only`).
+    pub read_only_root: bool,
 }
 
 /// Requests to `tupper-ns`.

@@ -14,3 +14,7 @@ mod records;
 pub mod run;
 pub mod signals;
 mod tty;
+// Volumes, /etc files, stdio relay (engineer "vol").
+mod etc_files;
+mod stdio;
+pub mod volumes;

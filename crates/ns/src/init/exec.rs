@@ -218,6 +218,8 @@ mod tests {
             hostname: "box".into(),
             workdir: "/".into(),
             tty,
+            mounts: vec![],
+            read_only_root: false,
         }
     }
 

@@ -10,6 +10,7 @@ mod exec;
 mod mount_sys;
 mod mounts;
 mod system;
+mod volumes;
 
 use proto::{Channel, NsReply, NsRequest, SpawnRequest};
 
@@ -89,7 +90,7 @@ fn set_up(
     creds::become_container_root()?;
 
     // 7–8. Mounts and pivot_root.
-    mounts::set_up_root()?;
+    mounts::set_up_root(req)?;
     system::enter_workdir(&req.workdir)?;
 
     // 9. Hostname and loopback.

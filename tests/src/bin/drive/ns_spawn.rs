@@ -84,6 +84,8 @@ pub fn run(libexec: &str, args: &[&str]) -> ExitCode {
         hostname: o.hostname,
         workdir: o.workdir,
         tty: o.tty,
+        mounts: vec![],
+        read_only_root: false,
     });
     if let Err(e) = chan.send(&request) {
         return fail("send Spawn", e);
