@@ -52,7 +52,7 @@ pub struct RunOptions {
     pub image: String,
     // Volumes, tmpfs, --read-only, --dns, --add-host (engineer "vol").
     #[command(flatten)]
-    pub mounts: crate::volumes::MountOptions,
+    pub mounts: Box<crate::volumes::MountOptions>,
     /// Command and arguments (default: /bin/sh).
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
     pub command: Vec<String>,
