@@ -25,6 +25,7 @@ pub fn validate(mut req: SpawnRequest) -> Result<SpawnRequest, Error> {
     validate::hostname(&req.hostname)?;
     validate::container_path(&req.workdir)?;
     validate::spawn_security(&req.security)?;
+    validate::mounts(&req.mounts)?;
     Ok(req)
 }
 
@@ -47,6 +48,8 @@ mod tests {
             workdir: "/".into(),
             tty: false,
             security: Default::default(),
+            mounts: vec![],
+            read_only_root: false,
         }
     }
 
@@ -88,6 +91,17 @@ mod tests {
             },
             |r| r.security.capabilities = Some(u64::MAX),
             |r| r.security.user = Some("a:b:c".into()),
+            |r| {
+                r.mounts = vec![proto::MountSpec {
+                    target: "/../etc".into(),
+                    kind: proto::MountKind::Tmpfs {
+                        size: None,
+                        mode: None,
+                        exec: false,
+                    },
+                    read_only: false,
+                }]
+            },
         ];
         for (i, mutate) in cases.iter().enumerate() {
             let mut r = req();

@@ -420,6 +420,8 @@ mod tests {
                 workdir: "/".into(),
                 tty: false,
                 security: Default::default(),
+                mounts: vec![],
+                read_only_root: false,
             });
             let bytes = encode(&req).unwrap();
             prop_assert_eq!(decode::<NsRequest>(&bytes).unwrap(), req);

@@ -13,6 +13,7 @@ mod caller;
 pub mod error;
 pub mod frame;
 pub mod messages;
+pub mod mount_spec;
 pub mod security;
 pub mod spawn;
 pub mod validate;
@@ -21,6 +22,7 @@ pub use caller::Caller;
 pub use error::{Error, ErrorKind, RemoteError};
 pub use frame::{Channel, MAX_FRAME_LEN};
 pub use messages::*;
+pub use mount_spec::{BindSource, MountKind, MountSpec, MAX_MOUNTS, MAX_TMPFS_SIZE};
 pub use security::{BpfInstruction, SpawnSecurity};
 
 /// Version of the protocol spoken by this build. Bump on any message change.

@@ -127,6 +127,13 @@ pub struct SpawnRequest {
     // --- privileges inside the container (issue 7) ---
     /// Capabilities, `no_new_privs`, seccomp, user, `--init`, host network.
     pub security: crate::security::SpawnSecurity,
+
+    // Volumes, tmpfs, provided /etc files, read-only root (engineer "vol").
+    /// Mounts beyond the container's own tree, parents first
+    /// (validated with [`crate::validate::mount_spec`]).
+    pub mounts: Vec<crate::MountSpec>,
+    /// Make the container root's own mount read-only (`--read-only`).
+    pub read_only_root: bool,
 }
 
 /// Requests to `tupper-ns`.

@@ -133,9 +133,123 @@ pub fn spawn_security(s: &crate::security::SpawnSecurity) -> Result<(), Error> {
     Ok(())
 }
 
+/// An absolute normalized path: `/` then components that are not empty,
+/// `.` or `..`, without NUL, at most [`crate::mount_spec::MAX_PATH_LEN`] bytes.
+fn normalized_path(what: &str, s: &str) -> Result<(), Error> {
+    let ok = s.len() <= crate::mount_spec::MAX_PATH_LEN
+        && s.starts_with('/')
+        && !s.contains('\0')
+        && (s == "/"
+            || s[1..]
+                .split('/')
+                .all(|c| !c.is_empty() && c != "." && c != ".." && c.len() <= 255));
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::invalid(
+            format!("{what} {s:?}"),
+            "expected an absolute path without '.', '..', empty components or a trailing '/'",
+        ))
+    }
+}
+
+/// A mount of a `Spawn` request: normalized absolute paths (a target is
+/// never `/`), bounded sizes.
+pub fn mount_spec(m: &crate::MountSpec) -> Result<(), Error> {
+    normalized_path("mount target", &m.target)?;
+    if m.target == "/" {
+        return Err(Error::invalid(
+            "mount target \"/\"",
+            "cannot mount over the container's /",
+        ));
+    }
+    match &m.kind {
+        crate::MountKind::Bind(src) | crate::MountKind::Provided(src) => {
+            normalized_path("mount source", &src.path)?;
+            if matches!(m.kind, crate::MountKind::Provided(_)) && src.dir {
+                return Err(Error::invalid("provided file", "must be a regular file"));
+            }
+        }
+        crate::MountKind::Tmpfs { size, mode, .. } => {
+            if size.is_some_and(|n| n == 0 || n > crate::MAX_TMPFS_SIZE) {
+                return Err(Error::invalid("tmpfs size", "1 byte to 1 TiB"));
+            }
+            if mode.is_some_and(|m| m > 0o7777) {
+                return Err(Error::invalid("tmpfs mode", "at most 07777"));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The mounts of a `Spawn` request: each valid, at most
+/// [`crate::MAX_MOUNTS`], no target twice.
+pub fn mounts(ms: &[crate::MountSpec]) -> Result<(), Error> {
+    if ms.len() > crate::MAX_MOUNTS {
+        return Err(Error::invalid("mounts", "too many mounts"));
+    }
+    for (i, m) in ms.iter().enumerate() {
+        mount_spec(m)?;
+        if ms[..i].iter().any(|o| o.target == m.target) {
+            return Err(Error::invalid(
+                format!("mount target {:?}", m.target),
+                "given twice",
+            ));
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn mount_specs() {
+        use crate::{BindSource, MountKind, MountSpec};
+        let bind = |src: &str, target: &str| MountSpec {
+            target: target.into(),
+            kind: MountKind::Bind(BindSource {
+                path: src.into(),
+                dev: 1,
+                ino: 2,
+                dir: true,
+            }),
+            read_only: false,
+        };
+        assert!(mount_spec(&bind("/home/u/x", "/data")).is_ok());
+        for (src, target) in [
+            ("/x", "/"),
+            ("/x", "data"),
+            ("/x", "/a/../b"),
+            ("/x", "/a/./b"),
+            ("/x", "/a//b"),
+            ("/x", "/a/"),
+            ("/x", "/a\0"),
+            ("x", "/a"),
+            ("/x/../y", "/a"),
+            ("/x", &"/a".repeat(3000)),
+        ] {
+            assert!(mount_spec(&bind(src, target)).is_err(), "{src} {target}");
+        }
+        assert!(mounts(&[bind("/x", "/a"), bind("/y", "/a")]).is_err());
+        let many: Vec<_> = (0..=crate::MAX_MOUNTS)
+            .map(|i| bind("/x", &format!("/m{i}")))
+            .collect();
+        assert!(mounts(&many).is_err());
+        let tmpfs = |size, mode| MountSpec {
+            target: "/t".into(),
+            kind: MountKind::Tmpfs {
+                size,
+                mode,
+                exec: false,
+            },
+            read_only: false,
+        };
+        assert!(mount_spec(&tmpfs(Some(1), Some(0o1777))).is_ok());
+        assert!(mount_spec(&tmpfs(Some(0), None)).is_err());
+        assert!(mount_spec(&tmpfs(None, Some(0o17777))).is_err());
+    }
 
     #[test]
     fn names() {

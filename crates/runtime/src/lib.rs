@@ -17,3 +17,7 @@ pub mod security;
 pub mod signals;
 mod tty;
 pub mod usage;
+// Volumes, /etc files, stdio relay (engineer "vol").
+mod etc_files;
+mod stdio;
+pub mod volumes;

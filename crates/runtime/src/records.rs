@@ -172,7 +172,17 @@ impl Records {
         .map_err(io)
     }
 
+    /// The container's own files (its /etc/hosts, ...), removed with its record.
+    pub fn files_dir(&self, id: &str) -> PathBuf {
+        self.root.join("containers").join(format!("{id}.d"))
+    }
+
     pub fn remove(&self, id: &str) -> Result<()> {
+        match fs::remove_dir_all(self.files_dir(id)) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::io("remove the container's files", e)),
+        }
         match fs::remove_file(self.record_path(id)) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),

@@ -1,7 +1,6 @@
 //! `run`: snapshot → spawn → attach → start → wait → clean up.
 
 use std::os::fd::AsRawFd;
-use std::process::Stdio;
 
 use proto::{
     NetReply, NetRequest, NsReply, NsRequest, RemoteError, SpawnRequest, StorageReply,
@@ -9,7 +8,7 @@ use proto::{
 };
 
 use crate::error::{Error, Result};
-use crate::helpers::{Helper, HelperProcess, HelperStdio};
+use crate::helpers::{Helper, HelperProcess};
 use crate::process::{PidFd, ProcessId};
 use crate::records::{Record, Records, Status, RECORD_VERSION};
 use crate::signals::Signals;
@@ -53,6 +52,9 @@ pub struct RunOptions {
     pub workdir: String,
     /// Image to start from (see `image ls`).
     pub image: String,
+    // Volumes, tmpfs, --read-only, --dns, --add-host (engineer "vol").
+    #[command(flatten)]
+    pub mounts: Box<crate::volumes::MountOptions>,
     /// Command and arguments (default: /bin/sh).
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
     pub command: Vec<String>,
@@ -93,6 +95,9 @@ impl RunOptions {
 /// Run a container in the foreground; returns its exit status.
 pub fn run(mut opts: RunOptions, signals: &Signals) -> Result<i32> {
     opts.validate()?;
+    // Volume sources are opened (as the caller) before anything is created.
+    let user_mounts = crate::volumes::resolve(&opts.mounts)?;
+    crate::etc_files::validate(&opts.mounts)?;
     // The helpers enforce this; checking it here first gives the clearest message
     // before anything is created.
     tupper_config::subid::mapping_for(proto::Caller::current())
@@ -139,6 +144,7 @@ pub fn run(mut opts: RunOptions, signals: &Signals) -> Result<i32> {
         state: &state,
         signals,
         snapshot: false,
+        user_mounts,
     };
     let outcome = run.start_and_wait(&opts, &mut rec);
     let code = match &outcome {
@@ -153,6 +159,8 @@ struct Running<'a> {
     state: &'a Records,
     signals: &'a Signals,
     snapshot: bool,
+    /// Volumes and tmpfs from the command line, sources opened.
+    user_mounts: Vec<proto::MountSpec>,
 }
 
 impl Running<'_> {
@@ -177,19 +185,32 @@ impl Running<'_> {
         self.snapshot = true;
         self.check_cancelled()?;
 
-        // 2. The container init, in its namespaces, waiting.
-        let mut ns = HelperProcess::spawn(Helper::Ns, container_stdio(opts))?;
+        // 2. The container init, in its namespaces, waiting; its /etc
+        //    files in the container's state directory.
+        let hostname = opts
+            .hostname
+            .clone()
+            .unwrap_or_else(|| rec.id[..12].to_string());
+        let (etc, mounts) = crate::volumes::with_etc_files(
+            self.state.files_dir(&rec.id),
+            &hostname,
+            &rec.name,
+            &opts.mounts,
+            std::mem::take(&mut self.user_mounts),
+        )?;
+        let (stdio, pending) = crate::stdio::for_container(opts.tty, opts.interactive)?;
+        let mut ns = HelperProcess::spawn(Helper::Ns, stdio)?;
+        let _relay = pending.map(crate::stdio::Pending::start).transpose()?;
         let reply = ns.call(&NsRequest::Spawn(SpawnRequest {
             container: rec.id.clone(),
             command: opts.command.clone(),
             env: opts.env.clone(),
-            hostname: opts
-                .hostname
-                .clone()
-                .unwrap_or_else(|| rec.id[..12].to_string()),
+            hostname,
             workdir: opts.workdir.clone(),
             tty: opts.tty,
             security: opts.sec.spawn.clone(),
+            mounts,
+            read_only_root: opts.mounts.read_only,
         }))?;
         let NsReply::Spawned { pid } = reply else {
             return Err(Error::user("ns: unexpected reply to Spawn"));
@@ -215,6 +236,7 @@ impl Running<'_> {
             else {
                 return Err(Error::user("net: unexpected reply to Attach"));
             };
+            etc.set_address_of(&address)?;
             rec.address = Some(address);
             self.state.save(rec)?;
         }
@@ -265,6 +287,9 @@ impl Running<'_> {
         if let Some(out) = output {
             let _ = out.join();
         }
+        if let Some(relay) = _relay {
+            relay.drain();
+        }
         Ok(code)
     }
 
@@ -281,23 +306,6 @@ impl Running<'_> {
         if let Err(e) = cleanup::settle(self.state, rec, self.snapshot, code) {
             eprintln!("tupper: {e}");
         }
-    }
-}
-
-/// The ns helper's standard streams become the container's; with a terminal
-/// the container gets its own and these only carry the helper's messages.
-fn container_stdio(opts: &RunOptions) -> HelperStdio {
-    if opts.tty {
-        return HelperStdio::default();
-    }
-    HelperStdio {
-        stdin: if opts.interactive {
-            Stdio::inherit()
-        } else {
-            Stdio::null()
-        },
-        stdout: Stdio::inherit(),
-        stderr: Stdio::inherit(),
     }
 }
 

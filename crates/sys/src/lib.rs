@@ -2,7 +2,8 @@
 //! shared by the helpers and the supervisor. Thin: each does one call (or
 //! one well-known sequence of calls) and returns a `std::io::Result`.
 //!
-//! - here: `openat2`, the new mount API (`open_tree`, `move_mount`),
+//! - here: `openat2`, the new mount API (`open_tree`, `move_mount`,
+//!   `mount_setattr`),
 //!   `prctl`, `/proc/self/fd` paths;
 //! - [`pidfd`]: open a pidfd, signal through it, ask whether it still runs;
 //! - [`process`]: a process's start time (a pid plus it names one process);
@@ -91,6 +92,32 @@ pub fn move_mount(
             to_dirfd,
             to_path.as_ptr(),
             flags,
+        )
+    };
+    check(rc).map(drop)
+}
+
+/// `mount_setattr(dirfd, path, flags, {attr_set: set, attr_clr: clear})`.
+pub fn mount_setattr(
+    dirfd: RawFd,
+    path: &CStr,
+    flags: u32,
+    set: u64,
+    clear: u64,
+) -> io::Result<()> {
+    // SAFETY: mount_attr is plain data; zeroed is a valid value.
+    let mut attr: libc::mount_attr = unsafe { std::mem::zeroed() };
+    attr.attr_set = set;
+    attr.attr_clr = clear;
+    // SAFETY: the path is a valid C string and attr lives across the call.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            dirfd,
+            path.as_ptr(),
+            flags,
+            &mut attr as *mut libc::mount_attr,
+            std::mem::size_of::<libc::mount_attr>(),
         )
     };
     check(rc).map(drop)

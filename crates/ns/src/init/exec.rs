@@ -213,6 +213,8 @@ mod tests {
             workdir: "/".into(),
             tty,
             security: Default::default(),
+            mounts: vec![],
+            read_only_root: false,
         }
     }
 

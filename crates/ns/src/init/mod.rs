@@ -13,6 +13,7 @@ mod privileges;
 mod reaper;
 mod system;
 mod user;
+mod volumes;
 
 use proto::{Channel, NsReply, NsRequest, SpawnRequest};
 
@@ -101,7 +102,7 @@ fn set_up(sync: &mut ChildEnd, req: &SpawnRequest, user_namespace: bool) -> Resu
     creds::become_container_root()?;
 
     // 7–8. Mounts and pivot_root.
-    mounts::set_up_root()?;
+    mounts::set_up_root(req)?;
     system::enter_workdir(&req.workdir)?;
     // `-u`: from the container's own /etc/passwd and /etc/group.
     let user = match &req.security.user {

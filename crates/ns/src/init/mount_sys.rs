@@ -50,6 +50,29 @@ pub trait MountSys {
     fn pivot_root(&self, new_root: &CStr, put_old: &CStr) -> nix::Result<()>;
     /// `chdir(2)`.
     fn chdir(&self, path: &CStr) -> nix::Result<()>;
+
+    // Volumes, tmpfs, provided files, read-only root (`volumes.rs`).
+    /// Device, inode and mode of `fstat(fd)`.
+    fn stat(&self, fd: &OwnedFd) -> nix::Result<FileId>;
+    /// `mount_setattr(2)` setting `set` and clearing `clear`.
+    fn mount_setattr(
+        &self,
+        dirfd: RawFd,
+        path: &CStr,
+        flags: u32,
+        set: u64,
+        clear: u64,
+    ) -> io::Result<()>;
+    /// `unlinkat(dirfd, name, 0)`.
+    fn unlinkat(&self, dirfd: RawFd, name: &CStr) -> io::Result<()>;
+}
+
+/// What `fstat` says about a file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileId {
+    pub dev: u64,
+    pub ino: u64,
+    pub mode: libc::mode_t,
 }
 
 /// The kernel.
@@ -140,6 +163,30 @@ impl MountSys for Real {
     fn chdir(&self, path: &CStr) -> nix::Result<()> {
         nix::unistd::chdir(path)
     }
+
+    fn stat(&self, fd: &OwnedFd) -> nix::Result<FileId> {
+        nix::sys::stat::fstat(fd).map(|st| FileId {
+            dev: st.st_dev,
+            ino: st.st_ino,
+            mode: st.st_mode,
+        })
+    }
+
+    fn mount_setattr(
+        &self,
+        dirfd: RawFd,
+        path: &CStr,
+        flags: u32,
+        set: u64,
+        clear: u64,
+    ) -> io::Result<()> {
+        tupper_sys::mount_setattr(dirfd, path, flags, set, clear)
+    }
+
+    fn unlinkat(&self, dirfd: RawFd, name: &CStr) -> io::Result<()> {
+        // SAFETY: valid descriptor and C string.
+        rc(unsafe { libc::unlinkat(dirfd, name.as_ptr(), 0) })
+    }
 }
 
 /// A recording fake: a small file tree beneath the container root, real
@@ -184,6 +231,8 @@ pub mod fake {
             from: Target,
             from_path: String,
             to_dirfd: RawFd,
+            /// What `to_dirfd` stands for.
+            to: Target,
             to_path: String,
             flags: u32,
         },
@@ -205,6 +254,13 @@ pub mod fake {
             put_old: String,
         },
         Chdir(String),
+        MountSetattr {
+            at: Target,
+            flags: u32,
+            set: u64,
+            clear: u64,
+        },
+        Unlink(String),
     }
 
     #[derive(Clone, Debug, PartialEq, Eq)]
@@ -224,6 +280,8 @@ pub mod fake {
         fds: RefCell<HashMap<RawFd, String>>,
         /// `mount` of this file system type fails with this error.
         pub fail_fstype: Option<(&'static str, nix::Error)>,
+        /// Host files reachable by absolute path: (dev, ino, node).
+        pub host: RefCell<HashMap<String, (u64, u64, Node)>>,
     }
 
     fn join(dir: &str, rel: &str) -> String {
@@ -336,6 +394,11 @@ pub mod fake {
                 path: path.clone(),
                 flags,
             });
+            if path.is_empty() {
+                // AT_EMPTY_PATH: a clone of what `dirfd` holds.
+                let of = self.fd_target(dirfd);
+                return self.hand_out(format!("tree:{of:?}"));
+            }
             // The cwd is the container root.
             self.hand_out(join("", &path))
         }
@@ -352,6 +415,7 @@ pub mod fake {
                 from: self.fd_target(from_dirfd),
                 from_path: from_path.to_string_lossy().into_owned(),
                 to_dirfd,
+                to: self.fd_target(to_dirfd),
                 to_path: to_path.to_string_lossy().into_owned(),
                 flags,
             });
@@ -362,7 +426,7 @@ pub mod fake {
             &self,
             dirfd: RawFd,
             path: &CStr,
-            _flags: i32,
+            flags: i32,
             resolve: u64,
         ) -> io::Result<OwnedFd> {
             let rel = path.to_string_lossy().into_owned();
@@ -371,28 +435,72 @@ pub mod fake {
                 path: rel.clone(),
                 resolve,
             });
+            if dirfd == libc::AT_FDCWD && rel.starts_with('/') {
+                // A host path (a volume source).
+                if !self.host.borrow().contains_key(&rel) {
+                    return Err(io::Error::from_raw_os_error(libc::ENOENT));
+                }
+                return self.hand_out(format!("host:{rel}"));
+            }
             let dir = self
                 .dir_of(dirfd)
                 .ok_or_else(|| io::Error::from_raw_os_error(libc::EBADF))?;
-            let full = join(&dir, &rel);
             // Walk the components as the kernel would.
+            let mut todo: Vec<String> = join(&dir, &rel)
+                .split('/')
+                .filter(|p| !p.is_empty())
+                .rev()
+                .map(str::to_string)
+                .collect();
             let mut at = String::new();
-            for part in full.split('/').filter(|p| !p.is_empty()) {
-                at = join(&at, part);
-                let node = self.tree.borrow().get(&at).cloned();
+            let mut links = 0;
+            while let Some(part) = todo.pop() {
+                if part == ".." {
+                    if resolve & (libc::RESOLVE_IN_ROOT | libc::RESOLVE_BENEATH) != 0
+                        && at.is_empty()
+                    {
+                        if resolve & libc::RESOLVE_BENEATH != 0 {
+                            return Err(io::Error::from_raw_os_error(libc::EXDEV));
+                        }
+                        continue;
+                    }
+                    at = at
+                        .rsplit_once('/')
+                        .map_or(String::new(), |(p, _)| p.to_string());
+                    continue;
+                }
+                let next = join(&at, &part);
+                let node = self.tree.borrow().get(&next).cloned();
                 match node {
                     None => return Err(io::Error::from_raw_os_error(libc::ENOENT)),
                     Some(Node::Link(to)) => {
+                        if todo.is_empty() && flags & libc::O_NOFOLLOW != 0 {
+                            // The link itself.
+                            return self.hand_out(next);
+                        }
                         if resolve & libc::RESOLVE_NO_SYMLINKS != 0 {
                             return Err(io::Error::from_raw_os_error(libc::ELOOP));
                         }
-                        // Followed: the descriptor names a host path.
-                        return self.hand_out(format!("host:{to}"));
+                        if resolve & libc::RESOLVE_IN_ROOT == 0 {
+                            // Followed: the descriptor names a host path.
+                            return self.hand_out(format!("host:{to}"));
+                        }
+                        links += 1;
+                        if links > 40 {
+                            return Err(io::Error::from_raw_os_error(libc::ELOOP));
+                        }
+                        // Inside the root: absolute links start at it.
+                        if to.starts_with('/') {
+                            at = String::new();
+                        }
+                        for p in to.split('/').filter(|p| !p.is_empty() && *p != ".").rev() {
+                            todo.push(p.to_string());
+                        }
                     }
-                    Some(_) => {}
+                    Some(_) => at = next,
                 }
             }
-            self.hand_out(full)
+            self.hand_out(at)
         }
 
         fn mkdirat(&self, dirfd: RawFd, name: &CStr) -> io::Result<()> {
@@ -419,8 +527,11 @@ pub mod fake {
 
         fn file_mode(&self, fd: &OwnedFd) -> nix::Result<libc::mode_t> {
             let path = self.dir_of(fd.as_raw_fd()).ok_or(nix::Error::EBADF)?;
-            if path.starts_with("host:") {
-                return Ok(libc::S_IFDIR);
+            if let Some(host) = path.strip_prefix("host:") {
+                return Ok(match self.host.borrow().get(host) {
+                    Some((_, _, Node::File)) => libc::S_IFREG,
+                    _ => libc::S_IFDIR,
+                });
             }
             match self.tree.borrow().get(&path) {
                 Some(Node::Dir) => Ok(libc::S_IFDIR),
@@ -446,6 +557,43 @@ pub mod fake {
         fn chdir(&self, path: &CStr) -> nix::Result<()> {
             self.log(Call::Chdir(path.to_string_lossy().into_owned()));
             Ok(())
+        }
+
+        fn stat(&self, fd: &OwnedFd) -> nix::Result<FileId> {
+            let mode = self.file_mode(fd)?;
+            let path = self.dir_of(fd.as_raw_fd()).ok_or(nix::Error::EBADF)?;
+            let (dev, ino) = path
+                .strip_prefix("host:")
+                .and_then(|h| self.host.borrow().get(h).map(|(d, i, _)| (*d, *i)))
+                .unwrap_or((1, 1));
+            Ok(FileId { dev, ino, mode })
+        }
+
+        fn mount_setattr(
+            &self,
+            dirfd: RawFd,
+            _path: &CStr,
+            flags: u32,
+            set: u64,
+            clear: u64,
+        ) -> io::Result<()> {
+            self.log(Call::MountSetattr {
+                at: self.fd_target(dirfd),
+                flags,
+                set,
+                clear,
+            });
+            Ok(())
+        }
+
+        fn unlinkat(&self, dirfd: RawFd, name: &CStr) -> io::Result<()> {
+            let path = self.entry_in(dirfd, name)?;
+            self.log(Call::Unlink(path.clone()));
+            self.tree
+                .borrow_mut()
+                .remove(&path)
+                .map(drop)
+                .ok_or_else(|| io::Error::from_raw_os_error(libc::ENOENT))
         }
     }
 }

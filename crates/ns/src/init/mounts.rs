@@ -16,18 +16,27 @@ use tupper_sys::{cstring, fd_path, RESOLVE_STRICT};
 
 // Declared here rather than in `init/mod.rs`: the seam belongs to this file.
 use super::mount_sys::{MountSys, Real};
+use super::volumes;
+use proto::SpawnRequest;
 
-pub fn set_up_root() -> Result<(), Error> {
-    set_up_root_with(&Real)
+pub fn set_up_root(req: &SpawnRequest) -> Result<(), Error> {
+    set_up_root_with(&Real, req)
 }
 
-fn set_up_root_with(s: &impl MountSys) -> Result<(), Error> {
+pub(super) fn set_up_root_with(s: &impl MountSys, req: &SpawnRequest) -> Result<(), Error> {
     make_mounts_private(s)?;
     let root = bind_root_onto_itself(s)?;
     mount_proc(s, &root)?;
     mount_sys(s, &root)?;
     mount_dev(s, &root)?;
     protect_proc(s, &root)?;
+    protect_sys(s, &root)?;
+    // Volumes, tmpfs and the provided /etc files, then a read-only root
+    // (its mount points exist by then).
+    volumes::attach(s, &root, &req.mounts)?;
+    if req.read_only_root {
+        volumes::read_only_root(s, &root)?;
+    }
     drop(root);
     pivot(s)
 }
@@ -136,7 +145,7 @@ fn existing(s: &impl MountSys, root: &OwnedFd, rel: &str) -> Result<Option<Owned
     }
 }
 
-fn mount_on(
+pub(super) fn mount_on(
     s: &impl MountSys,
     target: &OwnedFd,
     source: Option<&str>,
@@ -337,6 +346,27 @@ fn protect_proc(s: &impl MountSys, root: &OwnedFd) -> Result<(), Error> {
     Ok(())
 }
 
+/// `/sys` entries hidden behind an empty read-only tmpfs (when they exist).
+const SYS_MASKED_DIRS: [&str; 2] = ["firmware", "devices/virtual/powercap"];
+
+fn protect_sys(s: &impl MountSys, root: &OwnedFd) -> Result<(), Error> {
+    for name in SYS_MASKED_DIRS {
+        let rel = format!("sys/{name}");
+        if let Some(fd) = existing(s, root, &rel)? {
+            mount_on(
+                s,
+                &fd,
+                Some("tmpfs"),
+                Some("tmpfs"),
+                NOSUID_NODEV_NOEXEC | MsFlags::MS_RDONLY,
+                None,
+            )
+            .ctx(format!("mask /{rel}"))?;
+        }
+    }
+    Ok(())
+}
+
 /// Make the container root `/` and detach the host's tree.
 fn pivot(s: &impl MountSys) -> Result<(), Error> {
     s.pivot_root(c".", c".")
@@ -347,12 +377,26 @@ fn pivot(s: &impl MountSys) -> Result<(), Error> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::init::mount_sys::fake::{Call, Fake, Node, Target};
 
     fn fd(path: &str) -> Target {
         Target::Fd(path.to_string())
+    }
+
+    pub(in crate::init) fn req() -> SpawnRequest {
+        SpawnRequest {
+            container: "0123456789abcdef0123456789abcdef".into(),
+            command: vec!["sh".into()],
+            env: vec![],
+            hostname: "h".into(),
+            workdir: "/".into(),
+            tty: false,
+            security: Default::default(),
+            mounts: vec![],
+            read_only_root: false,
+        }
     }
 
     /// A container root as an image ships it: the usual directories, and
@@ -417,7 +461,7 @@ mod tests {
     #[test]
     fn mounts_are_made_private_before_anything_else_changes() {
         let fake = image();
-        set_up_root_with(&fake).unwrap();
+        set_up_root_with(&fake, &req()).unwrap();
         let calls = fake.calls();
         let first = calls.iter().find(|c| is_change(c)).unwrap();
         assert_eq!(
@@ -435,7 +479,7 @@ mod tests {
     #[test]
     fn the_root_is_bound_onto_itself_and_entered_before_proc() {
         let fake = image();
-        set_up_root_with(&fake).unwrap();
+        set_up_root_with(&fake, &req()).unwrap();
         let calls = fake.calls();
         let open_tree = position(&calls, "open_tree", |c| {
             *c == Call::OpenTree {
@@ -449,6 +493,7 @@ mod tests {
                 from: fd(""),
                 from_path: String::new(),
                 to_dirfd: libc::AT_FDCWD,
+                to: Target::Path(format!("fd {}", libc::AT_FDCWD)),
                 to_path: ".".into(),
                 flags: libc::MOVE_MOUNT_F_EMPTY_PATH,
             }
@@ -465,7 +510,7 @@ mod tests {
     #[test]
     fn every_mount_is_made_on_a_descriptor_opened_beneath_the_root() {
         let fake = image();
-        set_up_root_with(&fake).unwrap();
+        set_up_root_with(&fake, &req()).unwrap();
         let calls = fake.calls();
         // Every lookup starts at the bound root and follows no symlink.
         for c in &calls {
@@ -507,7 +552,7 @@ mod tests {
         fake.tree
             .borrow_mut()
             .insert("sys".into(), Node::Link("/etc".into()));
-        let err = set_up_root_with(&fake).unwrap_err();
+        let err = set_up_root_with(&fake, &req()).unwrap_err();
         match &err {
             Error::Unsafe(m) => assert!(m.contains("/sys "), "{m}"),
             other => panic!("expected Unsafe, got {other:?}"),
@@ -532,7 +577,7 @@ mod tests {
         fake.tree
             .borrow_mut()
             .insert("dev".into(), Node::Link("/dev".into()));
-        let err = set_up_root_with(&fake).unwrap_err();
+        let err = set_up_root_with(&fake, &req()).unwrap_err();
         assert!(matches!(err, Error::Unsafe(_)), "{err:?}");
         assert!(
             !mounts(&fake.calls())
@@ -546,7 +591,7 @@ mod tests {
     fn a_mount_target_of_the_wrong_type_is_refused() {
         let fake = image();
         fake.tree.borrow_mut().insert("dev/null".into(), Node::Dir);
-        let err = set_up_root_with(&fake).unwrap_err();
+        let err = set_up_root_with(&fake, &req()).unwrap_err();
         match &err {
             Error::Unsafe(m) => assert!(m.contains("/dev/null "), "{m}"),
             other => panic!("expected Unsafe, got {other:?}"),
@@ -558,7 +603,7 @@ mod tests {
     fn sys_falls_back_to_the_hosts_read_only_when_sysfs_is_refused() {
         let mut fake = image();
         fake.fail_fstype = Some(("sysfs", nix::Error::EPERM));
-        set_up_root_with(&fake).unwrap();
+        set_up_root_with(&fake, &req()).unwrap();
         let ms = mounts(&fake.calls());
         let i = ms
             .iter()
@@ -594,7 +639,7 @@ mod tests {
     fn sys_does_not_fall_back_on_other_errors() {
         let mut fake = image();
         fake.fail_fstype = Some(("sysfs", nix::Error::EINVAL));
-        let err = set_up_root_with(&fake).unwrap_err();
+        let err = set_up_root_with(&fake, &req()).unwrap_err();
         assert!(err.to_string().starts_with("mount /sys: "), "{err}");
         let ms = mounts(&fake.calls());
         assert_eq!(ms.last().map(|m| m.2.as_deref()), Some(Some("sysfs")));
@@ -603,7 +648,7 @@ mod tests {
     #[test]
     fn proc_is_protected_after_it_is_mounted() {
         let fake = image();
-        set_up_root_with(&fake).unwrap();
+        set_up_root_with(&fake, &req()).unwrap();
         let ms = mounts(&fake.calls());
         let proc = ms.iter().position(|m| m.1 == fd("proc")).unwrap();
         for name in PROC_READ_ONLY {
@@ -629,9 +674,25 @@ mod tests {
     }
 
     #[test]
+    fn sys_firmware_and_powercap_are_masked_when_they_exist() {
+        let fake = image();
+        fake.tree
+            .borrow_mut()
+            .insert("sys/firmware".into(), Node::Dir);
+        set_up_root_with(&fake, &req()).unwrap();
+        let ms = mounts(&fake.calls());
+        let sysfs = ms.iter().position(|m| m.1 == fd("sys")).unwrap();
+        let fw = ms.iter().position(|m| m.1 == fd("sys/firmware")).unwrap();
+        assert!(fw > sysfs);
+        assert_eq!(ms[fw].2.as_deref(), Some("tmpfs"));
+        assert!(ms[fw].3.contains(MsFlags::MS_RDONLY));
+        assert!(!ms.iter().any(|m| m.1 == fd("sys/devices/virtual/powercap")));
+    }
+
+    #[test]
     fn pivot_root_comes_last_and_the_old_root_is_detached() {
         let fake = image();
-        set_up_root_with(&fake).unwrap();
+        set_up_root_with(&fake, &req()).unwrap();
         let calls = fake.calls();
         let n = calls.len();
         assert!(n >= 3);

@@ -85,6 +85,8 @@ pub fn run(libexec: &str, args: &[&str]) -> ExitCode {
         workdir: o.workdir,
         tty: o.tty,
         security: Default::default(),
+        mounts: vec![],
+        read_only_root: false,
     });
     if let Err(e) = chan.send(&request) {
         return fail("send Spawn", e);
