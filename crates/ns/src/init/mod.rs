@@ -119,7 +119,18 @@ fn set_up(sync: &mut ChildEnd, req: &SpawnRequest, user_namespace: bool) -> Resu
     // 10. A terminal of the container's own devpts as stdio, a session with
     //     it as the controlling terminal, death of the supervisor.
     let terminal = if req.tty {
-        Some(system::terminal_as_stdio()?)
+        let master = system::terminal_as_stdio()?;
+        // The `-u` user owns its terminal, so that it can reopen it (as
+        // `/dev/stdout`, `/dev/tty`); it is the container's own devpts.
+        if let Some(u) = &user {
+            nix::unistd::fchown(
+                std::io::stdin(),
+                Some(nix::unistd::Uid::from_raw(u.uid)),
+                Some(nix::unistd::Gid::from_raw(u.gid)),
+            )
+            .map_err(|e| Error::sys("give the terminal to the -u user")(e.into()))?;
+        }
+        Some(master)
     } else {
         None
     };
