@@ -7,7 +7,7 @@ use crate::error::Error;
 /// The one request this helper serves is a `Spawn`.
 pub fn spawn_request(req: NsRequest) -> Result<SpawnRequest, Error> {
     match req {
-        NsRequest::Spawn(req) => Ok(req),
+        NsRequest::Spawn(req) => Ok(*req),
         NsRequest::Start => Err(Error::UnexpectedRequest("Spawn")),
     }
 }

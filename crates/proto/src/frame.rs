@@ -412,7 +412,7 @@ mod tests {
 
         #[test]
         fn spawn_round_trips(cmd in proptest::collection::vec(".*", 0..8), host in "[a-z]{1,20}") {
-            let req = NsRequest::Spawn(SpawnRequest {
+            let req = NsRequest::Spawn(Box::new(SpawnRequest {
                 container: "abc".into(),
                 command: cmd,
                 env: vec!["A=B".into()],
@@ -422,7 +422,7 @@ mod tests {
                 security: Default::default(),
                 mounts: vec![],
                 read_only_root: false,
-            });
+            }));
             let bytes = encode(&req).unwrap();
             prop_assert_eq!(decode::<NsRequest>(&bytes).unwrap(), req);
         }

@@ -147,7 +147,7 @@ pub struct SpawnRequest {
 /// `NotExecutable`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum NsRequest {
-    Spawn(SpawnRequest),
+    Spawn(Box<SpawnRequest>),
     Start,
 }
 

@@ -201,7 +201,7 @@ impl Running<'_> {
         let (stdio, pending) = crate::stdio::for_container(opts.tty, opts.interactive)?;
         let mut ns = HelperProcess::spawn(Helper::Ns, stdio)?;
         let _relay = pending.map(crate::stdio::Pending::start).transpose()?;
-        let reply = ns.call(&NsRequest::Spawn(SpawnRequest {
+        let reply = ns.call(&NsRequest::Spawn(Box::new(SpawnRequest {
             container: rec.id.clone(),
             command: opts.command.clone(),
             env: opts.env.clone(),
@@ -211,7 +211,7 @@ impl Running<'_> {
             security: opts.sec.spawn.clone(),
             mounts,
             read_only_root: opts.mounts.read_only,
-        }))?;
+        })))?;
         let NsReply::Spawned { pid } = reply else {
             return Err(Error::user("ns: unexpected reply to Spawn"));
         };

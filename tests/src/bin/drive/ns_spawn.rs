@@ -77,7 +77,7 @@ pub fn run(libexec: &str, args: &[&str]) -> ExitCode {
     if let Err(e) = chan.handshake() {
         return fail("handshake", e);
     }
-    let request = NsRequest::Spawn(SpawnRequest {
+    let request = NsRequest::Spawn(Box::new(SpawnRequest {
         container: o.container,
         command: o.command,
         env: o.env,
@@ -87,7 +87,7 @@ pub fn run(libexec: &str, args: &[&str]) -> ExitCode {
         security: Default::default(),
         mounts: vec![],
         read_only_root: false,
-    });
+    }));
     if let Err(e) = chan.send(&request) {
         return fail("send Spawn", e);
     }
