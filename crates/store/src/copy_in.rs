@@ -56,13 +56,7 @@ pub fn run(
     store: impl FnOnce() -> Result<Store>,
     container: &str,
 ) -> Result<StorageReply> {
-    let mut reader = ChunkReader::new(chan);
-    let result = copy_in(&mut reader, caller, store, container);
-    reader.drain();
-    match reader.stream_error() {
-        Some(e) => Err(e),
-        None => result,
-    }
+    crate::import::chunks::receive(chan, |reader| copy_in(reader, caller, store, container))
 }
 
 fn copy_in(
@@ -73,12 +67,7 @@ fn copy_in(
 ) -> Result<StorageReply> {
     // validate
     proto::validate::container_id(container)?;
-    let shift = Shift {
-        mapping: tupper_config::subid::mapping_for(caller)?,
-    };
-    let limit = tupper_config::policy::Policy::load()?
-        .limits_for_current(caller)
-        .import_size;
+    let (shift, limit) = Shift::and_limit_for(caller)?;
     let root = open_root(&store()?, caller.uid, container)?;
 
     // act: the extractor sets the owner and mode of the tree it is given;

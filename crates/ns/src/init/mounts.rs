@@ -329,8 +329,13 @@ fn protect_proc(s: &impl MountSys, root: &OwnedFd) -> Result<(), Error> {
             bind_on(s, &fd, "/dev/null", MsFlags::empty()).ctx(format!("mask /{rel}"))?;
         }
     }
-    for name in PROC_MASKED_DIRS {
-        let rel = format!("proc/{name}");
+    mask_dirs(s, root, "proc", &PROC_MASKED_DIRS)
+}
+
+/// Hide each existing `<top>/<name>` behind an empty read-only tmpfs.
+fn mask_dirs(s: &impl MountSys, root: &OwnedFd, top: &str, names: &[&str]) -> Result<(), Error> {
+    for name in names {
+        let rel = format!("{top}/{name}");
         if let Some(fd) = existing(s, root, &rel)? {
             mount_on(
                 s,
@@ -350,21 +355,7 @@ fn protect_proc(s: &impl MountSys, root: &OwnedFd) -> Result<(), Error> {
 const SYS_MASKED_DIRS: [&str; 2] = ["firmware", "devices/virtual/powercap"];
 
 fn protect_sys(s: &impl MountSys, root: &OwnedFd) -> Result<(), Error> {
-    for name in SYS_MASKED_DIRS {
-        let rel = format!("sys/{name}");
-        if let Some(fd) = existing(s, root, &rel)? {
-            mount_on(
-                s,
-                &fd,
-                Some("tmpfs"),
-                Some("tmpfs"),
-                NOSUID_NODEV_NOEXEC | MsFlags::MS_RDONLY,
-                None,
-            )
-            .ctx(format!("mask /{rel}"))?;
-        }
-    }
-    Ok(())
+    mask_dirs(s, root, "sys", &SYS_MASKED_DIRS)
 }
 
 /// Make the container root `/` and detach the host's tree.

@@ -25,6 +25,22 @@ pub struct ChunkReader<'c> {
     state: State,
 }
 
+/// Run `f` over the chunk stream that follows on `chan`, then read the
+/// stream to its end, so that the single reply follows the last chunk. A
+/// broken stream wins over whatever `f` made of it.
+pub fn receive<T>(
+    chan: &mut Channel,
+    f: impl FnOnce(&mut ChunkReader<'_>) -> Result<T, Error>,
+) -> Result<T, Error> {
+    let mut reader = ChunkReader::new(chan);
+    let result = f(&mut reader);
+    reader.drain();
+    match reader.stream_error() {
+        Some(e) => Err(e),
+        None => result,
+    }
+}
+
 impl<'c> ChunkReader<'c> {
     pub fn new(chan: &'c mut Channel) -> Self {
         ChunkReader {

@@ -12,6 +12,20 @@ pub struct Shift {
 }
 
 impl Shift {
+    /// The caller's shift, and how many bytes one stream of theirs may write
+    /// (`import_size` in the policy).
+    pub fn and_limit_for(
+        caller: proto::Caller,
+    ) -> Result<(Shift, tupper_config::policy::Limit<u64>), Error> {
+        let shift = Shift {
+            mapping: tupper_config::subid::mapping_for(caller)?,
+        };
+        let limit = tupper_config::policy::Policy::load()?
+            .limits_for_current(caller)
+            .import_size;
+        Ok((shift, limit))
+    }
+
     /// Host (uid, gid) for an entry owned by container (uid, gid).
     pub fn host_ids(&self, entry: &str, uid: u64, gid: u64) -> Result<(u32, u32), Error> {
         let outside = |what: &str, id: u64| {

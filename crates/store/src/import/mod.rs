@@ -36,14 +36,7 @@ pub fn run(
     store: impl FnOnce() -> Result<Store>,
     name: &str,
 ) -> Result<StorageReply> {
-    let mut reader = ChunkReader::new(chan);
-    let result = import(&mut reader, caller, store, name);
-    reader.drain();
-    // A broken stream wins over whatever extraction made of it.
-    match reader.stream_error() {
-        Some(e) => Err(e),
-        None => result,
-    }
+    chunks::receive(chan, |reader| import(reader, caller, store, name))
 }
 
 fn import(
@@ -54,12 +47,7 @@ fn import(
 ) -> Result<StorageReply> {
     // validate
     proto::validate::name(name)?;
-    let shift = Shift {
-        mapping: tupper_config::subid::mapping_for(caller)?,
-    };
-    let limit = tupper_config::policy::Policy::load()?
-        .limits_for_current(caller)
-        .import_size;
+    let (shift, limit) = Shift::and_limit_for(caller)?;
     let images = store()?.user_images(caller.uid)?;
     if exists_at(&images, name)? {
         return Err(Error::AlreadyExists(format!(
