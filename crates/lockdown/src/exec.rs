@@ -19,12 +19,7 @@ pub fn key(entry: &str) -> &str {
 
 /// `env` plus defaults for what it leaves out (`HOME` from the passwd
 /// entry of `-u`, else `/root`; `TERM` with a terminal).
-pub fn environment(
-    env: &[String],
-    hostname: &str,
-    home: Option<&str>,
-    tty: bool,
-) -> Vec<String> {
+pub fn environment(env: &[String], hostname: &str, home: Option<&str>, tty: bool) -> Vec<String> {
     let mut env = env.to_vec();
     let mut add = |k: &str, v: &str| {
         if !env.iter().any(|e| key(e) == k) {

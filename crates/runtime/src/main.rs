@@ -232,8 +232,14 @@ mod tests {
             panic!("not exec")
         };
         assert!(o.interactive && o.tty && !o.privileged);
-        assert_eq!((o.env.as_slice(), o.workdir.as_deref()), (&["A=b".to_string()][..], Some("/tmp")));
-        assert_eq!((o.user.as_deref(), o.container.as_str()), (Some("1000"), "box"));
+        assert_eq!(
+            (o.env.as_slice(), o.workdir.as_deref()),
+            (&["A=b".to_string()][..], Some("/tmp"))
+        );
+        assert_eq!(
+            (o.user.as_deref(), o.container.as_str()),
+            (Some("1000"), "box")
+        );
         assert_eq!(o.command, ["sh", "-c", "exit 7"]);
         assert!(Cli::try_parse_from(["tupper-supervisor", "exec", "box"]).is_err());
     }

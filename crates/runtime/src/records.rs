@@ -60,7 +60,7 @@ pub struct Record {
     /// The container's lock-down, environment and defaults, for `exec`;
     /// `None` in records of version 1.
     #[serde(default)]
-    pub exec: Option<crate::exec::ExecProfile>,
+    pub exec: Option<Box<crate::exec::ExecProfile>>,
 }
 
 pub struct Records {
@@ -365,20 +365,22 @@ mod tests {
     fn an_exec_profile_survives_a_save() {
         let (_tmp, records) = records();
         let mut rec = record(ID);
-        let mut security = proto::SpawnSecurity::default();
-        security.seccomp = Some(vec![proto::BpfInstruction {
-            code: 6,
-            jt: 0,
-            jf: 0,
-            k: 0x7fff_0000,
-        }]);
-        security.user = Some("1000:10".into());
-        rec.exec = Some(crate::exec::ExecProfile {
+        let security = proto::SpawnSecurity {
+            seccomp: Some(vec![proto::BpfInstruction {
+                code: 6,
+                jt: 0,
+                jf: 0,
+                k: 0x7fff_0000,
+            }]),
+            user: Some("1000:10".into()),
+            ..Default::default()
+        };
+        rec.exec = Some(Box::new(crate::exec::ExecProfile {
             security,
             env: vec!["A=1".into()],
             workdir: "/srv".into(),
             hostname: "box".into(),
-        });
+        }));
         records.save(&rec).unwrap();
         let back = records.find(ID).unwrap();
         assert_eq!(back.exec, rec.exec);

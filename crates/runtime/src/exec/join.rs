@@ -170,7 +170,8 @@ fn joiner(plan: &Plan, pidfd: RawFd, channel: OwnedFd) -> ! {
         fail(&mut chan, os("pipe"), 125);
     }
     // SAFETY: both ends are fresh descriptors of ours.
-    let (gate_r, gate_w) = unsafe { (OwnedFd::from_raw_fd(gate[0]), OwnedFd::from_raw_fd(gate[1])) };
+    let (gate_r, gate_w) =
+        unsafe { (OwnedFd::from_raw_fd(gate[0]), OwnedFd::from_raw_fd(gate[1])) };
     // SAFETY: the child runs `command`, which never returns.
     let pid = unsafe { libc::fork() };
     match pid {
@@ -236,7 +237,12 @@ fn command(plan: &Plan, chan: &mut Channel) -> ! {
             ),
         );
     }
-    let user = match plan.security.user.as_deref().map(tupper_lockdown::user::lookup) {
+    let user = match plan
+        .security
+        .user
+        .as_deref()
+        .map(tupper_lockdown::user::lookup)
+    {
         None => None,
         Some(Ok(u)) => Some(u),
         Some(Err(e)) => failed(chan, e.to_remote()),
@@ -387,7 +393,11 @@ mod tests {
                 exit(2);
             }
             let open = |fd| unsafe { libc::fcntl(fd, libc::F_GETFD) } >= 0;
-            exit(if !open(a) && open(b) && !open(c) { 0 } else { 1 });
+            exit(if !open(a) && open(b) && !open(c) {
+                0
+            } else {
+                1
+            });
         }
         assert_eq!(crate::run::wait_exit(pid).unwrap(), 0);
     }

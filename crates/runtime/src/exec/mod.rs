@@ -41,8 +41,8 @@ pub struct ExecProfile {
 
 impl ExecProfile {
     /// The profile of a container `run` starts with `opts` (validated) as `id`.
-    pub fn of(opts: &crate::run::RunOptions, id: &str) -> ExecProfile {
-        ExecProfile {
+    pub fn of(opts: &crate::run::RunOptions, id: &str) -> Box<ExecProfile> {
+        Box::new(ExecProfile {
             security: opts.sec.spawn.clone(),
             env: opts.env.clone(),
             workdir: opts.workdir.clone(),
@@ -50,7 +50,7 @@ impl ExecProfile {
                 .hostname
                 .clone()
                 .unwrap_or_else(|| id.chars().take(12).collect()),
-        }
+        })
     }
 }
 

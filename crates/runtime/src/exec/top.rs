@@ -85,11 +85,10 @@ fn command_line(pid: &str) -> String {
 /// The processes in the pid namespace of `init`, ordered by their pid in
 /// it.
 pub fn processes(init: i32) -> Result<Vec<Row>> {
-    let ns = |pid: &str| {
-        std::fs::metadata(format!("/proc/{pid}/ns/pid")).map(|m| (m.dev(), m.ino()))
-    };
-    let theirs = ns(&init.to_string())
-        .map_err(|e| Error::io("read the container's pid namespace", e))?;
+    let ns =
+        |pid: &str| std::fs::metadata(format!("/proc/{pid}/ns/pid")).map(|m| (m.dev(), m.ino()));
+    let theirs =
+        ns(&init.to_string()).map_err(|e| Error::io("read the container's pid namespace", e))?;
     let uid_map = std::fs::read_to_string(format!("/proc/{init}/uid_map"))
         .map_err(|e| Error::io("read the container's uid map", e))?;
     // SAFETY: sysconf has no side effects.
@@ -134,8 +133,18 @@ pub fn top(container: &str) -> Result<()> {
     let _pidfd = init.pidfd().ok_or_else(not_running)?;
     println!("{:<8} {:<8} {:<10} COMMAND", "USER", "PID", "TIME");
     for r in processes(init.pid)? {
-        let user = if r.uid < 0 { "?".into() } else { r.uid.to_string() };
-        println!("{:<8} {:<8} {:<10} {}", user, r.pid, clock(r.seconds), r.command);
+        let user = if r.uid < 0 {
+            "?".into()
+        } else {
+            r.uid.to_string()
+        };
+        println!(
+            "{:<8} {:<8} {:<10} {}",
+            user,
+            r.pid,
+            clock(r.seconds),
+            r.command
+        );
     }
     Ok(())
 }
@@ -172,6 +181,9 @@ mod tests {
     fn our_own_pid_namespace_lists_us() {
         let me = std::process::id() as i32;
         let rows = processes(me).unwrap();
-        assert!(rows.iter().any(|r| r.command.contains("tupper")), "{rows:?}");
+        assert!(
+            rows.iter().any(|r| r.command.contains("tupper")),
+            "{rows:?}"
+        );
     }
 }
