@@ -292,7 +292,7 @@ fn exec_inherits_no_descriptor_of_the_supervisor() {
     let fds = text(&probe.output().unwrap().stdout);
     assert!(fds.split_whitespace().any(|f| f == "7"), "{fds}");
     let mut cmd = e.as_user(&e.user, &e.supervisor().to_string_lossy());
-    cmd.args(["exec", "ex-fds", "sh", "-c", "ls /proc/$$/fd"]);
+    cmd.args(["exec", "ex-fds", "sh", "-c", "ls /proc/$$/fd; true"]);
     with_fd(&mut cmd);
     let out = cmd.output().unwrap();
     let fds: Vec<String> = text(&out.stdout)
@@ -301,4 +301,25 @@ fn exec_inherits_no_descriptor_of_the_supervisor() {
         .collect();
     assert_eq!(fds, ["0", "1", "2"], "{}", text(&out.stderr));
     drop(c);
+}
+
+#[test]
+#[ignore = "privileged end-to-end test: run by tests/run.sh (root, installed helpers)"]
+fn exec_forwards_signals_to_the_command() {
+    let e = env();
+    let _c = Running::start(&e, &e.user, "ex-signals", &["--network", "none"]);
+    let mut cmd = e.as_user(&e.user, &e.supervisor().to_string_lossy());
+    cmd.args([
+        "exec",
+        "ex-signals",
+        "sh",
+        "-c",
+        "trap 'echo got-term; exit 5' TERM; echo ready; while :; do sleep 0.1; done",
+    ])
+    .stdout(std::process::Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    read_until(&mut child, "ready");
+    // SAFETY: the supervisor this test started, by its pid.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGTERM) }, 0);
+    assert_eq!(child.wait().unwrap().code(), Some(5));
 }
