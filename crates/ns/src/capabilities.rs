@@ -20,7 +20,7 @@ use crate::init::DEFAULT_CAPS;
 /// `pivot_root` and hostname need `CAP_SYS_ADMIN`; bringing `lo` up in a
 /// network namespace of the initial user namespace needs `CAP_NET_ADMIN`;
 /// and the init keeps the 14 default container capabilities
-/// (`init::exec::DEFAULT_CAPS`), which must be permitted to be kept.
+/// (`tupper_lockdown::DEFAULT_CAPS`), which must be permitted to be kept.
 pub static CAPS: HelperCaps = HelperCaps {
     helper: "tupper-ns",
     needed: &[

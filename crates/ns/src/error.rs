@@ -36,6 +36,9 @@ pub enum Error {
     /// The supervisor sent something else than what this step expects.
     #[error("unexpected request: expected {0}")]
     UnexpectedRequest(&'static str),
+    /// The lock-down shared with `exec`: capabilities, `-u`, seccomp.
+    #[error(transparent)]
+    Lockdown(#[from] tupper_lockdown::Error),
     /// The container init went away during setup.
     #[error("the container init exited during setup")]
     InitGone,
@@ -57,6 +60,7 @@ impl ToRemote for Error {
             Error::Config(e) => return e.to_remote(),
             Error::Remote(r) => return r.clone(),
             Error::Helper(e) => return e.to_remote(),
+            Error::Lockdown(e) => return e.to_remote(),
             Error::NoRootfs(_) => ErrorKind::NotFound,
             Error::Unsafe(_) => ErrorKind::Unsafe,
             Error::UnexpectedRequest(_) => ErrorKind::Protocol,

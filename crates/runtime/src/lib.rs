@@ -6,6 +6,7 @@
 mod cleanup;
 pub mod containers;
 pub mod error;
+pub mod exec;
 pub mod files;
 mod helpers;
 pub mod images;

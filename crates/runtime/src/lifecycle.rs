@@ -106,6 +106,7 @@ mod tests {
             init: None,
             network_attached: false,
             address: None,
+            exec: None,
         }
     }
 

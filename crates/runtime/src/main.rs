@@ -65,6 +65,13 @@ enum Command {
     /// standard input or output. Only the container's root filesystem is
     /// seen: not its volumes or tmpfs mounts.
     Cp { src: String, dest: String },
+
+    // --- into running containers (issue 8) ---
+    /// Run a command in a running container, with the container's
+    /// namespaces, environment and lock-down.
+    Exec(Box<tupper_runtime::exec::ExecOptions>),
+    /// The processes of a running container, as seen from inside.
+    Top { container: String },
 }
 
 #[derive(Subcommand)]
@@ -116,6 +123,9 @@ fn main() {
             files::export(&container, output.as_deref()).map(|_| 0)
         }
         Command::Cp { src, dest } => files::cp(&src, &dest).map(|_| 0),
+        Command::Exec(opts) => signals::Signals::install()
+            .and_then(|signals| tupper_runtime::exec::exec(*opts, &signals)),
+        Command::Top { container } => tupper_runtime::exec::top(&container).map(|_| 0),
     };
     match result {
         Ok(code) => std::process::exit(code),
@@ -198,5 +208,39 @@ mod tests {
         assert!(o.sec.init && o.sec.entrypoint.as_deref() == Some(""));
         assert_eq!(o.network, tupper_runtime::run::NetworkMode::Host);
         assert_eq!(o.command, ["id"]);
+    }
+
+    #[test]
+    fn exec_takes_podman_style_options() {
+        let cli = Cli::try_parse_from([
+            "tupper-supervisor",
+            "exec",
+            "-it",
+            "-e",
+            "A=b",
+            "-w",
+            "/tmp",
+            "-u",
+            "1000",
+            "box",
+            "sh",
+            "-c",
+            "exit 7",
+        ])
+        .unwrap();
+        let Command::Exec(o) = cli.command else {
+            panic!("not exec")
+        };
+        assert!(o.interactive && o.tty && !o.privileged);
+        assert_eq!(
+            (o.env.as_slice(), o.workdir.as_deref()),
+            (&["A=b".to_string()][..], Some("/tmp"))
+        );
+        assert_eq!(
+            (o.user.as_deref(), o.container.as_str()),
+            (Some("1000"), "box")
+        );
+        assert_eq!(o.command, ["sh", "-c", "exit 7"]);
+        assert!(Cli::try_parse_from(["tupper-supervisor", "exec", "box"]).is_err());
     }
 }

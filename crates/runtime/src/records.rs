@@ -26,7 +26,12 @@ pub enum Status {
 
 /// The version of the record format this build writes and reads. Records
 /// written before records had a version are version 1.
-pub const RECORD_VERSION: u32 = 1;
+/// Version 2 added `exec` (what `exec` needs); version 1 records read as
+/// records without it.
+pub const RECORD_VERSION: u32 = 2;
+
+/// The oldest record version this build still reads.
+const OLDEST_READABLE_VERSION: u32 = 1;
 
 fn first_version() -> u32 {
     1
@@ -50,6 +55,12 @@ pub struct Record {
     /// Whether a network lease was taken.
     pub network_attached: bool,
     pub address: Option<String>,
+
+    // --- exec (record version 2) ---
+    /// The container's lock-down, environment and defaults, for `exec`;
+    /// `None` in records of version 1.
+    #[serde(default)]
+    pub exec: Option<Box<crate::exec::ExecProfile>>,
 }
 
 pub struct Records {
@@ -103,7 +114,7 @@ fn read_record(path: &Path) -> Read {
     let Ok(probe) = serde_json::from_slice::<VersionProbe>(&bytes) else {
         return Read::Corrupt;
     };
-    if probe.version != RECORD_VERSION {
+    if !(OLDEST_READABLE_VERSION..=RECORD_VERSION).contains(&probe.version) {
         return Read::Unknown(UnknownRecord {
             id: id.to_string(),
             error: Error::UnknownVersion {
@@ -290,6 +301,7 @@ mod tests {
             init: None,
             network_attached: false,
             address: None,
+            exec: None,
         }
     }
 
@@ -307,7 +319,7 @@ mod tests {
         let (_tmp, records) = records();
         records.save(&record(ID)).unwrap();
         let text = fs::read_to_string(records.record_path(ID)).unwrap();
-        assert!(text.contains("\"version\": 1"), "{text}");
+        assert!(text.contains("\"version\": 2"), "{text}");
         let listing = records.load_all().unwrap();
         assert_eq!(listing.records.len(), 1);
         assert!(listing.unknown.is_empty());
@@ -344,6 +356,44 @@ mod tests {
         assert!(message.contains("version 7"), "{message}");
         // It is not found by name or id either: nothing about it can be trusted.
         assert!(records.find(OTHER).is_err());
+    }
+
+    #[test]
+    fn a_version_1_record_reads_without_an_exec_profile() {
+        let (_tmp, records) = records();
+        let mut v = serde_json::to_value(record(ID)).unwrap();
+        v.as_object_mut().unwrap().remove("exec");
+        v["version"] = 1.into();
+        fs::write(records.record_path(ID), v.to_string()).unwrap();
+        let listing = records.load_all().unwrap();
+        assert_eq!(listing.records.len(), 1);
+        assert_eq!(listing.records[0].version, 1);
+        assert!(listing.records[0].exec.is_none());
+    }
+
+    #[test]
+    fn an_exec_profile_survives_a_save() {
+        let (_tmp, records) = records();
+        let mut rec = record(ID);
+        let security = proto::SpawnSecurity {
+            seccomp: Some(vec![proto::BpfInstruction {
+                code: 6,
+                jt: 0,
+                jf: 0,
+                k: 0x7fff_0000,
+            }]),
+            user: Some("1000:10".into()),
+            ..Default::default()
+        };
+        rec.exec = Some(Box::new(crate::exec::ExecProfile {
+            security,
+            env: vec!["A=1".into()],
+            workdir: "/srv".into(),
+            hostname: "box".into(),
+        }));
+        records.save(&rec).unwrap();
+        let back = records.find(ID).unwrap();
+        assert_eq!(back.exec, rec.exec);
     }
 
     #[test]

@@ -121,6 +121,7 @@ pub fn run(mut opts: RunOptions, signals: &Signals) -> Result<i32> {
         init: None,
         network_attached: false,
         address: None,
+        exec: Some(crate::exec::ExecProfile::of(&opts, &id)),
     };
     {
         let _lock = state.lock()?;

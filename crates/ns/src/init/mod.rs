@@ -9,10 +9,8 @@ mod creds;
 mod exec;
 mod mount_sys;
 mod mounts;
-mod privileges;
 mod reaper;
 mod system;
-mod user;
 mod volumes;
 
 use proto::{Channel, NsReply, NsRequest, SpawnRequest};
@@ -22,7 +20,7 @@ use tupper_helper::ToRemote;
 use crate::error::Error;
 use crate::sync::ChildEnd;
 
-pub(crate) use exec::DEFAULT_CAPS;
+pub(crate) use tupper_lockdown::DEFAULT_CAPS;
 
 /// Exit status when the init gives up before running the command.
 const EXIT_SETUP_FAILED: i32 = 125;
@@ -87,7 +85,7 @@ pub fn run(
 
 /// What `set_up` hands on: the terminal's master (with `-t`) and the user
 /// of `-u`.
-type SetUp = (Option<std::os::fd::OwnedFd>, Option<user::User>);
+type SetUp = (Option<std::os::fd::OwnedFd>, Option<tupper_lockdown::User>);
 
 /// Steps 6–10 of the checklist in `lib.rs`; returns the terminal's
 /// master when the request asked for one, and the user of `-u`.
@@ -106,7 +104,7 @@ fn set_up(sync: &mut ChildEnd, req: &SpawnRequest, user_namespace: bool) -> Resu
     system::enter_workdir(&req.workdir)?;
     // `-u`: from the container's own /etc/passwd and /etc/group.
     let user = match &req.security.user {
-        Some(spec) => Some(user::lookup(spec)?),
+        Some(spec) => Some(tupper_lockdown::user::lookup(spec)?),
         None => None,
     };
 

@@ -58,7 +58,7 @@ pub fn run(chan: &mut Channel, exec: impl FnOnce(&mut Channel) -> i32) -> ! {
     // closed on exec, which tells the supervisor the command started).
     // SAFETY: we never use the channel again and leave through _exit.
     unsafe { libc::close(chan.as_fd().as_raw_fd()) };
-    if super::privileges::drop_everything().is_err() {
+    if tupper_lockdown::privileges::drop_everything().is_err() {
         // SAFETY: kill our own child.
         unsafe { libc::kill(child, libc::SIGKILL) };
         exit(super::EXIT_SETUP_FAILED);

@@ -5,8 +5,6 @@
 use std::io::Read;
 use std::os::unix::fs::OpenOptionsExt;
 
-use proto::{ErrorKind, RemoteError};
-
 use crate::error::Error;
 
 /// Largest `/etc/passwd` or `/etc/group` read.
@@ -26,7 +24,7 @@ pub struct User {
 
 fn not_found(msg: String) -> Error {
     // podman answers an unknown user with 126 (cannot execute).
-    Error::Remote(RemoteError::new(ErrorKind::NotExecutable, msg))
+    Error::NoSuchUser(msg)
 }
 
 fn id(s: &str, what: &str) -> Result<Option<u32>, Error> {
@@ -162,7 +160,7 @@ pub fn lookup(spec: &str) -> Result<User, Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tupper_helper::ToRemote;
+    use proto::ErrorKind;
 
     const PASSWD: &str = "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\nalice:x:1000:1000::/home/alice:/bin/sh\nbroken line\nbig:x:70000:1::/:/bin/sh\n";
     const GROUP: &str =

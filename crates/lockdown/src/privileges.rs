@@ -25,9 +25,29 @@ use std::io;
 use caps::{CapSet, Capability};
 use proto::{BpfInstruction, SpawnSecurity};
 
-use super::exec::DEFAULT_CAPS;
-use super::user::User;
 use crate::error::{Context, Error};
+use crate::user::User;
+
+/// Capabilities a container process keeps (bounding, permitted, effective, inheritable).
+pub const DEFAULT_CAPS: [Capability; 14] = [
+    Capability::CAP_CHOWN,
+    Capability::CAP_DAC_OVERRIDE,
+    Capability::CAP_FSETID,
+    Capability::CAP_FOWNER,
+    Capability::CAP_MKNOD,
+    Capability::CAP_NET_RAW,
+    Capability::CAP_SETGID,
+    Capability::CAP_SETUID,
+    Capability::CAP_SETFCAP,
+    Capability::CAP_SETPCAP,
+    Capability::CAP_NET_BIND_SERVICE,
+    Capability::CAP_SYS_CHROOT,
+    Capability::CAP_KILL,
+    Capability::CAP_AUDIT_WRITE,
+];
+
+/// The capabilities a container keeps.
+pub type Keep = HashSet<Capability>;
 
 fn caps_err(what: &'static str) -> impl FnOnce(caps::errors::CapsError) -> Error {
     move |e| Error::sys(what)(io::Error::other(e.to_string()))
@@ -142,12 +162,19 @@ pub fn install_filter(program: &[BpfInstruction]) -> Result<(), Error> {
     Ok(())
 }
 
-/// The reaper of `--init`: no capabilities at all, not dumpable (so the
-/// container's processes cannot trace it).
+/// No capabilities at all, and not dumpable (so the container's processes
+/// cannot trace this one): the reaper of `--init`.
 pub fn drop_everything() -> Result<(), Error> {
     caps::clear(None, CapSet::Effective).map_err(caps_err("drop capabilities"))?;
     caps::clear(None, CapSet::Permitted).map_err(caps_err("drop capabilities"))?;
-    tupper_sys::prctl(libc::PR_SET_DUMPABLE, 0).ctx("make the reaper non-dumpable")
+    non_dumpable()
+}
+
+/// Not dumpable: processes of the same uid can neither trace this one nor
+/// read its memory or `/proc/<pid>/environ` (only `CAP_SYS_PTRACE` of the
+/// initial user namespace can). `execve` makes a process dumpable again.
+pub fn non_dumpable() -> Result<(), Error> {
+    tupper_sys::prctl(libc::PR_SET_DUMPABLE, 0).ctx("make the process non-dumpable")
 }
 
 #[cfg(test)]
