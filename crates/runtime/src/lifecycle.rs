@@ -106,6 +106,9 @@ mod tests {
             init: None,
             network_attached: false,
             address: None,
+            started_at: None,
+            finished_at: None,
+            hostname: None,
         }
     }
 
