@@ -141,9 +141,13 @@ fn stop_gives_143_and_start_keeps_the_root() {
     let e = env();
     detached(
         &e,
+        // PID 1 of a pid namespace ignores SIGTERM without a handler (and
+        // then dies of the SIGKILL after the timeout: 137); with --init, the
+        // command dies of the SIGTERM the init passes on.
         &[
             "--name",
             "svc",
+            "--init",
             "busybox",
             "sh",
             "-c",

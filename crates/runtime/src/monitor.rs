@@ -169,16 +169,19 @@ fn monitor_main(state: &Records, mut rec: Record, launch: Launch, report: OwnedF
         snapshot: !launch.fresh,
         container: None,
     };
-    let code = match m.set_up(&mut rec, launch, &mut report) {
-        Ok(()) => m.serve(&mut rec),
-        Err(e) => {
-            let code = e.exit_code();
-            report.say(&format!("error {code} {e}"));
-            m.kill_init(&rec);
-            code
+    match m.set_up(&mut rec, launch, &mut report) {
+        Ok(()) => {
+            let code = m.serve(&mut rec);
+            m.finish(&mut rec, code);
         }
-    };
-    m.finish(&mut rec, code);
+        Err(e) => {
+            // Everything is given back before the caller hears of the failure.
+            let code = e.exit_code();
+            m.kill_init(&rec);
+            m.finish(&mut rec, code);
+            report.say(&format!("error {code} {e}"));
+        }
+    }
     std::process::exit(0)
 }
 
