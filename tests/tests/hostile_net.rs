@@ -41,23 +41,22 @@ fn nothing_left(e: &Env) {
 }
 
 /// A supervisor this test started: waited for with [`Supervisor::finish`]
-/// once the test ended its container; if the test fails first, killed by pid
-/// (its container dies with it) and the user's leftovers collected.
+/// once the test ended its container; if the test fails first, killed by pid,
+/// its container (which its monitor keeps running) removed with `rm -f`, and
+/// the user's leftovers collected.
 struct Supervisor<'a> {
     e: &'a Env,
     child: Option<Child>,
+    name: String,
 }
 
 impl<'a> Supervisor<'a> {
-    fn new(e: &'a Env, child: Child) -> Self {
+    fn new(e: &'a Env, child: Child, name: &str) -> Self {
         Supervisor {
             e,
             child: Some(child),
+            name: name.to_string(),
         }
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.as_ref().map_or(0, Child::id)
     }
 
     fn finish(mut self) {
@@ -73,6 +72,7 @@ impl Drop for Supervisor<'_> {
             // SAFETY: ending the process this test started (not yet reaped), by its pid.
             unsafe { libc::kill(c.id() as i32, libc::SIGKILL) };
             let _ = c.wait();
+            let _ = self.e.tupper(&["rm", "-f", &self.name]).output();
             let _ = self.e.tupper(&["gc"]).output();
         }
     }
@@ -187,40 +187,19 @@ fn a_namespace_that_is_not_a_tupperware_container_is_refused() {
     // A running container of the caller, named with another of their ids
     // (here: the stopped container's), is refused too.
     let running = start_running(&e, "other-one", "none");
-    let init = container_init_of(running.pid()).expect("the container's init");
+    let init = container_init_of(&e, "other-one").expect("the container's init");
     assert_refused(&e, &e.user, &init.to_string(), &id);
     e.run_ok(&["rm", "-f", "other-one", "stopped-one"]);
     running.finish();
     nothing_left(&e);
 }
 
-/// The process that runs the container: the supervisor's child (`CLONE_PARENT`)
-/// that is not a helper (`sh -c '...; sleep 60'` may have exec'ed `sleep`).
-fn container_init_of(supervisor: u32) -> Option<u32> {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while Instant::now() < deadline {
-        let found = std::fs::read_dir("/proc")
-            .ok()?
-            .flatten()
-            .find_map(|entry| {
-                let pid: u32 = entry.file_name().to_str()?.parse().ok()?;
-                let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-                let field = |name: &str| {
-                    status
-                        .lines()
-                        .find_map(|l| l.strip_prefix(name))
-                        .map(str::trim)
-                        .map(str::to_string)
-                };
-                let is_child = field("PPid:")? == supervisor.to_string();
-                (is_child && !field("Name:")?.starts_with("tupper")).then_some(pid)
-            });
-        if found.is_some() {
-            return found;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    None
+/// The process that runs the container (the init, its monitor's child), as
+/// `inspect` reports it.
+fn container_init_of(e: &Env, name: &str) -> Option<u32> {
+    let text = e.run_ok(&["inspect", name]);
+    let v: serde_json::Value = serde_json::from_str(&text).ok()?;
+    v[0]["state"]["pid"].as_u64().map(|p| p as u32)
 }
 
 /// `<prefix>/etc/policy.toml` replaced for one test, restored when dropped.
@@ -283,7 +262,7 @@ fn start_running<'a>(e: &'a Env, name: &str, network: &str) -> Supervisor<'a> {
         "ip -4 addr show eth0; echo ready; sleep 60",
     ]);
     read_until(&mut c, "ready");
-    Supervisor::new(e, c)
+    Supervisor::new(e, c, name)
 }
 
 #[test]

@@ -60,6 +60,11 @@ pub struct NetworkConfig {
 pub struct RuntimeConfig {
     /// Where helpers keep host-wide state (address leases). Root-owned.
     pub state_dir: PathBuf,
+    // Issue 8: container logs written by each container's monitor.
+    /// Size at which a container's log file is rotated (bytes or K/M/G).
+    pub log_size_max: String,
+    /// Log files kept per container, the current one included (at least 1).
+    pub log_files: u32,
 }
 
 impl Default for StoreConfig {
@@ -85,6 +90,8 @@ impl Default for RuntimeConfig {
     fn default() -> Self {
         RuntimeConfig {
             state_dir: PathBuf::from("/run/tupperware"),
+            log_size_max: "10M".into(),
+            log_files: 2,
         }
     }
 }
@@ -125,6 +132,13 @@ impl SystemConfig {
             return Err("runtime.state_dir must be absolute".into());
         }
         self.store.image_size_bytes()?;
+        match parse_bytes(&self.runtime.log_size_max) {
+            Some(n) if n >= 4096 => {}
+            _ => return Err("runtime.log_size_max must be a size of at least 4K".into()),
+        }
+        if !(1..=100).contains(&self.runtime.log_files) {
+            return Err("runtime.log_files must be between 1 and 100".into());
+        }
         let (net, prefix) = self.network.subnet()?;
         if !(8..=30).contains(&prefix) {
             return Err("network.subnet prefix must be between /8 and /30".into());
@@ -176,6 +190,13 @@ impl NetworkConfig {
             ));
         }
         Ok((addr, prefix))
+    }
+}
+
+impl RuntimeConfig {
+    /// The log size cap in bytes (checked at load).
+    pub fn log_size_max_bytes(&self) -> u64 {
+        parse_bytes(&self.log_size_max).unwrap_or(10 << 20)
     }
 }
 

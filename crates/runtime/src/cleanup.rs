@@ -73,7 +73,8 @@ pub fn remove_root(id: &str) -> bool {
     }
 }
 
-/// Reclaim containers whose supervisor is gone (killed, crashed, rebooted).
+/// Reclaim containers whose monitor is gone (killed, crashed, rebooted): the
+/// container died with it (parent-death signal), with a status nobody saw.
 pub fn collect_garbage(state: &Records) {
     let Ok(_lock) = state.lock() else { return };
     // Records of an unknown version are left alone: `ps` and `gc` report them.
@@ -81,7 +82,11 @@ pub fn collect_garbage(state: &Records) {
         return;
     };
     for mut rec in listing.records {
-        if matches!(rec.status, Status::Exited(_)) || rec.supervisor.alive() {
+        if rec.supervisor.alive() {
+            continue;
+        }
+        // Ended, and everything given back: nothing to do.
+        if matches!(rec.status, Status::Exited(_)) && !rec.network_attached {
             continue;
         }
         if let Some(init) = rec.init {
@@ -89,8 +94,14 @@ pub fn collect_garbage(state: &Records) {
                 let _ = pidfd.signal(libc::SIGKILL);
             }
         }
-        // Killed with its supervisor: 128 + SIGKILL.
-        if let Err(e) = settle(state, &mut rec, true, 137) {
+        let code = match rec.status {
+            Status::Exited(code) => code,
+            _ => crate::records::UNKNOWN_EXIT,
+        };
+        if rec.finished_at.is_none() {
+            rec.finished_at = Some(crate::run::now());
+        }
+        if let Err(e) = settle(state, &mut rec, true, code) {
             eprintln!("tupper: {e}");
         }
     }

@@ -19,41 +19,131 @@ fn report_unknown(listing: &mut Listing) -> Result<()> {
     last.map_or(Ok(()), Err)
 }
 
-pub fn ps(all: bool) -> Result<()> {
+/// `ps --format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    Table,
+    Json,
+}
+
+/// One `--filter KEY=VALUE`: `name=`, `id=` (prefix), `status=`
+/// (`created`, `running`, `exited`).
+fn matches_filter(r: &crate::records::Record, status: &str, filter: &str) -> Result<bool> {
+    let (k, v) = filter
+        .split_once('=')
+        .ok_or_else(|| Error::user(format!("filter {filter:?}: expected KEY=VALUE")))?;
+    Ok(match k {
+        "name" => r.name == v,
+        "id" => r.id.starts_with(v),
+        "status" => status == v,
+        _ => {
+            return Err(Error::user(format!(
+                "filter {filter:?}: only name=, id= and status= are known"
+            )))
+        }
+    })
+}
+
+pub fn ps(all: bool, format: Format, filters: &[String]) -> Result<()> {
     let state = Records::open()?;
     cleanup::collect_garbage(&state);
-    println!(
-        "{:<14}{:<20}{:<16}{:<24}{:<18}ADDRESS",
-        "CONTAINER ID", "NAME", "IMAGE", "COMMAND", "STATUS"
-    );
     let mut listing = state.load_all()?;
+    let mut rows: Vec<[String; 6]> = Vec::new();
+    let mut json = Vec::new();
     for r in &listing.records {
         let lifecycle = State::of(r);
-        if !lifecycle.allows(Command::Ps) || (!all && lifecycle != State::Running) {
+        let running = lifecycle == State::Running && !crate::control::monitor_gone(&r.supervisor);
+        let word = match lifecycle {
+            State::Created => "created",
+            _ if running => "running",
+            _ => "exited",
+        };
+        if !lifecycle.allows(Command::Ps) || (!all && !running && filters.is_empty()) {
             continue;
         }
-        let status = match (lifecycle, &r.status) {
-            (_, Status::Exited(c)) => format!("Exited ({c})"),
-            (State::Running, _) => format!("Up {}", age(r.created).trim_end_matches(" ago")),
-            (State::Created, _) => "Created".to_string(),
-            _ => "Exited".to_string(),
-        };
-        let mut cmd = r.command.join(" ");
-        if cmd.len() > 22 {
-            cmd.truncate(19);
-            cmd.push_str("...");
+        let mut keep = true;
+        for f in filters {
+            keep &= matches_filter(r, word, f)?;
         }
-        println!(
-            "{:<14}{:<20}{:<16}{:<24}{:<18}{}",
-            &r.id[..12],
-            r.name,
-            r.image,
+        if !keep {
+            continue;
+        }
+        let status = match (&r.status, running) {
+            (Status::Exited(c), _) => {
+                let code = if *c == crate::records::UNKNOWN_EXIT {
+                    "unknown".to_string()
+                } else {
+                    c.to_string()
+                };
+                format!(
+                    "Exited ({code}) {}",
+                    age(r.finished_at.unwrap_or(r.created))
+                )
+            }
+            (_, true) => format!(
+                "Up {}",
+                age(r.started_at.unwrap_or(r.created)).trim_end_matches(" ago")
+            ),
+            (Status::Creating, _) => "Created".to_string(),
+            _ => "Exited (unknown)".to_string(),
+        };
+        if format == Format::Json {
+            json.push(crate::control::inspect_value(&state, r));
+            continue;
+        }
+        let mut cmd = r.command.join(" ");
+        if cmd.chars().count() > 30 {
+            cmd = cmd.chars().take(27).collect::<String>() + "...";
+        }
+        rows.push([
+            r.id[..12].to_string(),
+            r.name.clone(),
+            r.image.clone(),
             format!("{cmd:?}"),
             status,
-            r.address.as_deref().unwrap_or("-")
-        );
+            r.address.clone().unwrap_or_else(|| "-".into()),
+        ]);
     }
+    if format == Format::Json {
+        let text = serde_json::to_string_pretty(&serde_json::Value::Array(json))
+            .map_err(|e| Error::user(format!("encode: {e}")))?;
+        println!("{text}");
+        return report_unknown(&mut listing);
+    }
+    print!("{}", table(&rows));
     report_unknown(&mut listing)
+}
+
+/// Columns at least two spaces apart, whatever their contents.
+fn table(rows: &[[String; 6]]) -> String {
+    let head = [
+        "CONTAINER ID",
+        "NAME",
+        "IMAGE",
+        "COMMAND",
+        "STATUS",
+        "ADDRESS",
+    ]
+    .map(String::from);
+    let mut widths = head.clone().map(|h| h.chars().count());
+    for r in rows {
+        for (w, c) in widths.iter_mut().zip(r) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    let mut out = String::new();
+    for r in std::iter::once(&head).chain(rows) {
+        let mut line = String::new();
+        for (i, c) in r.iter().enumerate() {
+            line.push_str(c);
+            if i + 1 < r.len() {
+                line.push_str(&" ".repeat(widths[i] - c.chars().count() + 2));
+            }
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
 }
 
 pub fn rm(keys: &[String], force: bool) -> Result<()> {
@@ -81,13 +171,44 @@ fn rm_one(state: &Records, key: &str, force: bool) -> Result<()> {
                 rec.name
             )));
         }
-        // Its supervisor sees the end and releases everything itself.
+        // Its monitor sees the end and releases everything itself.
+        let _lock = state.lock_container(&rec.id)?;
         if let Some(pidfd) = rec.init.and_then(|i| i.pidfd()) {
             let _ = pidfd.signal(libc::SIGKILL);
         }
-        println!("{}", rec.name);
-        return Ok(());
+        let start = std::time::Instant::now();
+        loop {
+            match state.find(&rec.id) {
+                Err(_) => {
+                    // A --rm container: its monitor removed it.
+                    println!("{key}");
+                    return Ok(());
+                }
+                Ok(r) if crate::control::monitor_gone(&r.supervisor) => break,
+                Ok(_) if start.elapsed() > std::time::Duration::from_secs(15) => {
+                    return Err(Error::user(format!(
+                        "container {} did not stop in time",
+                        rec.name
+                    )))
+                }
+                Ok(_) => std::thread::sleep(std::time::Duration::from_millis(50)),
+            }
+        }
+        cleanup::collect_garbage(state);
+        return rm_stopped(state, &state.find(&rec.id)?, key);
     }
+    let _lock = state.lock_container(&rec.id)?;
+    rm_stopped(state, &rec, key)
+}
+
+fn rm_stopped(state: &Records, rec: &crate::records::Record, key: &str) -> Result<()> {
+    // Its monitor may still be giving things back: let it finish.
+    let Some(rec) =
+        crate::control::wait_settled(state, &rec.id, Some(std::time::Duration::from_secs(10)))?
+    else {
+        println!("{key}");
+        return Ok(());
+    };
     if !cleanup::remove_root(&rec.id) {
         return Err(Error::user(format!(
             "could not remove the root filesystem of {}",
@@ -96,7 +217,7 @@ fn rm_one(state: &Records, key: &str, force: bool) -> Result<()> {
     }
     let _lock = state.lock()?;
     state.remove(&rec.id)?;
-    println!("{}", rec.name);
+    println!("{key}");
     Ok(())
 }
 

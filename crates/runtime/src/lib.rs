@@ -22,3 +22,8 @@ pub mod usage;
 mod etc_files;
 mod stdio;
 pub mod volumes;
+// Containers that outlive the command (issue 8, engineer "mon").
+mod attach;
+pub mod control;
+pub mod logs;
+mod monitor;

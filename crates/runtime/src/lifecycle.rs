@@ -107,6 +107,9 @@ mod tests {
             network_attached: false,
             address: None,
             exec: None,
+            started_at: None,
+            finished_at: None,
+            hostname: None,
         }
     }
 

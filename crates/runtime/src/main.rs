@@ -6,7 +6,7 @@ use clap::{Parser, Subcommand};
 
 use tupper_runtime::error::EXIT_RUNTIME;
 use tupper_runtime::run::RunOptions;
-use tupper_runtime::{containers, files, images, run, signals};
+use tupper_runtime::{containers, control, files, images, run, signals};
 
 #[derive(Parser)]
 #[command(
@@ -33,6 +33,12 @@ enum Command {
         /// Include exited containers.
         #[arg(short, long)]
         all: bool,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "table")]
+        format: containers::Format,
+        /// Only containers matching name=N, id=PREFIX or status=created|running|exited.
+        #[arg(short, long, value_name = "KEY=VALUE")]
+        filter: Vec<String>,
     },
     /// Remove containers.
     Rm {
@@ -72,6 +78,63 @@ enum Command {
     Exec(Box<tupper_runtime::exec::ExecOptions>),
     /// The processes of a running container, as seen from inside.
     Top { container: String },
+    // --- containers that outlive the command (issue 8) ---
+    /// Stop containers: SIGTERM, then SIGKILL after the timeout.
+    Stop {
+        /// Seconds to wait before SIGKILL.
+        #[arg(short = 't', long = "time", default_value_t = 10)]
+        time: u64,
+        #[arg(required = true)]
+        containers: Vec<String>,
+    },
+    /// Send a signal to containers' main process.
+    Kill {
+        /// Signal name or number.
+        #[arg(short, long, default_value = "KILL")]
+        signal: String,
+        #[arg(required = true)]
+        containers: Vec<String>,
+    },
+    /// Wait for containers to exit and print their exit codes.
+    Wait {
+        #[arg(required = true)]
+        containers: Vec<String>,
+    },
+    /// Start exited containers again, on the same root.
+    Start {
+        /// Attach to the container's output (and input with -i).
+        #[arg(short, long)]
+        attach: bool,
+        #[arg(required = true)]
+        containers: Vec<String>,
+    },
+    /// Stop and start containers.
+    Restart {
+        #[arg(short = 't', long = "time", default_value_t = 10)]
+        time: u64,
+        #[arg(required = true)]
+        containers: Vec<String>,
+    },
+    /// Attach to a running container's output (and input, if run with -i).
+    Attach { container: String },
+    /// Print a container's output.
+    Logs {
+        /// Keep printing until the container exits.
+        #[arg(short, long)]
+        follow: bool,
+        /// Only the last N lines.
+        #[arg(long, value_name = "N")]
+        tail: Option<usize>,
+        /// Prefix each line with its time.
+        #[arg(short, long)]
+        timestamps: bool,
+        container: String,
+    },
+    /// Describe containers as JSON.
+    Inspect {
+        #[arg(required = true)]
+        containers: Vec<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -115,7 +178,11 @@ fn main() {
         }
         Command::Image(ImageCommand::Ls) => images::list().map(|_| 0),
         Command::Image(ImageCommand::Rm { names }) => images::remove(&names).map(|_| 0),
-        Command::Ps { all } => containers::ps(all).map(|_| 0),
+        Command::Ps {
+            all,
+            format,
+            filter,
+        } => containers::ps(all, format, &filter).map(|_| 0),
         Command::Rm { force, containers } => containers::rm(&containers, force).map(|_| 0),
         Command::Gc => containers::gc().map(|_| 0),
         Command::Commit { container, image } => files::commit(&container, &image).map(|_| 0),
@@ -126,6 +193,30 @@ fn main() {
         Command::Exec(opts) => signals::Signals::install()
             .and_then(|signals| tupper_runtime::exec::exec(*opts, &signals)),
         Command::Top { container } => tupper_runtime::exec::top(&container).map(|_| 0),
+        Command::Stop { time, containers } => control::stop(&containers, time).map(|_| 0),
+        Command::Kill { signal, containers } => control::kill(&containers, &signal).map(|_| 0),
+        Command::Wait { containers } => control::wait(&containers).map(|_| 0),
+        Command::Start { attach, containers } => signals::Signals::install()
+            .and_then(|signals| control::start(&containers, attach, &signals)),
+        Command::Restart { time, containers } => control::restart(&containers, time).map(|_| 0),
+        Command::Attach { container } => {
+            signals::Signals::install().and_then(|signals| control::attach(&container, &signals))
+        }
+        Command::Logs {
+            follow,
+            tail,
+            timestamps,
+            container,
+        } => control::logs(
+            &container,
+            &tupper_runtime::logs::LogOptions {
+                follow,
+                tail,
+                timestamps,
+            },
+        )
+        .map(|_| 0),
+        Command::Inspect { containers } => control::inspect(&containers).map(|_| 0),
     };
     match result {
         Ok(code) => std::process::exit(code),

@@ -48,7 +48,9 @@ pub struct Record {
     pub created: u64,
     pub remove_on_exit: bool,
     pub status: Status,
-    /// The supervisor process in charge of this container while it runs.
+    /// The process in charge of this container while it runs: its monitor
+    /// (the init's parent, see `monitor.rs`), or the supervisor that is
+    /// creating it until the monitor exists.
     pub supervisor: ProcessId,
     /// The container init, once spawned.
     pub init: Option<ProcessId>,
@@ -61,7 +63,20 @@ pub struct Record {
     /// `None` in records of version 1.
     #[serde(default)]
     pub exec: Option<Box<crate::exec::ExecProfile>>,
+    // Issue 8 (the monitor): times of the last start and end, the hostname.
+    /// When the command last started (seconds since the epoch).
+    #[serde(default)]
+    pub started_at: Option<u64>,
+    /// When the command last ended (seconds since the epoch).
+    #[serde(default)]
+    pub finished_at: Option<u64>,
+    #[serde(default)]
+    pub hostname: Option<String>,
 }
+
+/// The exit code recorded when a container's monitor died before it could
+/// see the end (`ps` shows `Exited (unknown)`).
+pub const UNKNOWN_EXIT: i32 = -1;
 
 pub struct Records {
     root: PathBuf,
@@ -188,6 +203,49 @@ impl Records {
         self.root.join("containers").join(format!("{id}.d"))
     }
 
+    /// The per-container lock: two commands on one container take turns
+    /// (bounded wait: a stopped holder makes the other fail, not hang).
+    pub fn lock_container(&self, id: &str) -> Result<Locked<File>> {
+        let dir = self.files_dir(id);
+        match fs::DirBuilder::new().mode(0o700).create(&dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(Error::io(format!("create {}", dir.display()), e)),
+        }
+        let path = dir.join("lock");
+        let f = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .mode(0o600)
+            .open(&path)
+            .map_err(|e| Error::io(format!("{}", path.display()), e))?;
+        tupper_sys::lock::exclusive_within(f, std::time::Duration::from_secs(30))
+            .map_err(|e| Error::io("lock the container", e))?
+            .ok_or_else(|| {
+                Error::user(format!(
+                    "container {} is busy (another command holds it); try again",
+                    &id[..id.len().min(12)]
+                ))
+            })
+    }
+
+    /// The run options a container was created with (for `start`, `inspect`).
+    pub fn save_config(&self, id: &str, opts: &crate::run::RunOptions) -> Result<()> {
+        let text = serde_json::to_vec_pretty(opts)
+            .map_err(|e| Error::user(format!("encode the container's configuration: {e}")))?;
+        let dir = File::open(self.files_dir(id))
+            .map_err(|e| Error::io("open the container's directory", e))?;
+        tupper_sys::atomic::write_at(&dir, "config.json", &text, 0o600, |_| Ok(()))
+            .map_err(|e| Error::io("write the container's configuration", e))
+    }
+
+    pub fn load_config(&self, id: &str) -> Result<crate::run::RunOptions> {
+        let path = self.files_dir(id).join("config.json");
+        let bytes = fs::read(&path).map_err(|e| Error::io(format!("{}", path.display()), e))?;
+        serde_json::from_slice(&bytes).map_err(|e| Error::user(format!("{}: {e}", path.display())))
+    }
+
     pub fn remove(&self, id: &str) -> Result<()> {
         match fs::remove_dir_all(self.files_dir(id)) {
             Ok(()) => {}
@@ -302,6 +360,9 @@ mod tests {
             network_attached: false,
             address: None,
             exec: None,
+            started_at: None,
+            finished_at: None,
+            hostname: None,
         }
     }
 

@@ -1,20 +1,18 @@
-//! `run`: snapshot → spawn → attach → start → wait → clean up.
+//! `run`: start the container's monitor (which does snapshot → spawn →
+//! attach → start → wait → clean up), then attach to it or, with `-d`, not.
 
 use std::os::fd::AsRawFd;
 
-use proto::{
-    NetReply, NetRequest, NsReply, NsRequest, RemoteError, SpawnRequest, StorageReply,
-    StorageRequest,
-};
-
+use crate::cleanup;
 use crate::error::{Error, Result};
-use crate::helpers::{Helper, HelperProcess};
-use crate::process::{PidFd, ProcessId};
+use crate::helpers::Helper;
+use crate::process::ProcessId;
 use crate::records::{Record, Records, Status, RECORD_VERSION};
 use crate::signals::Signals;
-use crate::{cleanup, tty};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
+)]
 pub enum NetworkMode {
     /// An eth0 on the host bridge with an address and a default route.
     Bridge,
@@ -24,7 +22,7 @@ pub enum NetworkMode {
     Host,
 }
 
-#[derive(Debug, Clone, clap::Args)]
+#[derive(Debug, Clone, clap::Args, serde::Serialize, serde::Deserialize)]
 pub struct RunOptions {
     /// Remove the container's root filesystem when it exits.
     #[arg(long = "rm")]
@@ -63,13 +61,17 @@ pub struct RunOptions {
     help: Option<bool>,
     #[command(flatten)]
     pub sec: crate::security::SecurityFlags,
+    // Issue 8 (engineer "mon"): containers that outlive the command.
+    /// Run in the background: print the container id once its command runs.
+    #[arg(short = 'd', long)]
+    pub detach: bool,
 }
 
 /// Default command when none is given: the image's shell.
 const DEFAULT_COMMAND: &str = "/bin/sh";
 
 impl RunOptions {
-    fn validate(&mut self) -> Result<()> {
+    pub fn validate(&mut self) -> Result<()> {
         // Privileges, `-e KEY`, `--env-file`, `--entrypoint` (issue 7).
         let host = self.network == NetworkMode::Host;
         crate::security::prepare(&mut self.sec, &mut self.env, &mut self.command, host)?;
@@ -92,7 +94,9 @@ impl RunOptions {
     }
 }
 
-/// Run a container in the foreground; returns its exit status.
+/// Run a container: its monitor does the work (see `monitor.rs`); in the
+/// foreground we attach to it and return the container's exit status, with
+/// `-d` we print its id once the command runs.
 pub fn run(mut opts: RunOptions, signals: &Signals) -> Result<i32> {
     opts.validate()?;
     // Volume sources are opened (as the caller) before anything is created.
@@ -107,7 +111,7 @@ pub fn run(mut opts: RunOptions, signals: &Signals) -> Result<i32> {
 
     let id = random_id()?;
     let name = opts.name.clone().unwrap_or_else(|| id[..12].to_string());
-    let mut rec = Record {
+    let rec = Record {
         version: RECORD_VERSION,
         id: id.clone(),
         name,
@@ -122,6 +126,9 @@ pub fn run(mut opts: RunOptions, signals: &Signals) -> Result<i32> {
         network_attached: false,
         address: None,
         exec: Some(crate::exec::ExecProfile::of(&opts, &id)),
+        started_at: None,
+        finished_at: None,
+        hostname: opts.hostname.clone(),
     };
     {
         let _lock = state.lock()?;
@@ -140,174 +147,54 @@ pub fn run(mut opts: RunOptions, signals: &Signals) -> Result<i32> {
         }
         state.save(&rec)?;
     }
-
-    let mut run = Running {
-        state: &state,
-        signals,
-        snapshot: false,
+    let lock = match state.lock_container(&id) {
+        Ok(l) => l,
+        Err(e) => {
+            let _ = state.remove(&id);
+            return Err(e);
+        }
+    };
+    if let Err(e) = state.save_config(&id, &opts) {
+        let _ = state.remove(&id);
+        return Err(e);
+    }
+    let detach = opts.detach;
+    let (stdin, tty) = (opts.interactive, opts.tty);
+    let launch = crate::monitor::Launch {
+        opts,
         user_mounts,
+        fresh: true,
+        attach_first: !detach,
     };
-    let outcome = run.start_and_wait(&opts, &mut rec);
-    let code = match &outcome {
-        Ok(code) => *code,
-        Err(e) => e.exit_code(),
-    };
-    run.tear_down(&mut rec, code);
-    outcome
+    let started = crate::monitor::start(&state, rec, launch, &[lock.as_raw_fd()])?;
+    drop(lock);
+    if detach {
+        println!("{id}");
+        return Ok(0);
+    }
+    attach_started(started, stdin, tty, signals)
 }
 
-struct Running<'a> {
-    state: &'a Records,
-    signals: &'a Signals,
-    snapshot: bool,
-    /// Volumes and tmpfs from the command line, sources opened.
-    user_mounts: Vec<proto::MountSpec>,
-}
-
-impl Running<'_> {
-    fn check_cancelled(&self) -> Result<()> {
-        match self.signals.pending() {
-            Some(sig) => Err(Error::user(format!(
-                "interrupted by signal {sig} before the container started"
-            ))),
-            None => Ok(()),
+/// Relay a started container's streams until it exits (foreground `run`,
+/// `start -a`); signals we receive go to its init.
+pub fn attach_started(
+    started: crate::monitor::Started,
+    stdin: bool,
+    tty: bool,
+    signals: &Signals,
+) -> Result<i32> {
+    let Some(stream) = started.stream else {
+        return Err(Error::user("the container's monitor did not accept us"));
+    };
+    if let Some(pidfd) = started.init.pidfd() {
+        if let Some(sig) = signals.pending() {
+            let _ = pidfd.signal(sig);
         }
+        signals.forward_to(pidfd);
     }
-
-    fn start_and_wait(&mut self, opts: &RunOptions, rec: &mut Record) -> Result<i32> {
-        // 1. A writable snapshot of the image.
-        let _: StorageReply = crate::helpers::call_once(
-            Helper::Storage,
-            &StorageRequest::Snapshot {
-                image: opts.image.clone(),
-                container: rec.id.clone(),
-            },
-        )?;
-        self.snapshot = true;
-        self.check_cancelled()?;
-
-        // 2. The container init, in its namespaces, waiting; its /etc
-        //    files in the container's state directory.
-        let hostname = opts
-            .hostname
-            .clone()
-            .unwrap_or_else(|| rec.id[..12].to_string());
-        let (etc, mounts) = crate::volumes::with_etc_files(
-            self.state.files_dir(&rec.id),
-            &hostname,
-            &rec.name,
-            &opts.mounts,
-            std::mem::take(&mut self.user_mounts),
-        )?;
-        let (stdio, pending) = crate::stdio::for_container(opts.tty, opts.interactive)?;
-        let mut ns = HelperProcess::spawn(Helper::Ns, stdio)?;
-        let _relay = pending.map(crate::stdio::Pending::start).transpose()?;
-        let reply = ns.call(&NsRequest::Spawn(Box::new(SpawnRequest {
-            container: rec.id.clone(),
-            command: opts.command.clone(),
-            env: opts.env.clone(),
-            hostname,
-            workdir: opts.workdir.clone(),
-            tty: opts.tty,
-            security: opts.sec.spawn.clone(),
-            mounts,
-            read_only_root: opts.mounts.read_only,
-        })))?;
-        let NsReply::Spawned { pid } = reply else {
-            return Err(Error::user("ns: unexpected reply to Spawn"));
-        };
-        rec.init = ProcessId::of(pid);
-        let mut channel = ns.into_channel()?;
-        let pidfd = PidFd::open(pid).map_err(|e| Error::io("open the container process", e))?;
-        rec.status = Status::Running;
-        self.state.save(rec)?;
-        self.signals.forward_to(pidfd);
-
-        // 3. Network.
-        if opts.network == NetworkMode::Bridge {
-            rec.network_attached = true;
-            self.state.save(rec)?;
-            let NetReply::Attached { address, .. } = crate::helpers::call_once::<_, NetReply>(
-                Helper::Net,
-                &NetRequest::Attach {
-                    pid,
-                    container: rec.id.clone(),
-                },
-            )?
-            else {
-                return Err(Error::user("net: unexpected reply to Attach"));
-            };
-            etc.set_address_of(&address)?;
-            rec.address = Some(address);
-            self.state.save(rec)?;
-        }
-        self.check_cancelled()?;
-
-        // 4. Release the init; with a terminal, it first sends the master of
-        //    the terminal it made in the container, which we relay.
-        channel
-            .send(&NsRequest::Start)
-            .map_err(|e| crate::helpers::wrap(Helper::Ns, proto::Error::Remote(e.to_remote())))?;
-        let mut _raw = None;
-        let mut output = None;
-        if opts.tty {
-            let (reply, master) = channel
-                .recv_with_fd::<std::result::Result<NsReply, RemoteError>>()
-                .map_err(|e| {
-                    crate::helpers::wrap(Helper::Ns, proto::Error::Remote(e.to_remote()))
-                })?;
-            let master = match (reply, master) {
-                (Ok(NsReply::Terminal), Some(master)) => master,
-                (Err(e), _) => {
-                    let _ = wait_exit(pid);
-                    return Err(Error::Exec(e));
-                }
-                _ => return Err(Error::user("ns: expected the container's terminal")),
-            };
-            tty::copy_window_size(master.as_raw_fd());
-            if tty::stdin_is_tty() {
-                _raw = tty::RawMode::enter();
-            }
-            self.signals.follow_window_size(&master);
-            output = Some(tty::relay(master)?);
-        }
-        let started: Option<std::result::Result<NsReply, RemoteError>> = channel
-            .recv_opt()
-            .map_err(|e| crate::helpers::wrap(Helper::Ns, proto::Error::Remote(e.to_remote())))?;
-        if let Some(reply) = started {
-            let _ = wait_exit(pid);
-            return match reply {
-                Err(e) => Err(Error::Exec(e)),
-                Ok(_) => Err(Error::user("ns: unexpected reply to Start")),
-            };
-        }
-
-        // 5. Wait for the container's end.
-        let code = wait_exit(pid)?;
-        self.signals.stop_forwarding();
-        if let Some(out) = output {
-            let _ = out.join();
-        }
-        if let Some(relay) = _relay {
-            relay.drain();
-        }
-        Ok(code)
-    }
-
-    /// Release everything the run took, whatever happened.
-    fn tear_down(&mut self, rec: &mut Record, code: i32) {
-        self.signals.stop_forwarding();
-        if let Some(init) = rec.init {
-            if let Some(pidfd) = init.pidfd() {
-                let _ = pidfd.signal(libc::SIGKILL);
-                let _ = wait_exit(init.pid);
-            }
-        }
-        let _lock = self.state.lock();
-        if let Err(e) = cleanup::settle(self.state, rec, self.snapshot, code) {
-            eprintln!("tupper: {e}");
-        }
-    }
+    let code = crate::attach::relay(stream, stdin, tty, Some(signals));
+    signals.stop_forwarding();
+    code
 }
 
 /// Wait for a child (the container init is ours through CLONE_PARENT).

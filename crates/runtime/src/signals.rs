@@ -1,7 +1,6 @@
 //! Signals reach the container: the supervisor blocks the signals it forwards
 //! and a dedicated thread receives them with `sigwait`.
 
-use std::os::fd::{AsRawFd, RawFd};
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -23,8 +22,8 @@ const FORWARDED: [Signal; 7] = [
 #[derive(Default)]
 struct Target {
     container: Option<PidFd>,
-    /// Terminal master whose window size follows ours.
-    pty_master: Option<RawFd>,
+    /// Called when our window size changes (the attached terminal follows it).
+    on_resize: Option<Box<dyn Fn() + Send>>,
 }
 
 /// Handle on the forwarding thread.
@@ -71,8 +70,8 @@ impl Signals {
             return;
         };
         if sig == Signal::SIGWINCH {
-            if let Some(master) = target.pty_master {
-                crate::tty::copy_window_size(master);
+            if let Some(f) = &target.on_resize {
+                f();
             }
             return;
         }
@@ -98,9 +97,9 @@ impl Signals {
         }
     }
 
-    pub fn follow_window_size(&self, master: &impl AsRawFd) {
+    pub fn on_window_change(&self, f: Box<dyn Fn() + Send>) {
         if let Ok(mut t) = self.target.lock() {
-            t.pty_master = Some(master.as_raw_fd());
+            t.on_resize = Some(f);
         }
     }
 

@@ -1,29 +1,14 @@
-//! `-t`: the container's terminal (its master comes from the init), our
-//! terminal in raw mode, and two relay threads.
+//! `-t`: our terminal in raw mode while attached (the container's terminal
+//! master is held by its monitor); `exec -t` relays a terminal itself.
 
 use std::fs::File;
 use std::io::{Read, Write};
 use std::os::fd::{AsFd, OwnedFd, RawFd};
 use std::thread::JoinHandle;
 
-use nix::sys::termios::{self, SetArg, Termios};
-
 use crate::error::{Error, Result};
 
-fn window_size(fd: RawFd) -> Option<libc::winsize> {
-    let mut ws: libc::winsize = unsafe { std::mem::zeroed() };
-    // SAFETY: TIOCGWINSZ writes a winsize into the buffer we pass.
-    let rc = unsafe { libc::ioctl(fd, libc::TIOCGWINSZ, &mut ws) };
-    (rc == 0).then_some(ws)
-}
-
-/// Give the pty behind `master` the size of our standard input's terminal.
-pub fn copy_window_size(master: RawFd) {
-    if let Some(ws) = window_size(libc::STDIN_FILENO) {
-        // SAFETY: TIOCSWINSZ reads a winsize from the buffer we pass.
-        unsafe { libc::ioctl(master, libc::TIOCSWINSZ, &ws) };
-    }
-}
+use nix::sys::termios::{self, SetArg, Termios};
 
 pub fn stdin_is_tty() -> bool {
     // SAFETY: isatty only inspects the descriptor.
@@ -49,6 +34,23 @@ impl RawMode {
 impl Drop for RawMode {
     fn drop(&mut self) {
         let _ = termios::tcsetattr(std::io::stdin().as_fd(), SetArg::TCSANOW, &self.saved);
+    }
+}
+
+fn window_size(fd: RawFd) -> Option<libc::winsize> {
+    // SAFETY: winsize is plain data; all zeroes is a valid value.
+    let mut ws: libc::winsize = unsafe { std::mem::zeroed() };
+    // SAFETY: TIOCGWINSZ writes a winsize into the buffer we pass.
+    let rc = unsafe { libc::ioctl(fd, libc::TIOCGWINSZ, &mut ws) };
+    (rc == 0).then_some(ws)
+}
+
+/// Give the pty behind `master` the size of our standard input's terminal
+/// (`exec -t`, whose terminal the supervisor relays itself).
+pub fn copy_window_size(master: RawFd) {
+    if let Some(ws) = window_size(libc::STDIN_FILENO) {
+        // SAFETY: TIOCSWINSZ reads a winsize from the buffer we pass.
+        unsafe { libc::ioctl(master, libc::TIOCSWINSZ, &ws) };
     }
 }
 

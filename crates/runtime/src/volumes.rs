@@ -14,7 +14,7 @@ use proto::{BindSource, MountKind, MountSpec};
 
 use crate::error::{Error, Result};
 
-#[derive(Debug, Clone, Default, clap::Args)]
+#[derive(Debug, Clone, Default, clap::Args, serde::Serialize, serde::Deserialize)]
 pub struct MountOptions {
     /// Bind a host file or directory: HOST:CONTAINER[:ro|:rw].
     #[arg(short = 'v', long = "volume", value_name = "HOST:CONTAINER[:ro]")]

@@ -193,7 +193,8 @@ fn run_plan(plan: &join::Plan, pidfd: PidFd, signals: &Signals) -> Result<i32> {
                 if tty::stdin_is_tty() {
                     _raw = tty::RawMode::enter();
                 }
-                signals.follow_window_size(&master);
+                let fd = master.as_raw_fd();
+                signals.on_window_change(Box::new(move || tty::copy_window_size(fd)));
                 output = Some(tty::relay(master)?);
             }
             (join::Report::Terminal, None) => {}

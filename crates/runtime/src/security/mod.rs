@@ -16,7 +16,7 @@ use proto::SpawnSecurity;
 use crate::error::{Error, Result};
 use caps::CapSet;
 
-#[derive(Debug, Clone, Default, clap::Args)]
+#[derive(Debug, Clone, Default, clap::Args, serde::Serialize, serde::Deserialize)]
 pub struct SecurityFlags {
     /// `no-new-privileges[=true|false]`, `seccomp=unconfined` or `seccomp=FILE` (a Docker/OCI JSON profile).
     #[arg(long = "security-opt", value_name = "OPT")]
