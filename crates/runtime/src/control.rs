@@ -334,7 +334,12 @@ pub fn inspect_value(state: &Records, rec: &Record) -> serde_json::Value {
             "finished_at": time(rec.finished_at),
             "oom_killed": false,
         },
-        "network": { "address": rec.address },
+        "network": {
+            "address": rec.address.as_deref().map(|a| a.split('/').next().unwrap_or(a)),
+            "prefix_length": rec.address.as_deref()
+                .and_then(|a| a.split_once('/'))
+                .and_then(|(_, p)| p.parse::<u8>().ok()),
+        },
         "mounts": mounts,
         "hostname": rec.hostname.clone().unwrap_or_else(|| rec.id[..12].to_string()),
         "config": {

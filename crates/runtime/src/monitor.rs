@@ -273,6 +273,11 @@ impl Monitor<'_> {
         let _ = std::fs::remove_file(&sock);
         let listener =
             UnixListener::bind(&sock).map_err(|e| Error::io("bind the attach socket", e))?;
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&sock, std::fs::Permissions::from_mode(0o600))
+                .map_err(|e| Error::io("make the attach socket private", e))?;
+        }
         let (stdio, pending) = crate::stdio::for_container(opts.tty, opts.interactive)?;
         let mut ns = HelperProcess::spawn(Helper::Ns, stdio)?;
         let (mut outputs, mut input) = match pending {
