@@ -183,6 +183,7 @@ fn start_one(
     }
     let opts = state.load_config(&rec.id)?;
     let user_mounts = crate::volumes::resolve(&opts.mounts)?;
+    forget_etc_files(&state.files_dir(&rec.id));
     rec.status = Status::Creating;
     rec.supervisor =
         ProcessId::current().ok_or_else(|| Error::user("cannot read /proc/self/stat"))?;
@@ -203,6 +204,21 @@ fn start_one(
     use std::os::fd::AsRawFd;
     let started = crate::monitor::start(state, rec, launch, &[lock.as_raw_fd()])?;
     Ok(Some((started, stdin, tty)))
+}
+
+/// The container's own /etc files are written afresh at each start; its
+/// configuration, lock and logs stay.
+fn forget_etc_files(dir: &std::path::Path) {
+    let keep = |name: &str| {
+        matches!(name, "config.json" | "lock" | crate::attach::SOCKET_NAME)
+            || name.starts_with(crate::logs::LOG_NAME)
+    };
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let name = entry.file_name();
+        if !keep(&name.to_string_lossy()) {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
 }
 
 pub fn start(keys: &[String], attach: bool, signals: &Signals) -> Result<i32> {

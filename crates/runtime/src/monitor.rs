@@ -536,6 +536,7 @@ impl Monitor<'_> {
     fn finish(&mut self, rec: &mut Record, code: i32) {
         rec.finished_at = Some(crate::run::now());
         rec.status = Status::Exited(code);
+        rec.address = None;
         let _ = self.save(rec);
         if let Ok(_lock) = self.state.lock() {
             let _ = crate::cleanup::settle(self.state, rec, self.snapshot, code);
