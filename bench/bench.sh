@@ -231,6 +231,32 @@ if [ "$PEERS_ONLY" = 0 ]; then
         as_user :: "$SUPERVISOR run --rm --network none busybox true"
     bench tupper-bridge "as tupper-none + veth on bridge, address lease, routes; unprivileged" \
         as_user :: "$SUPERVISOR run --rm --network bridge busybox true"
+    # Issue 8: returns once the command runs; its monitor removes it on exit.
+    bench tupper-detach "as tupper-none, run -d: returns once the command was executed" \
+        as_user :: "$SUPERVISOR run -d --rm --network none busybox true"
+fi
+
+# --- the per-container monitor's memory (issue 8) -----------------------------------
+
+# VmRSS of the monitor (the parent of each container's init, from `inspect`)
+# with its container running: the median over a few containers.
+monitor_rss=
+if [ "$PEERS_ONLY" = 0 ]; then
+    printf '\n== monitor resident set\n'
+    rss=()
+    for i in 1 2 3 4 5; do
+        as_user "$SUPERVISOR" run -d --name "tw-bench-rss-$i" --network none busybox sleep 60 >/dev/null ||
+            { note "run -d failed: no monitor measurement"; break; }
+        init=$(as_user "$SUPERVISOR" inspect "tw-bench-rss-$i" | jq -r '.[0].state.pid')
+        mon=$(awk '{ sub(/.*\) /, ""); print $2 }' "/proc/$init/stat")
+        kb=$(awk '/^VmRSS:/ { print $2 }' "/proc/$mon/status")
+        printf 'container %s: init %s, monitor %s, VmRSS %s kB\n' "$i" "$init" "$mon" "$kb"
+        rss+=("$kb")
+    done
+    as_user "$SUPERVISOR" rm -f tw-bench-rss-1 tw-bench-rss-2 tw-bench-rss-3 tw-bench-rss-4 tw-bench-rss-5 \
+        >/dev/null 2>&1 || true
+    [ "${#rss[@]}" -eq 0 ] ||
+        monitor_rss=$(printf '%s\n' "${rss[@]}" | sort -n | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }')
 fi
 
 # crun 1.8 on a cgroup v1/v2 hybrid host needs the v2 mount out of sight: run
@@ -389,6 +415,13 @@ user + system time of the command and the children it waited for (work the
 kernel defers to its own threads, such as tearing down a network namespace, is
 not in it); on a busy machine it moves much less than the wall time.
 EOF
+
+if [ -n "$monitor_rss" ]; then
+    printf '\nper-container monitor: median VmRSS %s kB with its container running (goal: at most 1024 kB)\n' \
+        "$monitor_rss"
+    # shellcheck disable=SC2016 # the backquotes are text
+    printf '`run -d` against `run --rm`: see tupper-detach and tupper-none above\n'
+fi
 
 if [ "${#counts[@]}" -gt 0 ]; then
     # shellcheck disable=SC2016 # the backquotes are text

@@ -9,6 +9,57 @@ fn env() -> Env {
     Env::get(env!("CARGO_BIN_EXE_tupper-drive"))
 }
 
+/// Removes the named containers if the test fails half-way, so that the
+/// next test starts clean.
+struct Tidy<'a>(&'a Env, Vec<String>);
+
+impl Drop for Tidy<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let mut args = vec!["rm", "-f"];
+            args.extend(self.1.iter().map(String::as_str));
+            let _ = self.0.tupper(&args).output();
+            let _ = self.0.tupper(&["gc"]).output();
+        }
+    }
+}
+
+fn tidy<'a>(e: &'a Env, names: &[&str]) -> Tidy<'a> {
+    Tidy(e, names.iter().map(|s| s.to_string()).collect())
+}
+
+/// The suite's policy file, replaced for one test.
+struct PolicyFile {
+    path: std::path::PathBuf,
+    before: Option<Vec<u8>>,
+}
+
+fn write_readable(path: &std::path::Path, bytes: &[u8]) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, bytes).expect("write the policy");
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o644)).expect("chmod policy");
+}
+
+impl PolicyFile {
+    fn set(e: &Env, text: &str) -> PolicyFile {
+        let path = e.prefix.join("etc/policy.toml");
+        let before = std::fs::read(&path).ok();
+        write_readable(&path, text.as_bytes());
+        PolicyFile { path, before }
+    }
+}
+
+impl Drop for PolicyFile {
+    fn drop(&mut self) {
+        match &self.before {
+            Some(b) => write_readable(&self.path, b),
+            None => {
+                let _ = std::fs::remove_file(&self.path);
+            }
+        }
+    }
+}
+
 fn stdout(out: &std::process::Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
@@ -66,6 +117,7 @@ fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
 #[ignore = "privileged end-to-end test: run by tests/run.sh (root, installed helpers)"]
 fn a_detached_httpd_is_reached_from_another_container() {
     let e = env();
+    let _tidy = tidy(&e, &["web"]);
     let id = detached(
         &e,
         &[
@@ -102,6 +154,7 @@ fn a_detached_httpd_is_reached_from_another_container() {
 #[ignore = "privileged end-to-end test: run by tests/run.sh (root, installed helpers)"]
 fn logs_keep_stdout_and_stderr_apart_and_follow() {
     let e = env();
+    let _tidy = tidy(&e, &["talk"]);
     detached(
         &e,
         &[
@@ -139,6 +192,7 @@ fn logs_keep_stdout_and_stderr_apart_and_follow() {
 #[ignore = "privileged end-to-end test: run by tests/run.sh (root, installed helpers)"]
 fn stop_gives_143_and_start_keeps_the_root() {
     let e = env();
+    let _tidy = tidy(&e, &["svc"]);
     detached(
         &e,
         // PID 1 of a pid namespace ignores SIGTERM without a handler (and
@@ -184,6 +238,7 @@ fn stop_gives_143_and_start_keeps_the_root() {
 #[ignore = "privileged end-to-end test: run by tests/run.sh (root, installed helpers)"]
 fn ps_columns_never_touch() {
     let e = env();
+    let _tidy = tidy(&e, &["a-rather-long-container-name"]);
     detached(
         &e,
         &[
@@ -221,6 +276,7 @@ fn ps_columns_never_touch() {
 #[ignore = "privileged end-to-end test: run by tests/run.sh (root, installed helpers)"]
 fn crash_of_the_monitor_the_init_and_lost_state() {
     let e = env();
+    let _tidy = tidy(&e, &["c1", "c2", "c3"]);
     // kill -9 of the init: 137 recorded.
     detached(&e, &["--name", "c1", "busybox", "sleep", "1000"]);
     let init = inspect(&e, "c1")["state"]["pid"].as_i64().unwrap();
@@ -262,6 +318,10 @@ fn crash_of_the_monitor_the_init_and_lost_state() {
 #[ignore = "privileged end-to-end test: run by tests/run.sh (root, installed helpers)"]
 fn many_detached_containers_in_parallel() {
     let e = env();
+    // The default policy allows 32 interfaces per user.
+    let _policy = PolicyFile::set(&e, "[default]\ninterfaces = 64\n");
+    let names: Vec<String> = (0..50).map(|i| format!("par{i}")).collect();
+    let _tidy = Tidy(&e, names.clone());
     let n: usize = 50;
     let started = Instant::now();
     let children: Vec<_> = (0..n)
@@ -291,7 +351,6 @@ fn many_detached_containers_in_parallel() {
     addrs.sort();
     addrs.dedup();
     assert_eq!(addrs.len(), n, "addresses are distinct");
-    let names: Vec<String> = (0..n).map(|i| format!("par{i}")).collect();
     let mut args = vec!["rm", "-f"];
     args.extend(names.iter().map(String::as_str));
     e.run_ok(&args);
@@ -303,6 +362,7 @@ fn many_detached_containers_in_parallel() {
 #[ignore = "privileged end-to-end test: run by tests/run.sh (root, installed helpers)"]
 fn hostile_another_user_cannot_reach_my_container() {
     let e = env();
+    let _tidy = tidy(&e, &["mine"]);
     detached(
         &e,
         &[
@@ -372,6 +432,7 @@ fn hostile_another_user_cannot_reach_my_container() {
 #[ignore = "privileged end-to-end test: run by tests/run.sh (root, installed helpers)"]
 fn hostile_endless_output_cannot_grow_the_log_past_the_cap() {
     let e = env();
+    let _tidy = tidy(&e, &["chatty"]);
     detached(
         &e,
         &[

@@ -183,6 +183,7 @@ fn start_one(
     }
     let opts = state.load_config(&rec.id)?;
     let user_mounts = crate::volumes::resolve(&opts.mounts)?;
+    forget_etc_files(&state.files_dir(&rec.id));
     rec.status = Status::Creating;
     rec.supervisor =
         ProcessId::current().ok_or_else(|| Error::user("cannot read /proc/self/stat"))?;
@@ -203,6 +204,21 @@ fn start_one(
     use std::os::fd::AsRawFd;
     let started = crate::monitor::start(state, rec, launch, &[lock.as_raw_fd()])?;
     Ok(Some((started, stdin, tty)))
+}
+
+/// The container's own /etc files are written afresh at each start; its
+/// configuration, lock and logs stay.
+fn forget_etc_files(dir: &std::path::Path) {
+    let keep = |name: &str| {
+        matches!(name, "config.json" | "lock" | crate::attach::SOCKET_NAME)
+            || name.starts_with(crate::logs::LOG_NAME)
+    };
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let name = entry.file_name();
+        if !keep(&name.to_string_lossy()) {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
 }
 
 pub fn start(keys: &[String], attach: bool, signals: &Signals) -> Result<i32> {
@@ -334,7 +350,12 @@ pub fn inspect_value(state: &Records, rec: &Record) -> serde_json::Value {
             "finished_at": time(rec.finished_at),
             "oom_killed": false,
         },
-        "network": { "address": rec.address },
+        "network": {
+            "address": rec.address.as_deref().map(|a| a.split('/').next().unwrap_or(a)),
+            "prefix_length": rec.address.as_deref()
+                .and_then(|a| a.split_once('/'))
+                .and_then(|(_, p)| p.parse::<u8>().ok()),
+        },
         "mounts": mounts,
         "hostname": rec.hostname.clone().unwrap_or_else(|| rec.id[..12].to_string()),
         "config": {

@@ -211,6 +211,45 @@ fn detach_from_caller() {
     );
 }
 
+/// Give back the pages of read-only file mappings (program and library
+/// code, constants) that setting up the container touched and the serve loop
+/// will not: they stay in the page cache, and what the loop needs faults back
+/// in. Mappings with copied-on-write pages (relocated data made read-only
+/// afterwards) keep them: dropping those would bring back the file's
+/// contents.
+fn trim_resident_set() {
+    let Ok(smaps) = std::fs::read_to_string("/proc/self/smaps") else {
+        return;
+    };
+    let mut current: Option<(usize, usize)> = None;
+    for line in smaps.lines() {
+        let mut words = line.split_whitespace();
+        let first = words.next().unwrap_or("");
+        if let Some((start, end)) = first.split_once('-').and_then(|(a, b)| {
+            Some((
+                usize::from_str_radix(a, 16).ok()?,
+                usize::from_str_radix(b, 16).ok()?,
+            ))
+        }) {
+            let perms = words.next().unwrap_or("");
+            let path = words.nth(3).unwrap_or("");
+            current = (!perms.contains('w') && path.starts_with('/')).then_some((start, end));
+            continue;
+        }
+        if first == "Anonymous:" {
+            if let Some((start, end)) = current.take() {
+                if words.next() == Some("0") {
+                    // SAFETY: a read-only, unmodified file mapping of ours:
+                    // its pages are read again from the file when touched.
+                    unsafe {
+                        libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_DONTNEED)
+                    };
+                }
+            }
+        }
+    }
+}
+
 /// The running container as the monitor holds it.
 struct Container {
     pid: i32,
@@ -273,6 +312,11 @@ impl Monitor<'_> {
         let _ = std::fs::remove_file(&sock);
         let listener =
             UnixListener::bind(&sock).map_err(|e| Error::io("bind the attach socket", e))?;
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&sock, std::fs::Permissions::from_mode(0o600))
+                .map_err(|e| Error::io("make the attach socket private", e))?;
+        }
         let (stdio, pending) = crate::stdio::for_container(opts.tty, opts.interactive)?;
         let mut ns = HelperProcess::spawn(Helper::Ns, stdio)?;
         let (mut outputs, mut input) = match pending {
@@ -406,6 +450,7 @@ impl Monitor<'_> {
         let mut code = None;
         let mut deadline = None;
         let mut buf = vec![0u8; attach::MAX_FRAME];
+        trim_resident_set();
         loop {
             if code.is_some()
                 && (c.outputs.is_empty() || deadline.is_some_and(|d| Instant::now() > d))
@@ -531,6 +576,7 @@ impl Monitor<'_> {
     fn finish(&mut self, rec: &mut Record, code: i32) {
         rec.finished_at = Some(crate::run::now());
         rec.status = Status::Exited(code);
+        rec.address = None;
         let _ = self.save(rec);
         if let Ok(_lock) = self.state.lock() {
             let _ = crate::cleanup::settle(self.state, rec, self.snapshot, code);
