@@ -171,14 +171,7 @@ impl Records {
 
     /// Exclusive lock over the records, held until the returned guard is dropped.
     pub fn lock(&self) -> Result<Locked<File>> {
-        let path = self.root.join("lock");
-        let f = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .mode(0o600)
-            .open(&path)
-            .map_err(|e| Error::io(format!("{}", path.display()), e))?;
+        let f = open_lock_file(&self.root.join("lock"))?;
         tupper_sys::lock::exclusive(f).map_err(|e| Error::io("lock the state directory", e))
     }
 
@@ -212,14 +205,7 @@ impl Records {
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
             Err(e) => return Err(Error::io(format!("create {}", dir.display()), e)),
         }
-        let path = dir.join("lock");
-        let f = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .mode(0o600)
-            .open(&path)
-            .map_err(|e| Error::io(format!("{}", path.display()), e))?;
+        let f = open_lock_file(&dir.join("lock"))?;
         tupper_sys::lock::exclusive_within(f, std::time::Duration::from_secs(30))
             .map_err(|e| Error::io("lock the container", e))?
             .ok_or_else(|| {
@@ -333,6 +319,17 @@ fn state_root(uid: u32) -> Result<PathBuf> {
         .create(&state)
         .map_err(|e| Error::io(format!("state directory {}", state.display()), e))?;
     Ok(state.join("tupperware"))
+}
+
+/// A lock file (created 0600 if missing, never truncated), to `flock`.
+fn open_lock_file(path: &Path) -> Result<File> {
+    OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| Error::io(format!("{}", path.display()), e))
 }
 
 #[cfg(test)]
