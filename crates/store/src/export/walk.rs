@@ -84,6 +84,27 @@ impl<W: Write> TarWriter<W> {
         }
     }
 
+    /// `f` as [`Self::raise`] does it, for the entry at `path`: `None` when
+    /// the entry is gone (ENOENT), any other failure named "`what` `path`".
+    fn raise_at<T>(
+        &self,
+        what: &str,
+        path: &[u8],
+        f: impl FnOnce() -> nix::Result<T>,
+    ) -> Result<Option<T>> {
+        match self.raise(|| f().map_err(Error::sys(""))) {
+            Ok(v) => Ok(Some(v)),
+            Err(Error::Sys {
+                errno: Errno::ENOENT,
+                ..
+            }) => Ok(None),
+            Err(Error::Sys { errno, .. }) => {
+                Err(Error::sys(format!("{what} {:?}", shown(path)))(errno))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
     fn reopen_dir(&self, fd: &OwnedFd, name: &str) -> Result<OwnedFd> {
         self.raise(|| {
             openat(fd, name, crate::fsutil::DIR_FLAGS, Mode::empty())
@@ -206,45 +227,25 @@ impl<W: Write> TarWriter<W> {
             let parent = iter.as_raw_fd();
             // SAFETY: the iterator owns the descriptor and outlives this use.
             let parent = unsafe { std::os::fd::BorrowedFd::borrow_raw(parent) };
-            let st = match self.raise(|| {
+            // `None`: removed since it was listed (a running container).
+            let Some(st) = self.raise_at("cannot inspect", &path, || {
                 fstatat(parent, leaf.as_os_str(), AtFlags::AT_SYMLINK_NOFOLLOW)
-                    .map_err(Error::sys(""))
-            }) {
-                Ok(st) => st,
-                // Removed since it was listed (a running container).
-                Err(Error::Sys {
-                    errno: Errno::ENOENT,
-                    ..
-                }) => continue,
-                Err(Error::Sys { errno, .. }) => {
-                    return Err(Error::sys(format!("cannot inspect {:?}", shown(&path)))(
-                        errno,
-                    ))
-                }
-                Err(e) => return Err(e),
+            })?
+            else {
+                continue;
             };
             match kind(&st) {
                 SFlag::S_IFDIR => {
-                    let dir = match self.raise(|| {
+                    let Some(dir) = self.raise_at("cannot open", &path, || {
                         openat(
                             parent,
                             leaf.as_os_str(),
                             crate::fsutil::DIR_FLAGS,
                             Mode::empty(),
                         )
-                        .map_err(Error::sys(""))
-                    }) {
-                        Ok(d) => d,
-                        Err(Error::Sys {
-                            errno: Errno::ENOENT,
-                            ..
-                        }) => continue,
-                        Err(Error::Sys { errno, .. }) => {
-                            return Err(Error::sys(format!("cannot open {:?}", shown(&path)))(
-                                errno,
-                            ))
-                        }
-                        Err(e) => return Err(e),
+                    })?
+                    else {
+                        continue;
                     };
                     path.push(b'/');
                     self.dir_entry(&dir, &path)?;
@@ -266,21 +267,11 @@ impl<W: Write> TarWriter<W> {
                             continue;
                         }
                     }
-                    let file = match self.raise(|| {
+                    let Some(file) = self.raise_at("cannot open", &path, || {
                         openat(parent, leaf.as_os_str(), READ_FLAGS, Mode::empty())
-                            .map_err(Error::sys(""))
-                    }) {
-                        Ok(f) => f,
-                        Err(Error::Sys {
-                            errno: Errno::ENOENT,
-                            ..
-                        }) => continue,
-                        Err(Error::Sys { errno, .. }) => {
-                            return Err(Error::sys(format!("cannot open {:?}", shown(&path)))(
-                                errno,
-                            ))
-                        }
-                        Err(e) => return Err(e),
+                    })?
+                    else {
+                        continue;
                     };
                     let st = fstat(&file).map_err(Error::sys("cannot inspect a file"))?;
                     if kind(&st) != SFlag::S_IFREG {
