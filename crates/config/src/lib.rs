@@ -3,6 +3,7 @@
 //! per-user policy ([`policy`]) and the subordinate id ranges ([`subid`]).
 
 pub mod policy;
+pub mod registries;
 pub mod subid;
 pub mod system;
 

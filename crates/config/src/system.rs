@@ -32,6 +32,8 @@ pub struct SystemConfig {
     pub store: StoreConfig,
     pub network: NetworkConfig,
     pub runtime: RuntimeConfig,
+    // Issue 10: where `pull` goes (engineer "pull").
+    pub registries: crate::registries::RegistriesConfig,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -146,6 +148,7 @@ impl SystemConfig {
         if mask(prefix) & u32::from(self.network.gateway) != u32::from(net) {
             return Err("network.gateway must lie inside network.subnet".into());
         }
+        self.registries.check()?;
         let b = &self.network.bridge;
         if b.is_empty()
             || b.len() > 15

@@ -27,3 +27,5 @@ mod attach;
 pub mod control;
 pub mod logs;
 mod monitor;
+// Pull over the OCI distribution API (issue 10, engineer "pull").
+pub mod registry;

@@ -135,6 +135,10 @@ enum Command {
         #[arg(required = true)]
         containers: Vec<String>,
     },
+
+    // --- images from registries (issue 10, engineer "pull") ---
+    /// Pull an image from a registry: `[REGISTRY/]REPOSITORY[:TAG|@DIGEST]`.
+    Pull(tupper_runtime::registry::PullOptions),
 }
 
 #[derive(Subcommand)]
@@ -217,6 +221,7 @@ fn main() {
         )
         .map(|_| 0),
         Command::Inspect { containers } => control::inspect(&containers).map(|_| 0),
+        Command::Pull(opts) => tupper_runtime::registry::pull(&opts).map(|_| 0),
     };
     match result {
         Ok(code) => std::process::exit(code),

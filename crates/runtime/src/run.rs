@@ -65,6 +65,12 @@ pub struct RunOptions {
     /// Run in the background: print the container id once its command runs.
     #[arg(short = 'd', long)]
     pub detach: bool,
+    // Issue 10 (engineer "pull"): pull a missing image first
+    // (`registry::plan_run_image` decides; integration wires it).
+    /// Pull the image: when missing (default), always, or never.
+    #[arg(long, value_enum, default_value = "missing")]
+    #[serde(default)]
+    pub pull: crate::registry::PullPolicy,
 }
 
 /// Default command when none is given: the image's shell.

@@ -1,0 +1,406 @@
+//! A small client of the OCI distribution API over `ureq` (blocking, rustls
+//! with the system's CA store): the `/v2/` ping that finds the scheme and the
+//! challenge, token and basic authentication, manifests with a size bound,
+//! and blobs as streams the caller hashes while it writes them.
+
+use std::io::Read;
+use std::time::Duration;
+
+use serde::Deserialize;
+use ureq::http::Response;
+use ureq::tls::{RootCerts, TlsConfig};
+use ureq::{Agent, Body};
+
+use super::auth::{parse_challenge, Challenge, Credentials};
+use super::manifest::{ACCEPT, MAX_MANIFEST};
+use super::reference::Reference;
+use crate::error::{Error, Result};
+
+/// A token response is small JSON.
+const MAX_TOKEN_RESPONSE: u64 = 1 << 20;
+/// Error bodies are read this far for their message.
+const MAX_ERROR_BODY: u64 = 64 << 10;
+
+pub struct Client {
+    agent: Agent,
+    /// `https://host[:port]` or, with TLS verification off and no TLS
+    /// spoken by the registry, `http://host[:port]`.
+    base: String,
+    repository: String,
+    registry: String,
+    /// The `Authorization` value, once authenticated.
+    authorization: Option<String>,
+    credentials: Option<Credentials>,
+    tls_verify: bool,
+    /// The challenge of the last 401, to authenticate once on demand.
+    challenge: Option<Challenge>,
+}
+
+/// A fetched manifest document.
+pub struct Fetched {
+    pub bytes: Vec<u8>,
+    pub content_type: Option<String>,
+}
+
+fn agent(tls_verify: bool) -> Agent {
+    let tls = TlsConfig::builder()
+        .root_certs(RootCerts::PlatformVerifier)
+        .disable_verification(!tls_verify)
+        .build();
+    Agent::config_builder()
+        .tls_config(tls)
+        .http_status_as_error(false)
+        .timeout_connect(Some(Duration::from_secs(30)))
+        .timeout_recv_response(Some(Duration::from_secs(60)))
+        .max_redirects(5)
+        .user_agent(concat!("tupperware/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .into()
+}
+
+fn transport(what: &str, e: ureq::Error) -> Error {
+    Error::user(format!("{what}: {e}"))
+}
+
+impl Client {
+    /// Find the registry's scheme and challenge with `GET /v2/`. With TLS
+    /// verification, only HTTPS; without it, HTTPS without checking the
+    /// certificate, then plain HTTP if the registry speaks no TLS.
+    pub fn connect(
+        reference: &Reference,
+        tls_verify: bool,
+        credentials: Option<Credentials>,
+    ) -> Result<Client> {
+        let host = reference.api_host().to_string();
+        let mut client = Client {
+            agent: agent(tls_verify),
+            base: format!("https://{host}"),
+            repository: reference.repository.clone(),
+            registry: reference.registry.clone(),
+            authorization: None,
+            credentials,
+            tls_verify,
+            challenge: None,
+        };
+        let ping = match client.agent.get(format!("{}/v2/", client.base)).call() {
+            Ok(r) => r,
+            Err(e) if !tls_verify && !matches!(e, ureq::Error::HostNotFound) => {
+                client.base = format!("http://{host}");
+                client
+                    .agent
+                    .get(format!("{}/v2/", client.base))
+                    .call()
+                    .map_err(|e2| {
+                        transport(
+                            &format!("cannot reach the registry {host} (HTTPS: {e}; HTTP)"),
+                            e2,
+                        )
+                    })?
+            }
+            Err(e) => {
+                return Err(Error::user(format!(
+                    "cannot reach the registry {host} over HTTPS: {e}{}",
+                    if tls_verify {
+                        " (for a local registry without TLS or with a self-signed \
+                         certificate, add --tls-verify=false)"
+                    } else {
+                        ""
+                    }
+                )))
+            }
+        };
+        match ping.status().as_u16() {
+            200..=299 => {}
+            401 => client.challenge = challenge_of(&ping),
+            s => {
+                return Err(Error::user(format!(
+                    "{host} does not look like a container registry: GET /v2/ answered {s}"
+                )))
+            }
+        }
+        Ok(client)
+    }
+
+    /// `http` or `https`, for messages and tests.
+    pub fn scheme(&self) -> &str {
+        self.base.split(':').next().unwrap_or("https")
+    }
+
+    fn url(&self, kind: &str, reference: &str) -> String {
+        format!("{}/v2/{}/{kind}/{reference}", self.base, self.repository)
+    }
+
+    /// GET with the current authorization; on a 401, authenticate against
+    /// its challenge once and try again.
+    fn get(&mut self, url: &str, accept: Option<&str>) -> Result<Response<Body>> {
+        for attempt in 0..2 {
+            let mut req = self.agent.get(url);
+            if let Some(a) = accept {
+                req = req.header("Accept", a);
+            }
+            if let Some(auth) = &self.authorization {
+                req = req.header("Authorization", auth);
+            }
+            let resp = req.call().map_err(|e| transport(&format!("GET {url}"), e))?;
+            if resp.status().as_u16() != 401 || attempt == 1 {
+                return Ok(resp);
+            }
+            if let Some(c) = challenge_of(&resp) {
+                self.challenge = Some(c);
+            }
+            if !self.authenticate()? {
+                return Ok(resp);
+            }
+        }
+        Err(Error::user(format!("GET {url}: authentication failed")))
+    }
+
+    /// Authenticate against the last challenge; false when there is
+    /// nothing more to try.
+    fn authenticate(&mut self) -> Result<bool> {
+        match self.challenge.clone() {
+            Some(Challenge::Basic) => match &self.credentials {
+                Some(c) if self.authorization.is_none() => {
+                    if self.base.starts_with("http:") && self.tls_verify {
+                        return Ok(false);
+                    }
+                    self.authorization = Some(c.basic());
+                    Ok(true)
+                }
+                _ => Ok(false),
+            },
+            Some(Challenge::Bearer {
+                realm,
+                service,
+                scope,
+            }) => {
+                let token = self.token(&realm, service.as_deref(), scope.as_deref())?;
+                let fresh = Some(format!("Bearer {token}"));
+                if fresh == self.authorization {
+                    return Ok(false);
+                }
+                self.authorization = fresh;
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
+    /// Fetch a pull token from the challenge's realm, with the user's
+    /// credentials if there are any (anonymous otherwise).
+    fn token(&self, realm: &str, service: Option<&str>, scope: Option<&str>) -> Result<String> {
+        let plain = realm.starts_with("http://");
+        if !plain && !realm.starts_with("https://") {
+            return Err(Error::user(format!(
+                "the registry {} names a token server that is not HTTP(S): {realm:?}",
+                self.registry
+            )));
+        }
+        if plain && self.tls_verify {
+            return Err(Error::user(format!(
+                "the registry {} wants tokens from {realm} over plain HTTP; \
+                 refusing without --tls-verify=false",
+                self.registry
+            )));
+        }
+        let own_scope = format!("repository:{}:pull", self.repository);
+        let mut req = self
+            .agent
+            .get(realm)
+            .query("scope", scope.unwrap_or(&own_scope));
+        if let Some(s) = service {
+            req = req.query("service", s);
+        }
+        if let Some(c) = &self.credentials {
+            req = req.header("Authorization", c.basic());
+        }
+        let mut resp = req
+            .call()
+            .map_err(|e| transport(&format!("token request to {realm}"), e))?;
+        let status = resp.status().as_u16();
+        if status == 401 || status == 403 {
+            return Err(self.denied(status));
+        }
+        if !(200..300).contains(&status) {
+            return Err(Error::user(format!(
+                "token request to {realm} answered {status}"
+            )));
+        }
+        let body = resp
+            .body_mut()
+            .with_config()
+            .limit(MAX_TOKEN_RESPONSE)
+            .read_to_vec()
+            .map_err(|e| transport(&format!("token from {realm}"), e))?;
+        #[derive(Deserialize)]
+        struct Token {
+            token: Option<String>,
+            access_token: Option<String>,
+        }
+        let t: Token = serde_json::from_slice(&body)
+            .map_err(|e| Error::user(format!("token from {realm} is not valid JSON: {e}")))?;
+        t.token
+            .or(t.access_token)
+            .filter(|t| !t.is_empty() && !t.contains(['\r', '\n']))
+            .ok_or_else(|| Error::user(format!("token server {realm} sent no token")))
+    }
+
+    fn denied(&self, status: u16) -> Error {
+        let file = super::auth::auth_file_path()
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|| "~/.config/tupperware/auth.json".into());
+        if self.credentials.is_some() {
+            Error::user(format!(
+                "the registry {} refused the credentials for {} in {file} ({status})",
+                self.registry, self.registry
+            ))
+        } else {
+            Error::user(format!(
+                "the registry {} wants credentials for {} ({status}): add them to {file} \
+                 (tupper-supervisor login {})",
+                self.registry, self.repository, self.registry
+            ))
+        }
+    }
+
+    /// The manifest (or index) `reference` names, at most 4 MiB.
+    pub fn manifest(&mut self, reference: &str) -> Result<Fetched> {
+        let url = self.url("manifests", reference);
+        let mut resp = self.get(&url, Some(ACCEPT))?;
+        self.check_status(&mut resp, "manifest", reference)?;
+        let content_type = resp
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        if let Some(len) = content_length(&resp) {
+            if len > MAX_MANIFEST {
+                return Err(Error::user(format!(
+                    "the manifest of {reference} is {len} bytes (at most {MAX_MANIFEST})"
+                )));
+            }
+        }
+        let bytes = resp
+            .body_mut()
+            .with_config()
+            .limit(MAX_MANIFEST)
+            .read_to_vec()
+            .map_err(|e| match e {
+                ureq::Error::BodyExceedsLimit(_) => Error::user(format!(
+                    "the manifest of {reference} is larger than {MAX_MANIFEST} bytes"
+                )),
+                e => transport(&format!("manifest {reference}"), e),
+            })?;
+        Ok(Fetched {
+            bytes,
+            content_type,
+        })
+    }
+
+    /// A reader of the blob `digest`, at most `size + 1` bytes (so that a
+    /// longer blob shows as one byte too many).
+    pub fn blob(&mut self, digest: &str, size: u64) -> Result<impl Read + use<>> {
+        let url = self.url("blobs", digest);
+        let mut resp = self.get(&url, None)?;
+        self.check_status(&mut resp, "blob", digest)?;
+        let body = resp.into_body();
+        Ok(body
+            .into_with_config()
+            .limit(size.saturating_add(1))
+            .reader())
+    }
+
+    /// A status other than 2xx as one clear line, with the registry's own
+    /// error code and message when it sent them.
+    fn check_status(&self, resp: &mut Response<Body>, what: &str, reference: &str) -> Result<()> {
+        let status = resp.status().as_u16();
+        if (200..300).contains(&status) {
+            return Ok(());
+        }
+        if status == 401 || status == 403 {
+            return Err(self.denied(status));
+        }
+        let detail = resp
+            .body_mut()
+            .with_config()
+            .limit(MAX_ERROR_BODY)
+            .read_to_vec()
+            .ok()
+            .and_then(|b| registry_error(&b))
+            .map(|m| format!(": {m}"))
+            .unwrap_or_default();
+        if status == 404 {
+            return Err(Error::user(format!(
+                "{}/{}: {what} {reference} not found{detail}",
+                self.registry, self.repository
+            )));
+        }
+        Err(Error::user(format!(
+            "{}/{}: {what} {reference}: the registry answered {status}{detail}",
+            self.registry, self.repository
+        )))
+    }
+}
+
+fn content_length(resp: &Response<Body>) -> Option<u64> {
+    resp.headers()
+        .get("content-length")?
+        .to_str()
+        .ok()?
+        .parse()
+        .ok()
+}
+
+fn challenge_of(resp: &Response<Body>) -> Option<Challenge> {
+    resp.headers()
+        .get_all("www-authenticate")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .filter_map(parse_challenge)
+        // Prefer token authentication when both are offered.
+        .min_by_key(|c| matches!(c, Challenge::Basic))
+}
+
+/// `{"errors":[{"code":"MANIFEST_UNKNOWN","message":"..."}]}` as
+/// `MANIFEST_UNKNOWN (manifest unknown)`, printable characters only.
+fn registry_error(body: &[u8]) -> Option<String> {
+    #[derive(Deserialize)]
+    struct Errors {
+        errors: Vec<One>,
+    }
+    #[derive(Deserialize)]
+    struct One {
+        code: Option<String>,
+        message: Option<String>,
+    }
+    let e: Errors = serde_json::from_slice(body).ok()?;
+    let first = e.errors.into_iter().next()?;
+    let clean = |s: String| -> String {
+        s.chars()
+            .filter(|c| !c.is_control())
+            .take(200)
+            .collect()
+    };
+    Some(match (first.code, first.message) {
+        (Some(c), Some(m)) => format!("{} ({})", clean(c), clean(m)),
+        (Some(c), None) => clean(c),
+        (None, Some(m)) => clean(m),
+        (None, None) => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn registry_errors_are_one_clean_line() {
+        let b = br#"{"errors":[{"code":"MANIFEST_UNKNOWN","message":"manifest\n unknown","detail":{}}]}"#;
+        assert_eq!(
+            registry_error(b).as_deref(),
+            Some("MANIFEST_UNKNOWN (manifest unknown)")
+        );
+        assert_eq!(registry_error(b"<html>"), None);
+        assert_eq!(registry_error(br#"{"errors":[]}"#), None);
+    }
+}
