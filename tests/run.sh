@@ -59,13 +59,44 @@ step "system packages"
 . "$repo/packaging/lib.sh"
 ensure_packages
 ensure_rust
+# Issue 10 (engineer "pull"): tests/tests/registry.rs serves images with
+# Debian's docker-registry inside the suite's network namespace and pushes
+# them with skopeo (htpasswd and openssl for its authenticated and TLS
+# registries). The package would start a host-wide registry service on
+# install: a policy-rc.d that forbids starting services is in place for the
+# install (an administrator's own one is left as it is), and afterwards
+# nothing may listen on the registry's port on the host.
+registry_packages=()
+for p in docker-registry skopeo apache2-utils openssl; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || registry_packages+=("$p")
+done
+if [ "${#registry_packages[@]}" -gt 0 ]; then
+    policy_rc=/usr/sbin/policy-rc.d
+    own_policy=0
+    if [ ! -e "$policy_rc" ]; then
+        printf '#!/bin/sh\n# tupperware tests/run.sh: no services started during its install\nexit 101\n' >"$policy_rc"
+        chmod 0755 "$policy_rc"
+        own_policy=1
+    fi
+    echo "installing: ${registry_packages[*]}"
+    apt-get update -qq || true
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${registry_packages[@]}" ||
+        { [ "$own_policy" = 0 ] || rm -f "$policy_rc"; die "could not install ${registry_packages[*]}"; }
+    [ "$own_policy" = 0 ] || rm -f "$policy_rc"
+fi
+if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet docker-registry 2>/dev/null; then
+    die "a host-wide docker-registry service is running: stop it (systemctl disable --now docker-registry)"
+fi
+if ss -Hltnp 2>/dev/null | grep -q 'docker-registry'; then
+    die "a docker-registry listens on the host; the registry tests serve only inside $NETNS"
+fi
 
 step "preflight"
 # Everything the suite needs, checked up front so that a missing piece is one
 # clear failure here rather than a confusing one (or a skip) later.
 missing=()
 for c in cargo btrfs busybox findmnt getcap getent ip losetup mmdebstrap newgidmap newuidmap nft \
-    setcap setpriv stat unshare useradd; do
+    setcap setpriv stat unshare useradd docker-registry skopeo htpasswd openssl; do
     command -v "$c" >/dev/null 2>&1 || missing+=("$c")
 done
 [ "${#missing[@]}" = 0 ] || die "missing commands: ${missing[*]}"

@@ -123,8 +123,20 @@ pub fn pull(opts: &PullOptions) -> Result<()> {
     let cache = Cache::open()?;
     match &opts.layout {
         Some(dir) => {
-            let dir = prepare_output_dir(dir)?;
-            let digest = fetch_into(&reference, tls_verify, &cache, &dir, &progress)?;
+            let created = prepare_output_dir(dir)?;
+            let digest = fetch_into(&reference, tls_verify, &cache, dir, &progress)
+                .inspect_err(|_| {
+                    // Nothing of a failed pull is left: the directory goes
+                    // if the pull made it, else what the pull wrote in it.
+                    if created {
+                        let _ = std::fs::remove_dir_all(dir);
+                    } else if let Ok(entries) = std::fs::read_dir(dir) {
+                        for e in entries.flatten() {
+                            let _ = std::fs::remove_dir_all(e.path())
+                                .or_else(|_| std::fs::remove_file(e.path()));
+                        }
+                    }
+                })?;
             println!("{digest}");
         }
         None => {
@@ -182,11 +194,12 @@ pub fn hand_off(layout: &Path, name: &str) -> Result<String> {
     )))
 }
 
-/// `--layout DIR`: a new directory (0700), or an empty one of the user's.
-fn prepare_output_dir(dir: &Path) -> Result<PathBuf> {
+/// `--layout DIR`: a new directory (0700), or an empty one of the user's;
+/// true when it was made here.
+fn prepare_output_dir(dir: &Path) -> Result<bool> {
     use std::os::unix::fs::DirBuilderExt;
     match std::fs::DirBuilder::new().mode(0o700).create(dir) {
-        Ok(()) => {}
+        Ok(()) => Ok(true),
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
             let empty = std::fs::read_dir(dir)
                 .map(|mut d| d.next().is_none())
@@ -197,10 +210,10 @@ fn prepare_output_dir(dir: &Path) -> Result<PathBuf> {
                     dir.display()
                 )));
             }
+            Ok(false)
         }
-        Err(e) => return Err(Error::io(format!("create {}", dir.display()), e)),
+        Err(e) => Err(Error::io(format!("create {}", dir.display()), e)),
     }
-    Ok(dir.to_path_buf())
 }
 
 /// Download what `reference` names into the cache and write its layout

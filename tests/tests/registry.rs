@@ -1,0 +1,545 @@
+//! End-to-end tests of `pull` (issue 10): Debian's `docker-registry` serves
+//! images inside the suite's own network namespace (plain HTTP, with
+//! htpasswd authentication, with TLS from a self-signed certificate, each
+//! started by the test that needs it and stopped by pid), `skopeo` pushes a
+//! small OCI layout built here from the busybox rootfs, and the
+//! unprivileged test user pulls. Every pull uses a fresh cache directory so
+//! that nothing one test cached hides what another checks.
+//!
+//! `pull` without `--layout` hands the layout to the OCI loader; in a build
+//! without the loader that is a clear error (checked below), so the pulled
+//! images are checked as layouts (`pull --layout DIR`, then `skopeo`, which
+//! verifies every digest).
+
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use sha2::{Digest, Sha256};
+use tupper_integration::{assert_success, output_text, Env};
+
+fn env() -> Env {
+    Env::get(env!("CARGO_BIN_EXE_tupper-drive"))
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn sha256(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+fn run_root(cmd: &mut Command) -> String {
+    let out = cmd.output().expect("spawn");
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}",
+        output_text(&out)
+    );
+    stdout(&out)
+}
+
+/// Scratch space of this test run under the test prefix, removed first.
+fn scratch(e: &Env, name: &str) -> PathBuf {
+    let dir = e.prefix.join("registry-test").join(name);
+    let _ = fs::remove_dir_all(&dir);
+    fs::create_dir_all(&dir).expect("create scratch");
+    fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).expect("chmod scratch");
+    dir
+}
+
+/// An OCI image layout in `dir` with one gzip layer: the busybox rootfs
+/// tarball, plus a file `/marker` holding `marker` (so that each test's
+/// layer, and so its digest, is its own). Returns the manifest digest.
+fn make_layout(e: &Env, dir: &Path, marker: &str) -> String {
+    let blobs = dir.join("blobs/sha256");
+    fs::create_dir_all(&blobs).expect("layout dirs");
+    let base = fs::read(&e.image_tar).expect("read the busybox tarball");
+    // The rootfs tar with one more entry: append before its end blocks.
+    let mut builder = tar::Builder::new(Vec::new());
+    let mut archive = tar::Archive::new(&base[..]);
+    for entry in archive.entries().expect("busybox tar") {
+        let mut entry = entry.expect("entry");
+        let header = entry.header().clone();
+        let mut data = Vec::new();
+        std::io::Read::read_to_end(&mut entry, &mut data).expect("entry data");
+        let path = entry.path().expect("path").into_owned();
+        let mut h = header.clone();
+        if header.entry_type().is_symlink() || header.entry_type().is_hard_link() {
+            let target = entry.link_name().expect("link").expect("target").into_owned();
+            builder.append_link(&mut h, &path, &target).expect("append link");
+        } else {
+            builder.append_data(&mut h, &path, &data[..]).expect("append");
+        }
+    }
+    let mut h = tar::Header::new_gnu();
+    h.set_size(marker.len() as u64);
+    h.set_mode(0o644);
+    h.set_uid(0);
+    h.set_gid(0);
+    h.set_mtime(0);
+    builder.append_data(&mut h, "marker", marker.as_bytes()).expect("marker");
+    let layer_tar = builder.into_inner().expect("finish tar");
+    let diff_id = sha256(&layer_tar);
+    let mut gz = Command::new("gzip")
+        .args(["-n", "-c"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("gzip");
+    let mut stdin = gz.stdin.take().expect("stdin");
+    let writer = std::thread::spawn(move || stdin.write_all(&layer_tar));
+    let layer = gz.wait_with_output().expect("gzip").stdout;
+    writer.join().expect("writer").expect("write to gzip");
+    let blob = |bytes: &[u8]| -> (String, usize) {
+        let d = sha256(bytes);
+        fs::write(blobs.join(&d), bytes).expect("write blob");
+        (d, bytes.len())
+    };
+    let (ld, lsize) = blob(&layer);
+    let config = format!(
+        r#"{{"architecture":"amd64","os":"linux","config":{{"Cmd":["/bin/sh"],"Env":["MARKER={marker}"]}},"rootfs":{{"type":"layers","diff_ids":["sha256:{diff_id}"]}}}}"#
+    );
+    let (cd, csize) = blob(config.as_bytes());
+    let manifest = format!(
+        r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:{cd}","size":{csize}}},"layers":[{{"mediaType":"application/vnd.oci.image.layer.v1.tar+gzip","digest":"sha256:{ld}","size":{lsize}}}]}}"#
+    );
+    let (md, msize) = blob(manifest.as_bytes());
+    fs::write(
+        dir.join("index.json"),
+        format!(
+            r#"{{"schemaVersion":2,"manifests":[{{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:{md}","size":{msize},"annotations":{{"org.opencontainers.image.ref.name":"latest"}}}}]}}"#
+        ),
+    )
+    .expect("index.json");
+    fs::write(dir.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).expect("oci-layout");
+    format!("sha256:{md}")
+}
+
+/// Digests of the layer blobs of the single manifest of a layout.
+fn layer_digests(layout: &Path) -> Vec<String> {
+    let index: serde_json::Value =
+        serde_json::from_slice(&fs::read(layout.join("index.json")).expect("index")).expect("json");
+    let md = index["manifests"][0]["digest"].as_str().expect("digest");
+    let m: serde_json::Value = serde_json::from_slice(
+        &fs::read(layout.join("blobs/sha256").join(&md[7..])).expect("manifest"),
+    )
+    .expect("manifest json");
+    m["layers"]
+        .as_array()
+        .expect("layers")
+        .iter()
+        .map(|l| l["digest"].as_str().expect("digest").to_string())
+        .collect()
+}
+
+/// A `docker-registry serve` in the suite's network namespace, stopped
+/// by pid when dropped.
+struct Registry {
+    child: Child,
+    dir: PathBuf,
+    port: u16,
+    tls: bool,
+    creds: Option<(String, String)>,
+    netns: String,
+}
+
+impl Registry {
+    /// `auth`: htpasswd with user `puller`, password `s3cret`; `tls`: a
+    /// self-signed certificate for 127.0.0.1.
+    fn start(e: &Env, name: &str, port: u16, auth: bool, tls: bool) -> Registry {
+        let dir = scratch(e, &format!("registry-{name}"));
+        let mut cfg = format!(
+            "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\n\
+             http:\n  addr: 127.0.0.1:{port}\n  secret: tupperware-test\n",
+            dir.join("data").display()
+        );
+        if tls {
+            run_root(Command::new("openssl").args([
+                "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj",
+                "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1", "-keyout",
+            ]).arg(dir.join("key.pem")).arg("-out").arg(dir.join("cert.pem")));
+            cfg.push_str(&format!(
+                "  tls:\n    certificate: {}\n    key: {}\n",
+                dir.join("cert.pem").display(),
+                dir.join("key.pem").display()
+            ));
+        }
+        let creds = auth.then(|| ("puller".to_string(), "s3cret".to_string()));
+        if let Some((u, p)) = &creds {
+            let htpasswd = run_root(Command::new("htpasswd").args(["-Bbn", u, p]));
+            fs::write(dir.join("htpasswd"), htpasswd).expect("htpasswd");
+            cfg.push_str(&format!(
+                "auth:\n  htpasswd:\n    realm: tupperware-test\n    path: {}\n",
+                dir.join("htpasswd").display()
+            ));
+        }
+        fs::write(dir.join("config.yml"), cfg).expect("registry config");
+        let log = fs::File::create(dir.join("registry.log")).expect("log");
+        let child = Command::new("ip")
+            .args(["netns", "exec", &e.netns, "docker-registry", "serve"])
+            .arg(dir.join("config.yml"))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("start docker-registry (package docker-registry)");
+        let r = Registry {
+            child,
+            dir,
+            port,
+            tls,
+            creds,
+            netns: e.netns.clone(),
+        };
+        r.wait_listening();
+        r
+    }
+
+    fn wait_listening(&self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let ok = Command::new("ip")
+                .args(["netns", "exec", &self.netns, "bash", "-c"])
+                .arg(format!("echo > /dev/tcp/127.0.0.1/{}", self.port))
+                .stderr(Stdio::null())
+                .status()
+                .map(|s| s.success())
+                .unwrap_or(false);
+            if ok {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "docker-registry did not listen on port {}: {}",
+                self.port,
+                fs::read_to_string(self.dir.join("registry.log")).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn host(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// `skopeo copy oci:LAYOUT docker://HOST/REPO` as root in the netns.
+    fn push(&self, layout: &Path, repo: &str) {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", &self.netns, "skopeo", "copy", "--dest-tls-verify=false"]);
+        if let Some((u, p)) = &self.creds {
+            c.arg(format!("--dest-creds={u}:{p}"));
+        }
+        c.arg(format!("oci:{}", layout.display()))
+            .arg(format!("docker://{}/{repo}", self.host()));
+        run_root(&mut c);
+    }
+
+    /// The file the registry serves for the blob `digest`.
+    fn blob_file(&self, digest: &str) -> PathBuf {
+        let hex = &digest[7..];
+        self.dir
+            .join("data/docker/registry/v2/blobs/sha256")
+            .join(&hex[..2])
+            .join(hex)
+            .join("data")
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = nix_kill(self.child.id());
+        let _ = self.child.wait();
+        let _ = fs::remove_dir_all(&self.dir);
+        let _ = self.tls;
+    }
+}
+
+fn nix_kill(pid: u32) -> std::io::Result<()> {
+    // SAFETY: kill(2) on the pid of our own child, not yet reaped.
+    let rc = unsafe { libc::kill(pid as libc::pid_t, libc::SIGTERM) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+/// The test user's fresh cache and config directories for one test.
+struct UserDirs {
+    cache: PathBuf,
+    config: PathBuf,
+    out: PathBuf,
+}
+
+fn user_dirs(e: &Env, name: &str) -> UserDirs {
+    let base = scratch(e, &format!("user-{name}"));
+    let uid = e.uid(&e.user);
+    std::os::unix::fs::chown(&base, Some(uid), Some(uid)).expect("chown");
+    fs::set_permissions(&base, fs::Permissions::from_mode(0o700)).expect("chmod");
+    let d = UserDirs {
+        cache: base.join("cache"),
+        config: base.join("config"),
+        out: base.join("out"),
+    };
+    fs::create_dir_all(d.config.join("tupperware")).expect("config dir");
+    for p in [d.config.clone(), d.config.join("tupperware")] {
+        std::os::unix::fs::chown(&p, Some(uid), Some(uid)).expect("chown");
+    }
+    d
+}
+
+/// `tupper-supervisor pull ARGS` as the test user, with `dirs` as its
+/// XDG cache and config directories.
+fn pull(e: &Env, dirs: &UserDirs, args: &[&str]) -> Output {
+    let mut c = e.as_user(&e.user, "/usr/bin/env");
+    c.arg(format!("XDG_CACHE_HOME={}", dirs.cache.display()))
+        .arg(format!("XDG_CONFIG_HOME={}", dirs.config.display()))
+        .arg(e.supervisor())
+        .arg("pull")
+        .args(args);
+    c.output().expect("spawn supervisor")
+}
+
+/// Write the credentials file with `mode`, owned by the test user.
+fn write_auth(e: &Env, dirs: &UserDirs, host: &str, user: &str, password: &str, mode: u32) {
+    use std::io::Write as _;
+    let path = dirs.config.join("tupperware/auth.json");
+    let b64 = run_root(
+        Command::new("bash")
+            .arg("-c")
+            .arg(format!("printf %s '{user}:{password}' | base64 -w0")),
+    );
+    let mut f = fs::File::create(&path).expect("auth.json");
+    write!(f, r#"{{"auths":{{"{host}":{{"auth":"{b64}"}}}}}}"#).expect("write auth.json");
+    let uid = e.uid(&e.user);
+    std::os::unix::fs::chown(&path, Some(uid), Some(uid)).expect("chown");
+    fs::set_permissions(&path, fs::Permissions::from_mode(mode)).expect("chmod");
+}
+
+/// `skopeo inspect` of a layout: its manifest digest. `skopeo copy` of it
+/// into a `dir:` destination re-reads every blob and checks its digest.
+fn check_layout_with_skopeo(e: &Env, layout: &Path) -> String {
+    let out = run_root(Command::new("skopeo").arg("inspect").arg(format!("oci:{}", layout.display())));
+    let v: serde_json::Value = serde_json::from_str(&out).expect("skopeo inspect json");
+    let copy = scratch(e, "skopeo-copy");
+    run_root(
+        Command::new("skopeo")
+            .arg("copy")
+            .arg(format!("oci:{}", layout.display()))
+            .arg(format!("dir:{}", copy.join("x").display())),
+    );
+    let _ = fs::remove_dir_all(&copy);
+    v["Digest"].as_str().expect("Digest").to_string()
+}
+
+/// Files under the cache's blob directory (names), temporary ones included.
+fn cached(dirs: &UserDirs) -> Vec<String> {
+    fs::read_dir(dirs.cache.join("tupperware/blobs/sha256"))
+        .map(|d| d.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+        .unwrap_or_default()
+}
+
+fn pulls_left(dirs: &UserDirs) -> Vec<String> {
+    fs::read_dir(dirs.cache.join("tupperware/pulls"))
+        .map(|d| d.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+        .unwrap_or_default()
+}
+
+#[test]
+#[ignore = "privileged end-to-end test: run by tests/run.sh (root, installed helpers)"]
+fn registry_pull_as_the_test_user_writes_a_verified_layout() {
+    let e = env();
+    let reg = Registry::start(&e, "plain", 5000, false, false);
+    let src = scratch(&e, "src-plain");
+    let digest = make_layout(&e, &src, "plain");
+    reg.push(&src, "tools/busybox:1.0");
+    let dirs = user_dirs(&e, "plain");
+    let reference = format!("{}/tools/busybox:1.0", reg.host());
+
+    // Plain HTTP only with --tls-verify=false.
+    let out = pull(&e, &dirs, &[&reference]);
+    assert_eq!(out.status.code(), Some(125), "{}", output_text(&out));
+    assert!(stderr(&out).contains("--tls-verify=false"), "{}", stderr(&out));
+
+    // Into a layout: the digest the registry has, every blob verified by skopeo.
+    let layout = dirs.out.join("layout");
+    let out = pull(&e, &dirs, &["--tls-verify=false", "--layout", layout.to_str().unwrap(), &reference]);
+    assert_success(&out, &["pull", "--layout"]);
+    assert_eq!(stdout(&out).trim(), digest);
+    // Not a terminal: one line per blob, no bars.
+    let err = stderr(&out);
+    assert!(err.contains("config ") && err.contains("layer 1 "), "{err}");
+    assert!(!err.contains('\r'), "progress bars without a terminal: {err:?}");
+    assert_eq!(check_layout_with_skopeo(&e, &layout), digest);
+    let index = fs::read_to_string(layout.join("index.json")).expect("index.json");
+    assert!(index.contains(r#""org.opencontainers.image.ref.name": "1.0""#), "{index}");
+    assert!(index.contains(&format!("{reference}")), "{index}");
+    let uid = e.uid(&e.user);
+    let meta = fs::metadata(&layout).expect("layout");
+    assert_eq!((meta.uid(), meta.mode() & 0o777), (uid, 0o700));
+    let cache_meta = fs::metadata(dirs.cache.join("tupperware")).expect("cache");
+    assert_eq!((cache_meta.uid(), cache_meta.mode() & 0o777), (uid, 0o700));
+
+    // Again, quietly: everything from the cache, nothing on standard error.
+    let layout2 = dirs.out.join("layout2");
+    let out = pull(&e, &dirs, &["--tls-verify=false", "-q", "--layout", layout2.to_str().unwrap(), &reference]);
+    assert_success(&out, &["pull", "-q"]);
+    assert_eq!(stderr(&out), "");
+    assert_eq!(check_layout_with_skopeo(&e, &layout2), digest);
+
+    // Without --layout the layout goes to the loader: in a build without
+    // it, a clear error, and no layout is left in the cache.
+    let out = pull(&e, &dirs, &["--tls-verify=false", &reference]);
+    let text = output_text(&out);
+    if !out.status.success() {
+        assert!(text.contains("OCI loader"), "{text}");
+    }
+    assert!(pulls_left(&dirs).is_empty(), "layouts left: {:?}", pulls_left(&dirs));
+}
+
+#[test]
+#[ignore = "privileged end-to-end test: run by tests/run.sh (root, installed helpers)"]
+fn registry_pull_by_digest_and_a_missing_tag() {
+    let e = env();
+    let reg = Registry::start(&e, "digest", 5000, false, false);
+    let src = scratch(&e, "src-digest");
+    let digest = make_layout(&e, &src, "digest");
+    reg.push(&src, "busybox:latest");
+    let dirs = user_dirs(&e, "digest");
+
+    let layout = dirs.out.join("by-digest");
+    let by_digest = format!("{}/busybox@{digest}", reg.host());
+    let out = pull(&e, &dirs, &["--tls-verify=false", "--layout", layout.to_str().unwrap(), &by_digest]);
+    assert_success(&out, &["pull", &by_digest]);
+    assert_eq!(check_layout_with_skopeo(&e, &layout), digest);
+
+    let missing = format!("{}/busybox:nope", reg.host());
+    let out = pull(&e, &dirs, &["--tls-verify=false", "--layout", dirs.out.join("x").to_str().unwrap(), &missing]);
+    assert_eq!(out.status.code(), Some(125), "{}", output_text(&out));
+    let err = stderr(&out);
+    assert!(err.starts_with("tupper: ") && err.contains("nope not found"), "{err}");
+    assert_eq!(err.lines().count(), 2, "one Pulling line and one error line: {err}");
+    assert!(!dirs.out.join("x").exists(), "a failed pull left its layout directory");
+
+    let other = format!("{}/busybox@sha256:{}", reg.host(), "0".repeat(64));
+    let out = pull(&e, &dirs, &["--tls-verify=false", &other]);
+    assert!(stderr(&out).contains("not found"), "{}", output_text(&out));
+    let out = pull(&e, &dirs, &["--tls-verify=false", "127.0.0.1:5000/UPPER/x"]);
+    assert!(stderr(&out).contains("invalid image reference"), "{}", output_text(&out));
+}
+
+#[test]
+#[ignore = "privileged end-to-end test: run by tests/run.sh (root, installed helpers)"]
+fn registry_a_corrupted_blob_is_refused_and_nothing_is_cached() {
+    let e = env();
+    let reg = Registry::start(&e, "corrupt", 5000, false, false);
+    let src = scratch(&e, "src-corrupt");
+    make_layout(&e, &src, "corrupt");
+    reg.push(&src, "busybox:latest");
+    let layer = layer_digests(&src).remove(0);
+    // Same size, other bytes: only the digest tells.
+    let file = reg.blob_file(&layer);
+    let mut bytes = fs::read(&file).expect("registry blob");
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0xff;
+    fs::write(&file, &bytes).expect("corrupt the blob");
+
+    let dirs = user_dirs(&e, "corrupt");
+    let layout = dirs.out.join("layout");
+    let reference = format!("{}/busybox", reg.host());
+    for args in [
+        vec!["--tls-verify=false", "--layout", layout.to_str().unwrap(), &reference],
+        vec!["--tls-verify=false", &reference],
+    ] {
+        let out = pull(&e, &dirs, &args);
+        assert_eq!(out.status.code(), Some(125), "{}", output_text(&out));
+        let err = stderr(&out);
+        assert!(err.contains("does not match its digest") && err.contains(&layer), "{err}");
+        let names = cached(&dirs);
+        assert!(!names.contains(&layer[7..].to_string()), "the bad blob was cached: {names:?}");
+        assert!(!names.iter().any(|n| n.starts_with(".tmp")), "temporary files left: {names:?}");
+        assert!(!layout.exists(), "a failed pull left its layout");
+        assert!(pulls_left(&dirs).is_empty(), "layouts left: {:?}", pulls_left(&dirs));
+    }
+}
+
+#[test]
+#[ignore = "privileged end-to-end test: run by tests/run.sh (root, installed helpers)"]
+fn registry_credentials_come_from_a_private_auth_json() {
+    let e = env();
+    let reg = Registry::start(&e, "auth", 5001, true, false);
+    let src = scratch(&e, "src-auth");
+    let digest = make_layout(&e, &src, "auth");
+    reg.push(&src, "private/busybox:latest");
+    let dirs = user_dirs(&e, "auth");
+    let reference = format!("{}/private/busybox", reg.host());
+    let layout = dirs.out.join("layout");
+    let args = ["--tls-verify=false", "--layout", layout.to_str().unwrap(), &reference];
+
+    // No credentials: refused, saying where they go.
+    let out = pull(&e, &dirs, &args);
+    assert_eq!(out.status.code(), Some(125), "{}", output_text(&out));
+    let err = stderr(&out);
+    assert!(err.contains("wants credentials") && err.contains("auth.json"), "{err}");
+
+    // Readable by others: refused before it is used.
+    write_auth(&e, &dirs, &reg.host(), "puller", "s3cret", 0o644);
+    let out = pull(&e, &dirs, &args);
+    assert_eq!(out.status.code(), Some(125), "{}", output_text(&out));
+    let err = stderr(&out);
+    assert!(err.contains("mode 0644") && err.contains("chmod 600"), "{err}");
+    assert!(!layout.exists());
+
+    // Wrong password: refused.
+    write_auth(&e, &dirs, &reg.host(), "puller", "wrong", 0o600);
+    let out = pull(&e, &dirs, &args);
+    assert_eq!(out.status.code(), Some(125), "{}", output_text(&out));
+    assert!(stderr(&out).contains("refused the credentials"), "{}", stderr(&out));
+
+    // Private and right: pulled.
+    write_auth(&e, &dirs, &reg.host(), "puller", "s3cret", 0o600);
+    let out = pull(&e, &dirs, &args);
+    assert_success(&out, &args);
+    assert_eq!(check_layout_with_skopeo(&e, &layout), digest);
+}
+
+#[test]
+#[ignore = "privileged end-to-end test: run by tests/run.sh (root, installed helpers)"]
+fn registry_tls_is_verified_unless_told_otherwise() {
+    let e = env();
+    let reg = Registry::start(&e, "tls", 5002, false, true);
+    let src = scratch(&e, "src-tls");
+    let digest = make_layout(&e, &src, "tls");
+    let mut c = Command::new("ip");
+    c.args(["netns", "exec", &e.netns, "skopeo", "copy", "--dest-tls-verify=false"])
+        .arg(format!("oci:{}", src.display()))
+        .arg(format!("docker://{}/busybox:latest", reg.host()));
+    run_root(&mut c);
+    let dirs = user_dirs(&e, "tls");
+    let reference = format!("{}/busybox", reg.host());
+    let layout = dirs.out.join("layout");
+
+    // A self-signed certificate is not trusted by default.
+    let out = pull(&e, &dirs, &["--layout", layout.to_str().unwrap(), &reference]);
+    assert_eq!(out.status.code(), Some(125), "{}", output_text(&out));
+    let err = stderr(&out);
+    assert!(err.contains("over HTTPS") && err.contains("--tls-verify=false"), "{err}");
+    assert!(!layout.exists());
+
+    // --tls-verify=false: HTTPS without verification.
+    let out = pull(&e, &dirs, &["--tls-verify=false", "--layout", layout.to_str().unwrap(), &reference]);
+    assert_success(&out, &["pull", "--tls-verify=false"]);
+    assert_eq!(check_layout_with_skopeo(&e, &layout), digest);
+}
