@@ -77,10 +77,18 @@ fn make_layout(e: &Env, dir: &Path, marker: &str) -> String {
         let path = entry.path().expect("path").into_owned();
         let mut h = header.clone();
         if header.entry_type().is_symlink() || header.entry_type().is_hard_link() {
-            let target = entry.link_name().expect("link").expect("target").into_owned();
-            builder.append_link(&mut h, &path, &target).expect("append link");
+            let target = entry
+                .link_name()
+                .expect("link")
+                .expect("target")
+                .into_owned();
+            builder
+                .append_link(&mut h, &path, &target)
+                .expect("append link");
         } else {
-            builder.append_data(&mut h, &path, &data[..]).expect("append");
+            builder
+                .append_data(&mut h, &path, &data[..])
+                .expect("append");
         }
     }
     let mut h = tar::Header::new_gnu();
@@ -89,7 +97,9 @@ fn make_layout(e: &Env, dir: &Path, marker: &str) -> String {
     h.set_uid(0);
     h.set_gid(0);
     h.set_mtime(0);
-    builder.append_data(&mut h, "marker", marker.as_bytes()).expect("marker");
+    builder
+        .append_data(&mut h, "marker", marker.as_bytes())
+        .expect("marker");
     let layer_tar = builder.into_inner().expect("finish tar");
     let diff_id = sha256(&layer_tar);
     let mut gz = Command::new("gzip")
@@ -166,10 +176,26 @@ impl Registry {
             dir.join("data").display()
         );
         if tls {
-            run_root(Command::new("openssl").args([
-                "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj",
-                "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1", "-keyout",
-            ]).arg(dir.join("key.pem")).arg("-out").arg(dir.join("cert.pem")));
+            run_root(
+                Command::new("openssl")
+                    .args([
+                        "req",
+                        "-x509",
+                        "-newkey",
+                        "rsa:2048",
+                        "-nodes",
+                        "-days",
+                        "2",
+                        "-subj",
+                        "/CN=127.0.0.1",
+                        "-addext",
+                        "subjectAltName=IP:127.0.0.1",
+                        "-keyout",
+                    ])
+                    .arg(dir.join("key.pem"))
+                    .arg("-out")
+                    .arg(dir.join("cert.pem")),
+            );
             cfg.push_str(&format!(
                 "  tls:\n    certificate: {}\n    key: {}\n",
                 dir.join("cert.pem").display(),
@@ -237,7 +263,14 @@ impl Registry {
     /// `skopeo copy oci:LAYOUT docker://HOST/REPO` as root in the netns.
     fn push(&self, layout: &Path, repo: &str) {
         let mut c = Command::new("ip");
-        c.args(["netns", "exec", &self.netns, "skopeo", "copy", "--dest-tls-verify=false"]);
+        c.args([
+            "netns",
+            "exec",
+            &self.netns,
+            "skopeo",
+            "copy",
+            "--dest-tls-verify=false",
+        ]);
         if let Some((u, p)) = &self.creds {
             c.arg(format!("--dest-creds={u}:{p}"));
         }
@@ -331,7 +364,11 @@ fn write_auth(e: &Env, dirs: &UserDirs, host: &str, user: &str, password: &str, 
 /// `skopeo inspect` of a layout: its manifest digest. `skopeo copy` of it
 /// into a `dir:` destination re-reads every blob and checks its digest.
 fn check_layout_with_skopeo(e: &Env, layout: &Path) -> String {
-    let out = run_root(Command::new("skopeo").arg("inspect").arg(format!("oci:{}", layout.display())));
+    let out = run_root(
+        Command::new("skopeo")
+            .arg("inspect")
+            .arg(format!("oci:{}", layout.display())),
+    );
     let v: serde_json::Value = serde_json::from_str(&out).expect("skopeo inspect json");
     let copy = scratch(e, "skopeo-copy");
     run_root(
@@ -347,13 +384,21 @@ fn check_layout_with_skopeo(e: &Env, layout: &Path) -> String {
 /// Files under the cache's blob directory (names), temporary ones included.
 fn cached(dirs: &UserDirs) -> Vec<String> {
     fs::read_dir(dirs.cache.join("tupperware/blobs/sha256"))
-        .map(|d| d.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
         .unwrap_or_default()
 }
 
 fn pulls_left(dirs: &UserDirs) -> Vec<String> {
     fs::read_dir(dirs.cache.join("tupperware/pulls"))
-        .map(|d| d.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -371,20 +416,39 @@ fn registry_pull_as_the_test_user_writes_a_verified_layout() {
     // Plain HTTP only with --tls-verify=false.
     let out = pull(&e, &dirs, &[&reference]);
     assert_eq!(out.status.code(), Some(125), "{}", output_text(&out));
-    assert!(stderr(&out).contains("--tls-verify=false"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("--tls-verify=false"),
+        "{}",
+        stderr(&out)
+    );
 
     // Into a layout: the digest the registry has, every blob verified by skopeo.
     let layout = dirs.out.join("layout");
-    let out = pull(&e, &dirs, &["--tls-verify=false", "--layout", layout.to_str().unwrap(), &reference]);
+    let out = pull(
+        &e,
+        &dirs,
+        &[
+            "--tls-verify=false",
+            "--layout",
+            layout.to_str().unwrap(),
+            &reference,
+        ],
+    );
     assert_success(&out, &["pull", "--layout"]);
     assert_eq!(stdout(&out).trim(), digest);
     // Not a terminal: one line per blob, no bars.
     let err = stderr(&out);
     assert!(err.contains("config ") && err.contains("layer 1 "), "{err}");
-    assert!(!err.contains('\r'), "progress bars without a terminal: {err:?}");
+    assert!(
+        !err.contains('\r'),
+        "progress bars without a terminal: {err:?}"
+    );
     assert_eq!(check_layout_with_skopeo(&e, &layout), digest);
     let index = fs::read_to_string(layout.join("index.json")).expect("index.json");
-    assert!(index.contains(r#""org.opencontainers.image.ref.name": "1.0""#), "{index}");
+    assert!(
+        index.contains(r#""org.opencontainers.image.ref.name": "1.0""#),
+        "{index}"
+    );
     assert!(index.contains(&format!("{reference}")), "{index}");
     let uid = e.uid(&e.user);
     let meta = fs::metadata(&layout).expect("layout");
@@ -394,7 +458,17 @@ fn registry_pull_as_the_test_user_writes_a_verified_layout() {
 
     // Again, quietly: everything from the cache, nothing on standard error.
     let layout2 = dirs.out.join("layout2");
-    let out = pull(&e, &dirs, &["--tls-verify=false", "-q", "--layout", layout2.to_str().unwrap(), &reference]);
+    let out = pull(
+        &e,
+        &dirs,
+        &[
+            "--tls-verify=false",
+            "-q",
+            "--layout",
+            layout2.to_str().unwrap(),
+            &reference,
+        ],
+    );
     assert_success(&out, &["pull", "-q"]);
     assert_eq!(stderr(&out), "");
     assert_eq!(check_layout_with_skopeo(&e, &layout2), digest);
@@ -406,7 +480,11 @@ fn registry_pull_as_the_test_user_writes_a_verified_layout() {
     if !out.status.success() {
         assert!(text.contains("OCI loader"), "{text}");
     }
-    assert!(pulls_left(&dirs).is_empty(), "layouts left: {:?}", pulls_left(&dirs));
+    assert!(
+        pulls_left(&dirs).is_empty(),
+        "layouts left: {:?}",
+        pulls_left(&dirs)
+    );
 }
 
 #[test]
@@ -421,23 +499,55 @@ fn registry_pull_by_digest_and_a_missing_tag() {
 
     let layout = dirs.out.join("by-digest");
     let by_digest = format!("{}/busybox@{digest}", reg.host());
-    let out = pull(&e, &dirs, &["--tls-verify=false", "--layout", layout.to_str().unwrap(), &by_digest]);
+    let out = pull(
+        &e,
+        &dirs,
+        &[
+            "--tls-verify=false",
+            "--layout",
+            layout.to_str().unwrap(),
+            &by_digest,
+        ],
+    );
     assert_success(&out, &["pull", &by_digest]);
     assert_eq!(check_layout_with_skopeo(&e, &layout), digest);
 
     let missing = format!("{}/busybox:nope", reg.host());
-    let out = pull(&e, &dirs, &["--tls-verify=false", "--layout", dirs.out.join("x").to_str().unwrap(), &missing]);
+    let out = pull(
+        &e,
+        &dirs,
+        &[
+            "--tls-verify=false",
+            "--layout",
+            dirs.out.join("x").to_str().unwrap(),
+            &missing,
+        ],
+    );
     assert_eq!(out.status.code(), Some(125), "{}", output_text(&out));
     let err = stderr(&out);
-    assert!(err.starts_with("tupper: ") && err.contains("nope not found"), "{err}");
-    assert_eq!(err.lines().count(), 2, "one Pulling line and one error line: {err}");
-    assert!(!dirs.out.join("x").exists(), "a failed pull left its layout directory");
+    assert!(
+        err.starts_with("tupper: ") && err.contains("nope not found"),
+        "{err}"
+    );
+    assert_eq!(
+        err.lines().count(),
+        2,
+        "one Pulling line and one error line: {err}"
+    );
+    assert!(
+        !dirs.out.join("x").exists(),
+        "a failed pull left its layout directory"
+    );
 
     let other = format!("{}/busybox@sha256:{}", reg.host(), "0".repeat(64));
     let out = pull(&e, &dirs, &["--tls-verify=false", &other]);
     assert!(stderr(&out).contains("not found"), "{}", output_text(&out));
     let out = pull(&e, &dirs, &["--tls-verify=false", "127.0.0.1:5000/UPPER/x"]);
-    assert!(stderr(&out).contains("invalid image reference"), "{}", output_text(&out));
+    assert!(
+        stderr(&out).contains("invalid image reference"),
+        "{}",
+        output_text(&out)
+    );
 }
 
 #[test]
@@ -460,18 +570,36 @@ fn registry_a_corrupted_blob_is_refused_and_nothing_is_cached() {
     let layout = dirs.out.join("layout");
     let reference = format!("{}/busybox", reg.host());
     for args in [
-        vec!["--tls-verify=false", "--layout", layout.to_str().unwrap(), &reference],
+        vec![
+            "--tls-verify=false",
+            "--layout",
+            layout.to_str().unwrap(),
+            &reference,
+        ],
         vec!["--tls-verify=false", &reference],
     ] {
         let out = pull(&e, &dirs, &args);
         assert_eq!(out.status.code(), Some(125), "{}", output_text(&out));
         let err = stderr(&out);
-        assert!(err.contains("does not match its digest") && err.contains(&layer), "{err}");
+        assert!(
+            err.contains("does not match its digest") && err.contains(&layer),
+            "{err}"
+        );
         let names = cached(&dirs);
-        assert!(!names.contains(&layer[7..].to_string()), "the bad blob was cached: {names:?}");
-        assert!(!names.iter().any(|n| n.starts_with(".tmp")), "temporary files left: {names:?}");
+        assert!(
+            !names.contains(&layer[7..].to_string()),
+            "the bad blob was cached: {names:?}"
+        );
+        assert!(
+            !names.iter().any(|n| n.starts_with(".tmp")),
+            "temporary files left: {names:?}"
+        );
         assert!(!layout.exists(), "a failed pull left its layout");
-        assert!(pulls_left(&dirs).is_empty(), "layouts left: {:?}", pulls_left(&dirs));
+        assert!(
+            pulls_left(&dirs).is_empty(),
+            "layouts left: {:?}",
+            pulls_left(&dirs)
+        );
     }
 }
 
@@ -486,27 +614,42 @@ fn registry_credentials_come_from_a_private_auth_json() {
     let dirs = user_dirs(&e, "auth");
     let reference = format!("{}/private/busybox", reg.host());
     let layout = dirs.out.join("layout");
-    let args = ["--tls-verify=false", "--layout", layout.to_str().unwrap(), &reference];
+    let args = [
+        "--tls-verify=false",
+        "--layout",
+        layout.to_str().unwrap(),
+        &reference,
+    ];
 
     // No credentials: refused, saying where they go.
     let out = pull(&e, &dirs, &args);
     assert_eq!(out.status.code(), Some(125), "{}", output_text(&out));
     let err = stderr(&out);
-    assert!(err.contains("wants credentials") && err.contains("auth.json"), "{err}");
+    assert!(
+        err.contains("wants credentials") && err.contains("auth.json"),
+        "{err}"
+    );
 
     // Readable by others: refused before it is used.
     write_auth(&e, &dirs, &reg.host(), "puller", "s3cret", 0o644);
     let out = pull(&e, &dirs, &args);
     assert_eq!(out.status.code(), Some(125), "{}", output_text(&out));
     let err = stderr(&out);
-    assert!(err.contains("mode 0644") && err.contains("chmod 600"), "{err}");
+    assert!(
+        err.contains("mode 0644") && err.contains("chmod 600"),
+        "{err}"
+    );
     assert!(!layout.exists());
 
     // Wrong password: refused.
     write_auth(&e, &dirs, &reg.host(), "puller", "wrong", 0o600);
     let out = pull(&e, &dirs, &args);
     assert_eq!(out.status.code(), Some(125), "{}", output_text(&out));
-    assert!(stderr(&out).contains("refused the credentials"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("refused the credentials"),
+        "{}",
+        stderr(&out)
+    );
 
     // Private and right: pulled.
     write_auth(&e, &dirs, &reg.host(), "puller", "s3cret", 0o600);
@@ -523,23 +666,46 @@ fn registry_tls_is_verified_unless_told_otherwise() {
     let src = scratch(&e, "src-tls");
     let digest = make_layout(&e, &src, "tls");
     let mut c = Command::new("ip");
-    c.args(["netns", "exec", &e.netns, "skopeo", "copy", "--dest-tls-verify=false"])
-        .arg(format!("oci:{}", src.display()))
-        .arg(format!("docker://{}/busybox:latest", reg.host()));
+    c.args([
+        "netns",
+        "exec",
+        &e.netns,
+        "skopeo",
+        "copy",
+        "--dest-tls-verify=false",
+    ])
+    .arg(format!("oci:{}", src.display()))
+    .arg(format!("docker://{}/busybox:latest", reg.host()));
     run_root(&mut c);
     let dirs = user_dirs(&e, "tls");
     let reference = format!("{}/busybox", reg.host());
     let layout = dirs.out.join("layout");
 
     // A self-signed certificate is not trusted by default.
-    let out = pull(&e, &dirs, &["--layout", layout.to_str().unwrap(), &reference]);
+    let out = pull(
+        &e,
+        &dirs,
+        &["--layout", layout.to_str().unwrap(), &reference],
+    );
     assert_eq!(out.status.code(), Some(125), "{}", output_text(&out));
     let err = stderr(&out);
-    assert!(err.contains("over HTTPS") && err.contains("--tls-verify=false"), "{err}");
+    assert!(
+        err.contains("over HTTPS") && err.contains("--tls-verify=false"),
+        "{err}"
+    );
     assert!(!layout.exists());
 
     // --tls-verify=false: HTTPS without verification.
-    let out = pull(&e, &dirs, &["--tls-verify=false", "--layout", layout.to_str().unwrap(), &reference]);
+    let out = pull(
+        &e,
+        &dirs,
+        &[
+            "--tls-verify=false",
+            "--layout",
+            layout.to_str().unwrap(),
+            &reference,
+        ],
+    );
     assert_success(&out, &["pull", "--tls-verify=false"]);
     assert_eq!(check_layout_with_skopeo(&e, &layout), digest);
 }

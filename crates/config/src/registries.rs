@@ -77,8 +77,16 @@ mod tests {
         assert_eq!(c.registries.default, "registry.lan:5000");
         assert!(c.registries.is_insecure("127.0.0.1:5000"));
         assert!(!c.registries.is_insecure("docker.io"));
-        for bad in ["default = \"\"", "default = \"a/b\"", "insecure = [\"h:0\"]", "bogus = 1"] {
-            assert!(SystemConfig::parse(&format!("[registries]\n{bad}\n")).is_err(), "{bad}");
+        for bad in [
+            "default = \"\"",
+            "default = \"a/b\"",
+            "insecure = [\"h:0\"]",
+            "bogus = 1",
+        ] {
+            assert!(
+                SystemConfig::parse(&format!("[registries]\n{bad}\n")).is_err(),
+                "{bad}"
+            );
         }
     }
 }

@@ -237,7 +237,12 @@ pub fn load(path: &Path) -> Result<AuthConfig> {
     let meta = file
         .metadata()
         .map_err(|e| Error::io(format!("stat {}", path.display()), e))?;
-    check_private(path, meta.mode(), meta.uid(), nix::unistd::geteuid().as_raw())?;
+    check_private(
+        path,
+        meta.mode(),
+        meta.uid(),
+        nix::unistd::geteuid().as_raw(),
+    )?;
     if !meta.is_file() || meta.len() > MAX_AUTH_FILE {
         return Err(Error::user(format!(
             "{} is not a credentials file (a regular file of at most 1 MiB)",
@@ -298,7 +303,10 @@ mod tests {
                 scope: None,
             })
         );
-        assert_eq!(parse_challenge(r#"Basic realm="Registry Realm""#), Some(Challenge::Basic));
+        assert_eq!(
+            parse_challenge(r#"Basic realm="Registry Realm""#),
+            Some(Challenge::Basic)
+        );
     }
 
     #[test]
@@ -332,23 +340,41 @@ mod tests {
             b64("team:2:with:colons")
         );
         let a = AuthConfig::parse(&text, "auth.json").unwrap();
-        assert_eq!(a.lookup("docker.io", "library/busybox").unwrap().username, "hub");
+        assert_eq!(
+            a.lookup("docker.io", "library/busybox").unwrap().username,
+            "hub"
+        );
         assert_eq!(a.lookup("quay.io", "other/x").unwrap().username, "q");
         let team = a.lookup("quay.io", "team/app").unwrap();
-        assert_eq!((team.username.as_str(), team.password.as_str()), ("team", "2:with:colons"));
-        assert_eq!(a.lookup("quay.io", "team/application").unwrap().username, "q");
-        assert_eq!(a.lookup("127.0.0.1:5000", "busybox").unwrap().password, "p:w");
+        assert_eq!(
+            (team.username.as_str(), team.password.as_str()),
+            ("team", "2:with:colons")
+        );
+        assert_eq!(
+            a.lookup("quay.io", "team/application").unwrap().username,
+            "q"
+        );
+        assert_eq!(
+            a.lookup("127.0.0.1:5000", "busybox").unwrap().password,
+            "p:w"
+        );
         assert!(a.lookup("helper.example", "x").is_none());
         assert!(a.lookup("ghcr.io", "x").is_none());
         assert_eq!(
-            Credentials { username: "u".into(), password: "p".into() }.basic(),
+            Credentials {
+                username: "u".into(),
+                password: "p".into()
+            }
+            .basic(),
             "Basic dTpw"
         );
     }
 
     #[test]
     fn malformed_auth_json_is_refused_with_its_name() {
-        let e = AuthConfig::parse("{", "/x/auth.json").unwrap_err().to_string();
+        let e = AuthConfig::parse("{", "/x/auth.json")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("/x/auth.json"), "{e}");
         let e = AuthConfig::parse(r#"{"auths":{"r":{"auth":"!!"}}}"#, "f").unwrap_err();
         assert!(e.to_string().contains("base64"), "{e}");
@@ -361,7 +387,9 @@ mod tests {
         let p = Path::new("/home/u/.config/tupperware/auth.json");
         assert!(check_private(p, 0o100600, 1000, 1000).is_ok());
         assert!(check_private(p, 0o100400, 1000, 1000).is_ok());
-        let e = check_private(p, 0o100644, 1000, 1000).unwrap_err().to_string();
+        let e = check_private(p, 0o100644, 1000, 1000)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("mode 0644") && e.contains("chmod 600"), "{e}");
         assert!(check_private(p, 0o100640, 1000, 1000).is_err());
         assert!(check_private(p, 0o100602, 1000, 1000).is_err());

@@ -57,7 +57,9 @@ impl Cache {
                     .map(|h| h.join(".cache"))
             })
             .ok_or_else(|| {
-                Error::user("no cache directory: set HOME or XDG_CACHE_HOME to a directory of yours")
+                Error::user(
+                    "no cache directory: set HOME or XDG_CACHE_HOME to a directory of yours",
+                )
             })?;
         Self::at(base.join("tupperware"))
     }
@@ -113,8 +115,11 @@ impl Cache {
         mut progress: impl FnMut(u64),
     ) -> Result<()> {
         let hex = hex_of(digest)?.to_string();
-        let tmp_name = format!(".tmp-{}-{}", std::process::id(), tupper_sys::random::hex(8)
-            .map_err(|e| Error::io("random name", e))?);
+        let tmp_name = format!(
+            ".tmp-{}-{}",
+            std::process::id(),
+            tupper_sys::random::hex(8).map_err(|e| Error::io("random name", e))?
+        );
         let tmp = self.blobs().join(&tmp_name);
         let mut file = OpenOptions::new()
             .write(true)
@@ -170,7 +175,8 @@ impl Cache {
                     Error::io(format!("rename to {}", dest.display()), e)
                 })?;
                 // Read-only: a blob never changes once named.
-                let _ = fs::set_permissions(&dest, std::os::unix::fs::PermissionsExt::from_mode(0o400));
+                let _ =
+                    fs::set_permissions(&dest, std::os::unix::fs::PermissionsExt::from_mode(0o400));
                 Ok(())
             }
             Err(e) => {
@@ -230,7 +236,11 @@ impl Cache {
 }
 
 /// sha256 (hex) and length of at most `max` bytes of `r`.
-fn hash_reader(r: impl Read, max: u64, mut progress: impl FnMut(u64)) -> std::io::Result<(String, u64)> {
+fn hash_reader(
+    r: impl Read,
+    max: u64,
+    mut progress: impl FnMut(u64),
+) -> std::io::Result<(String, u64)> {
     let mut hasher = Sha256::new();
     let mut r = r.take(max.saturating_add(1));
     let mut buf = vec![0u8; 256 << 10];
@@ -296,7 +306,10 @@ pub fn write_layout(
         "mediaType": super::manifest::OCI_INDEX,
         "manifests": [desc],
     });
-    write_file(&dir.join("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#)?;
+    write_file(
+        &dir.join("oci-layout"),
+        br#"{"imageLayoutVersion":"1.0.0"}"#,
+    )?;
     let text = serde_json::to_vec_pretty(&index)
         .map_err(|e| Error::user(format!("encode index.json: {e}")))?;
     write_file(&dir.join("index.json"), &text)
@@ -318,7 +331,12 @@ fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
 /// `index.json` with one manifest, and every blob it needs present with its
 /// size (sizes only: the loader hashes what it uses).
 pub fn check_layout(dir: &Path) -> Result<()> {
-    let bad = |why: String| Error::user(format!("{}: not a complete OCI layout: {why}", dir.display()));
+    let bad = |why: String| {
+        Error::user(format!(
+            "{}: not a complete OCI layout: {why}",
+            dir.display()
+        ))
+    };
     let read = |name: &str| -> Result<Vec<u8>> {
         let mut v = Vec::new();
         File::open(dir.join(name))
@@ -338,7 +356,10 @@ pub fn check_layout(dir: &Path) -> Result<()> {
         let p = dir.join("blobs/sha256").join(hex_of(&d.digest)?);
         match fs::metadata(&p) {
             Ok(meta) if meta.len() == d.size => Ok(()),
-            _ => Err(bad(format!("blob {} missing or of the wrong size", d.digest))),
+            _ => Err(bad(format!(
+                "blob {} missing or of the wrong size",
+                d.digest
+            ))),
         }
     };
     blob(m)?;
@@ -363,19 +384,32 @@ mod tests {
         let data = b"hello layer".to_vec();
         let d = digest_of(&data);
         let mut seen = 0;
-        cache.store(&d, data.len() as u64, &data[..], |n| seen += n).unwrap();
+        cache
+            .store(&d, data.len() as u64, &data[..], |n| seen += n)
+            .unwrap();
         assert_eq!(seen, data.len() as u64);
         assert!(cache.has(&d, data.len() as u64).unwrap());
         assert_eq!(cache.read(&d, 100).unwrap(), data);
 
         // Wrong content, short and long content: refused, nothing left.
         let other = digest_of(b"something else");
-        for (content, size) in [(&b"hello layer"[..], 11u64), (&b"hello"[..], 11), (&b"hello layer!"[..], 11)] {
-            let e = cache.store(&other, size, content, |_| {}).unwrap_err().to_string();
+        for (content, size) in [
+            (&b"hello layer"[..], 11u64),
+            (&b"hello"[..], 11),
+            (&b"hello layer!"[..], 11),
+        ] {
+            let e = cache
+                .store(&other, size, content, |_| {})
+                .unwrap_err()
+                .to_string();
             assert!(e.contains("refused"), "{e}");
             assert!(!cache.has(&other, size).unwrap());
         }
-        let names: Vec<_> = fs::read_dir(cache.blobs()).unwrap().flatten().map(|e| e.file_name()).collect();
+        let names: Vec<_> = fs::read_dir(cache.blobs())
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name())
+            .collect();
         assert_eq!(names.len(), 1, "only the good blob: {names:?}");
         let mode = fs::metadata(dir.path().join("tupperware")).unwrap().mode();
         assert_eq!(mode & 0o777, 0o700);
@@ -399,7 +433,8 @@ mod tests {
     fn a_layout_names_its_manifest_and_holds_its_blobs() {
         let dir = tempfile::tempdir().unwrap();
         let cache = Cache::at(dir.path().join("tw")).unwrap();
-        let config = br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#;
+        let config =
+            br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#;
         let layer = b"not really gzip".to_vec();
         let (cd, ld) = (digest_of(config), digest_of(&layer));
         let manifest = format!(
@@ -409,7 +444,11 @@ mod tests {
             layer.len()
         );
         let md = digest_of(manifest.as_bytes());
-        for (d, b) in [(&cd, &config[..]), (&ld, &layer[..]), (&md, manifest.as_bytes())] {
+        for (d, b) in [
+            (&cd, &config[..]),
+            (&ld, &layer[..]),
+            (&md, manifest.as_bytes()),
+        ] {
             cache.store(d, b.len() as u64, b, |_| {}).unwrap();
         }
         let desc = Descriptor {
@@ -420,11 +459,26 @@ mod tests {
         };
         let out = dir.path().join("layout");
         fs::create_dir(&out).unwrap();
-        write_layout(&out, &cache, &desc, &[&md, &cd, &ld], "latest", "r.example/x:latest").unwrap();
+        write_layout(
+            &out,
+            &cache,
+            &desc,
+            &[&md, &cd, &ld],
+            "latest",
+            "r.example/x:latest",
+        )
+        .unwrap();
         check_layout(&out).unwrap();
         let index = fs::read_to_string(out.join("index.json")).unwrap();
-        assert!(index.contains(r#""org.opencontainers.image.ref.name": "latest""#), "{index}");
-        fs::remove_file(out.join("blobs/sha256").join(ld.strip_prefix("sha256:").unwrap())).unwrap();
+        assert!(
+            index.contains(r#""org.opencontainers.image.ref.name": "latest""#),
+            "{index}"
+        );
+        fs::remove_file(
+            out.join("blobs/sha256")
+                .join(ld.strip_prefix("sha256:").unwrap()),
+        )
+        .unwrap();
         assert!(check_layout(&out).is_err());
     }
 }

@@ -53,6 +53,8 @@ fn agent(tls_verify: bool) -> Agent {
         .timeout_connect(Some(Duration::from_secs(30)))
         .timeout_recv_response(Some(Duration::from_secs(60)))
         .max_redirects(5)
+        // Credentials never follow a redirect (blobs often redirect to a CDN).
+        .redirect_auth_headers(ureq::config::RedirectAuthHeaders::Never)
         .user_agent(concat!("tupperware/", env!("CARGO_PKG_VERSION")))
         .build()
         .into()
@@ -141,7 +143,9 @@ impl Client {
             if let Some(auth) = &self.authorization {
                 req = req.header("Authorization", auth);
             }
-            let resp = req.call().map_err(|e| transport(&format!("GET {url}"), e))?;
+            let resp = req
+                .call()
+                .map_err(|e| transport(&format!("GET {url}"), e))?;
             if resp.status().as_u16() != 401 || attempt == 1 {
                 return Ok(resp);
             }
@@ -375,12 +379,7 @@ fn registry_error(body: &[u8]) -> Option<String> {
     }
     let e: Errors = serde_json::from_slice(body).ok()?;
     let first = e.errors.into_iter().next()?;
-    let clean = |s: String| -> String {
-        s.chars()
-            .filter(|c| !c.is_control())
-            .take(200)
-            .collect()
-    };
+    let clean = |s: String| -> String { s.chars().filter(|c| !c.is_control()).take(200).collect() };
     Some(match (first.code, first.message) {
         (Some(c), Some(m)) => format!("{} ({})", clean(c), clean(m)),
         (Some(c), None) => clean(c),
@@ -392,6 +391,157 @@ fn registry_error(body: &[u8]) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::Write;
+    use std::net::{TcpListener, TcpStream};
+
+    /// A fake registry on loopback with token authentication: `/v2/`
+    /// challenges, `/token` hands out `tok-anon` or, for `u:pw`, `tok-user`;
+    /// `lib/open` needs any token, `lib/private` the user's.
+    fn fake_registry() -> (String, std::thread::JoinHandle<Vec<String>>) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let realm = format!("http://{addr}/token");
+        let handle = std::thread::spawn(move || {
+            let mut seen = Vec::new();
+            for stream in listener.incoming() {
+                let Ok(mut s) = stream else { break };
+                let Some(head) = read_head(&mut s) else {
+                    continue;
+                };
+                let line = head.lines().next().unwrap_or("").to_string();
+                let auth = head
+                    .lines()
+                    .find_map(|l| {
+                        l.strip_prefix("authorization: ")
+                            .or(l.strip_prefix("Authorization: "))
+                    })
+                    .unwrap_or("")
+                    .to_string();
+                seen.push(format!("{line} [{auth}]"));
+                let path = line.split(' ').nth(1).unwrap_or("").to_string();
+                let challenge = |scope: &str| {
+                    format!(
+                        "WWW-Authenticate: Bearer realm=\"{realm}\",service=\"fake\"{scope}\r\n"
+                    )
+                };
+                let reply = if path == "/v2/" {
+                    respond(401, &challenge(""), "")
+                } else if path.starts_with("/token?") {
+                    let user = auth == "Basic dTpwdw==";
+                    if !path.contains("service=fake") || !path.contains("scope=repository%3Alib%2F")
+                    {
+                        respond(400, "", "")
+                    } else if !auth.is_empty() && !user {
+                        respond(401, "", "")
+                    } else {
+                        let tok = if user { "tok-user" } else { "tok-anon" };
+                        respond(200, "", &format!("{{\"token\":\"{tok}\"}}"))
+                    }
+                } else if path == "/quit" {
+                    let _ = s.write_all(respond(200, "", "").as_bytes());
+                    break;
+                } else {
+                    let private = path.starts_with("/v2/lib/private/");
+                    let ok = auth == "Bearer tok-user" || (!private && auth == "Bearer tok-anon");
+                    if ok {
+                        respond(
+                            200,
+                            "Content-Type: application/vnd.oci.image.manifest.v1+json\r\n",
+                            "{}",
+                        )
+                    } else {
+                        let repo = if private { "lib/private" } else { "lib/open" };
+                        respond(
+                            401,
+                            &challenge(&format!(",scope=\"repository:{repo}:pull\"")),
+                            "",
+                        )
+                    }
+                };
+                let _ = s.write_all(reply.as_bytes());
+            }
+            seen
+        });
+        (addr, handle)
+    }
+
+    /// The request head, or None for what is not plain HTTP (a TLS hello).
+    fn read_head(s: &mut TcpStream) -> Option<String> {
+        let mut buf = Vec::new();
+        let mut byte = [0u8; 1];
+        while !buf.ends_with(b"\r\n\r\n") {
+            if s.read(&mut byte).ok()? == 0 {
+                return None;
+            }
+            buf.push(byte[0]);
+            if buf.len() == 4 && &buf[..] != b"GET " {
+                return None;
+            }
+        }
+        String::from_utf8(buf).ok()
+    }
+
+    fn respond(status: u16, headers: &str, body: &str) -> String {
+        format!(
+            "HTTP/1.1 {status} X\r\n{headers}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+    }
+
+    fn quit(addr: &str) {
+        let mut s = TcpStream::connect(addr).unwrap();
+        let _ = s.write_all(b"GET /quit HTTP/1.1\r\n\r\n");
+        let _ = s.read(&mut [0u8; 64]);
+    }
+
+    fn reference(addr: &str, repo: &str) -> Reference {
+        Reference::parse(&format!("{addr}/{repo}"), "docker.io").unwrap()
+    }
+
+    #[test]
+    fn token_authentication_anonymous_and_with_credentials() {
+        let (addr, server) = fake_registry();
+        // Anonymous token for an open repository; plain HTTP after the
+        // TLS attempt fails (verification off).
+        let mut c = Client::connect(&reference(&addr, "lib/open"), false, None).unwrap();
+        assert_eq!(c.scheme(), "http");
+        let m = c.manifest("latest").unwrap();
+        assert_eq!(m.bytes, b"{}");
+        // A private repository: the anonymous token is not enough.
+        let mut c = Client::connect(&reference(&addr, "lib/private"), false, None).unwrap();
+        let e = c.manifest("latest").err().unwrap().to_string();
+        assert!(e.contains("wants credentials"), "{e}");
+        // With credentials, the token server gives the user's token.
+        let creds = Credentials {
+            username: "u".into(),
+            password: "pw".into(),
+        };
+        let mut c = Client::connect(&reference(&addr, "lib/private"), false, Some(creds)).unwrap();
+        assert_eq!(c.manifest("latest").unwrap().bytes, b"{}");
+        // Wrong credentials: refused by the token server.
+        let creds = Credentials {
+            username: "u".into(),
+            password: "no".into(),
+        };
+        let mut c = Client::connect(&reference(&addr, "lib/private"), false, Some(creds)).unwrap();
+        let e = c.manifest("latest").err().unwrap().to_string();
+        assert!(e.contains("refused the credentials"), "{e}");
+        quit(&addr);
+        let seen = server.join().unwrap();
+        // Credentials went only to the token server, never to the registry.
+        assert!(
+            seen.iter()
+                .filter(|l| l.contains("Basic"))
+                .all(|l| l.starts_with("GET /token")),
+            "{seen:#?}"
+        );
+        // With TLS verification on, a registry without TLS is not reached.
+        let e = Client::connect(&reference(&addr, "lib/open"), true, None)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains("--tls-verify=false"), "{e}");
+    }
 
     #[test]
     fn registry_errors_are_one_clean_line() {

@@ -114,8 +114,7 @@ pub fn parse(bytes: &[u8], header_type: Option<&str>) -> Result<Document> {
             Ok(Document::Index(doc.manifests))
         }
         OCI_MANIFEST | DOCKER_MANIFEST => {
-            let doc: ManifestDoc =
-                serde_json::from_slice(bytes).map_err(|e| bad(e.to_string()))?;
+            let doc: ManifestDoc = serde_json::from_slice(bytes).map_err(|e| bad(e.to_string()))?;
             if probe.manifests.is_some() {
                 return Err(bad("a manifest with manifests".into()));
             }
@@ -259,16 +258,45 @@ mod tests {
             entry(5, "windows", "amd64", None),
             entry(6, "linux", "arm64", Some("v8")),
         ];
-        assert_eq!(select_platform(&idx, &platform("amd64", None)).unwrap().digest, digest(4));
-        assert_eq!(select_platform(&idx, &platform("arm", Some("v7"))).unwrap().digest, digest(3));
-        assert_eq!(select_platform(&idx, &platform("arm64", Some("v8"))).unwrap().digest, digest(6));
-        let e = select_platform(&idx, &platform("s390x", None)).unwrap_err().to_string();
-        assert!(e.contains("linux/s390x") && e.contains("linux/amd64"), "{e}");
+        assert_eq!(
+            select_platform(&idx, &platform("amd64", None))
+                .unwrap()
+                .digest,
+            digest(4)
+        );
+        assert_eq!(
+            select_platform(&idx, &platform("arm", Some("v7")))
+                .unwrap()
+                .digest,
+            digest(3)
+        );
+        assert_eq!(
+            select_platform(&idx, &platform("arm64", Some("v8")))
+                .unwrap()
+                .digest,
+            digest(6)
+        );
+        let e = select_platform(&idx, &platform("s390x", None))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("linux/s390x") && e.contains("linux/amd64"),
+            "{e}"
+        );
         // arm64 without a variant in the index.
         let idx = vec![entry(7, "linux", "arm64", None)];
-        assert_eq!(select_platform(&idx, &platform("arm64", Some("v8"))).unwrap().digest, digest(7));
+        assert_eq!(
+            select_platform(&idx, &platform("arm64", Some("v8")))
+                .unwrap()
+                .digest,
+            digest(7)
+        );
         // Only a windows image: refused.
-        assert!(select_platform(&[entry(5, "windows", "amd64", None)], &platform("amd64", None)).is_err());
+        assert!(select_platform(
+            &[entry(5, "windows", "amd64", None)],
+            &platform("amd64", None)
+        )
+        .is_err());
     }
 
     #[test]
@@ -297,7 +325,10 @@ mod tests {
         }
         // The media type from the header when the document has none.
         let m2 = m.replace(&format!(r#""mediaType":"{OCI_MANIFEST}","#), "");
-        assert!(matches!(parse(m2.as_bytes(), Some(DOCKER_MANIFEST)), Ok(Document::Manifest { .. })));
+        assert!(matches!(
+            parse(m2.as_bytes(), Some(DOCKER_MANIFEST)),
+            Ok(Document::Manifest { .. })
+        ));
         let i = format!(
             r#"{{"schemaVersion":2,"manifests":[{{"mediaType":"{OCI_MANIFEST}","digest":"{}","size":3,"platform":{{"os":"linux","architecture":"amd64"}}}}]}}"#,
             digest(3)
@@ -306,7 +337,12 @@ mod tests {
         // Refused: schema 1, bad digests, huge configs, unknown types, garbage.
         assert!(parse(br#"{"schemaVersion":1}"#, None).is_err());
         assert!(parse(m.replace(&digest(2), "sha256:xyz").as_bytes(), None).is_err());
-        assert!(parse(m.replace(r#""size":10"#, r#""size":99999999999"#).as_bytes(), None).is_err());
+        assert!(parse(
+            m.replace(r#""size":10"#, r#""size":99999999999"#)
+                .as_bytes(),
+            None
+        )
+        .is_err());
         assert!(parse(m.replace(OCI_MANIFEST, "text/html").as_bytes(), None).is_err());
         assert!(parse(b"<html>", None).is_err());
     }

@@ -53,7 +53,15 @@ pub struct PullOptions {
 
 /// `run --pull`: podman's policies.
 #[derive(
-    Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    clap::ValueEnum,
+    serde::Serialize,
+    serde::Deserialize,
 )]
 #[serde(rename_all = "lowercase")]
 pub enum PullPolicy {
@@ -124,8 +132,8 @@ pub fn pull(opts: &PullOptions) -> Result<()> {
     match &opts.layout {
         Some(dir) => {
             let created = prepare_output_dir(dir)?;
-            let digest = fetch_into(&reference, tls_verify, &cache, dir, &progress)
-                .inspect_err(|_| {
+            let digest =
+                fetch_into(&reference, tls_verify, &cache, dir, &progress).inspect_err(|_| {
                     // Nothing of a failed pull is left: the directory goes
                     // if the pull made it, else what the pull wrote in it.
                     if created {
@@ -170,8 +178,8 @@ fn pull_image(
     progress: &Progress,
 ) -> Result<String> {
     let dir = cache.new_layout_dir()?;
-    let result = fetch_into(reference, tls_verify, cache, &dir, progress)
-        .and_then(|_| hand_off(&dir, name));
+    let result =
+        fetch_into(reference, tls_verify, cache, &dir, progress).and_then(|_| hand_off(&dir, name));
     // The layout only links cached blobs: removing it frees nothing the
     // cache still holds, and a failed pull leaves no layout behind.
     let _ = std::fs::remove_dir_all(&dir);
@@ -275,12 +283,22 @@ fn fetch_into(
     // Config and layers into the cache, each verified while written.
     fetch_blob(&mut client, cache, progress, "config", &config)?;
     for (i, layer) in layers.iter().enumerate() {
-        fetch_blob(&mut client, cache, progress, &format!("layer {}", i + 1), layer)?;
+        fetch_blob(
+            &mut client,
+            cache,
+            progress,
+            &format!("layer {}", i + 1),
+            layer,
+        )?;
     }
     // The config must be JSON of a bounded size (the loader reads it).
     let config_bytes = cache.read(&config.digest, MAX_CONFIG)?;
-    serde_json::from_slice::<serde_json::Value>(&config_bytes)
-        .map_err(|e| Error::user(format!("the image config {} is not JSON: {e}", config.digest)))?;
+    serde_json::from_slice::<serde_json::Value>(&config_bytes).map_err(|e| {
+        Error::user(format!(
+            "the image config {} is not JSON: {e}",
+            config.digest
+        ))
+    })?;
     // The manifest itself, under its digest, as the layout's root.
     if !cache.has(&digest, bytes.len() as u64)? {
         cache.store(&digest, bytes.len() as u64, &bytes[..], |_| {})?;
@@ -362,8 +380,8 @@ mod tests {
             "docker.io/library/busybox:latest"
         );
         // Missing: pulled under the repository's last component.
-        let r = plan_run_image("127.0.0.1:5000/tools/alpine:3", Missing, hub, present(&[]))
-            .unwrap();
+        let r =
+            plan_run_image("127.0.0.1:5000/tools/alpine:3", Missing, hub, present(&[])).unwrap();
         assert_eq!(r.local, "alpine");
         assert_eq!(r.pull.unwrap().registry, "127.0.0.1:5000");
         // ... unless that name is present.

@@ -143,9 +143,13 @@ fn check_registry(r: &str) -> std::result::Result<(), String> {
     }
     let ok = !host.is_empty()
         && host.len() <= 253
-        && host
-            .split('.')
-            .all(|l| !l.is_empty() && l.len() <= 63 && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') && !l.starts_with('-') && !l.ends_with('-'));
+        && host.split('.').all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+        });
     if ok {
         Ok(())
     } else {
@@ -209,7 +213,9 @@ fn component_ok(c: &str) -> bool {
 fn check_tag(t: &str) -> std::result::Result<(), String> {
     let ok = !t.is_empty()
         && t.len() <= 128
-        && t.chars().next().is_some_and(|c| c.is_ascii_alphanumeric() || c == '_')
+        && t.chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphanumeric() || c == '_')
         && t.chars()
             .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.' || c == '-');
     if ok {
@@ -232,7 +238,10 @@ pub fn check_digest(d: &str) -> std::result::Result<(), String> {
 }
 
 pub fn is_sha256_hex(hex: &str) -> bool {
-    hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    hex.len() == 64
+        && hex
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 #[cfg(test)]
@@ -251,19 +260,37 @@ mod tests {
         assert_eq!(r.to_string(), "docker.io/library/busybox:latest");
         assert_eq!(r.api_host(), "registry-1.docker.io");
         assert_eq!(r.local_name(), "busybox");
-        assert_eq!(p("library/busybox:1.36").to_string(), "docker.io/library/busybox:1.36");
-        assert_eq!(p("someone/tool").to_string(), "docker.io/someone/tool:latest");
-        assert_eq!(p("index.docker.io/alpine").to_string(), "docker.io/library/alpine:latest");
-        assert_eq!(p("docker.io/alpine:3").to_string(), "docker.io/library/alpine:3");
+        assert_eq!(
+            p("library/busybox:1.36").to_string(),
+            "docker.io/library/busybox:1.36"
+        );
+        assert_eq!(
+            p("someone/tool").to_string(),
+            "docker.io/someone/tool:latest"
+        );
+        assert_eq!(
+            p("index.docker.io/alpine").to_string(),
+            "docker.io/library/alpine:latest"
+        );
+        assert_eq!(
+            p("docker.io/alpine:3").to_string(),
+            "docker.io/library/alpine:3"
+        );
     }
 
     #[test]
     fn registries_are_told_by_dot_port_or_localhost() {
         let r = p("127.0.0.1:5000/busybox");
-        assert_eq!((r.registry.as_str(), r.repository.as_str()), ("127.0.0.1:5000", "busybox"));
+        assert_eq!(
+            (r.registry.as_str(), r.repository.as_str()),
+            ("127.0.0.1:5000", "busybox")
+        );
         assert_eq!(r.tag.as_deref(), Some("latest"));
         let r = p("localhost/a/b:v1");
-        assert_eq!((r.registry.as_str(), r.repository.as_str(), r.tag.as_deref()), ("localhost", "a/b", Some("v1")));
+        assert_eq!(
+            (r.registry.as_str(), r.repository.as_str(), r.tag.as_deref()),
+            ("localhost", "a/b", Some("v1"))
+        );
         let r = p("quay.io/org/img");
         assert_eq!((r.registry.as_str(), r.api_host()), ("quay.io", "quay.io"));
         // Upper case first component: a registry, not a repository.
@@ -300,14 +327,17 @@ mod tests {
             "a___b",
             "busybox@sha256:abc",
             "busybox@sha512:00",
-            "busybox@" ,
+            "busybox@",
             "host:0/x",
             "host:99999/x",
             "ex ample.com/x",
             "../x",
             "x/../../etc",
         ] {
-            assert!(Reference::parse(bad, DOCKER_HUB).is_err(), "{bad:?} accepted");
+            assert!(
+                Reference::parse(bad, DOCKER_HUB).is_err(),
+                "{bad:?} accepted"
+            );
         }
         assert!(Reference::parse(&"a".repeat(300), DOCKER_HUB).is_err());
         assert!(Reference::parse(&format!("x:{}", "t".repeat(129)), DOCKER_HUB).is_err());
