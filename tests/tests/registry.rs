@@ -160,7 +160,6 @@ struct Registry {
     child: Child,
     dir: PathBuf,
     port: u16,
-    tls: bool,
     creds: Option<(String, String)>,
     netns: String,
 }
@@ -225,7 +224,6 @@ impl Registry {
             child,
             dir,
             port,
-            tls,
             creds,
             netns: e.netns.clone(),
         };
@@ -295,7 +293,6 @@ impl Drop for Registry {
         let _ = nix_kill(self.child.id());
         let _ = self.child.wait();
         let _ = fs::remove_dir_all(&self.dir);
-        let _ = self.tls;
     }
 }
 
@@ -449,7 +446,7 @@ fn registry_pull_as_the_test_user_writes_a_verified_layout() {
         index.contains(r#""org.opencontainers.image.ref.name": "1.0""#),
         "{index}"
     );
-    assert!(index.contains(&format!("{reference}")), "{index}");
+    assert!(index.contains(&reference), "{index}");
     let uid = e.uid(&e.user);
     let meta = fs::metadata(&layout).expect("layout");
     assert_eq!((meta.uid(), meta.mode() & 0o777), (uid, 0o700));
@@ -665,18 +662,7 @@ fn registry_tls_is_verified_unless_told_otherwise() {
     let reg = Registry::start(&e, "tls", 5002, false, true);
     let src = scratch(&e, "src-tls");
     let digest = make_layout(&e, &src, "tls");
-    let mut c = Command::new("ip");
-    c.args([
-        "netns",
-        "exec",
-        &e.netns,
-        "skopeo",
-        "copy",
-        "--dest-tls-verify=false",
-    ])
-    .arg(format!("oci:{}", src.display()))
-    .arg(format!("docker://{}/busybox:latest", reg.host()));
-    run_root(&mut c);
+    reg.push(&src, "busybox:latest");
     let dirs = user_dirs(&e, "tls");
     let reference = format!("{}/busybox", reg.host());
     let layout = dirs.out.join("layout");
