@@ -324,7 +324,8 @@ fn user_dirs(e: &Env, name: &str) -> UserDirs {
         out: base.join("out"),
     };
     fs::create_dir_all(d.config.join("tupperware")).expect("config dir");
-    for p in [d.config.clone(), d.config.join("tupperware")] {
+    fs::create_dir_all(&d.out).expect("out dir");
+    for p in [d.config.clone(), d.config.join("tupperware"), d.out.clone()] {
         std::os::unix::fs::chown(&p, Some(uid), Some(uid)).expect("chown");
     }
     d
@@ -523,7 +524,7 @@ fn registry_pull_by_digest_and_a_missing_tag() {
     assert_eq!(out.status.code(), Some(125), "{}", output_text(&out));
     let err = stderr(&out);
     assert!(
-        err.starts_with("tupper: ") && err.contains("nope not found"),
+        err.lines().last().unwrap_or("").starts_with("tupper: ") && err.contains("nope not found"),
         "{err}"
     );
     assert_eq!(
