@@ -32,6 +32,8 @@ pub struct SystemConfig {
     pub store: StoreConfig,
     pub network: NetworkConfig,
     pub runtime: RuntimeConfig,
+    // Issue 9: where the cgroups go.
+    pub cgroups: crate::cgroups::CgroupsConfig,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -132,6 +134,7 @@ impl SystemConfig {
             return Err("runtime.state_dir must be absolute".into());
         }
         self.store.image_size_bytes()?;
+        self.cgroups.check()?;
         match parse_bytes(&self.runtime.log_size_max) {
             Some(n) if n >= 4096 => {}
             _ => return Err("runtime.log_size_max must be a size of at least 4K".into()),
