@@ -223,7 +223,11 @@ impl Policy {
     /// The cgroup limits of the process's own caller.
     pub fn cgroup_limits_for_current(&self, caller: Caller) -> CgroupPolicy {
         let name = caller.user_name();
-        self.cgroup_limits_for(caller, name.as_deref(), &crate::policy::current_groups(caller))
+        self.cgroup_limits_for(
+            caller,
+            name.as_deref(),
+            &crate::policy::current_groups(caller),
+        )
     }
 }
 

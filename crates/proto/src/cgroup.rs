@@ -53,9 +53,14 @@ pub enum CgroupRequest {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum CgroupReply {
     /// The limits in force (the request completed by the policy's defaults).
-    Created { limits: CgroupLimits },
+    Created {
+        limits: CgroupLimits,
+    },
     Joined,
     /// `oom_kills`: processes the OOM killer ended in the container;
     /// `existed`: whether there was anything to remove.
-    Removed { oom_kills: u64, existed: bool },
+    Removed {
+        oom_kills: u64,
+        existed: bool,
+    },
 }
