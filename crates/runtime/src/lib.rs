@@ -27,3 +27,6 @@ mod attach;
 pub mod control;
 pub mod logs;
 mod monitor;
+// Issue 9: resource limits, cgroups, stats.
+pub mod limits;
+pub mod stats;

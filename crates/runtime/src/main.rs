@@ -135,6 +135,17 @@ enum Command {
         #[arg(required = true)]
         containers: Vec<String>,
     },
+    // Issue 9: resource use, from the containers' cgroups.
+    /// Memory, CPU and pids of running containers (all, or those named).
+    Stats {
+        /// One sample, then exit.
+        #[arg(long = "no-stream")]
+        no_stream: bool,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "table")]
+        format: containers::Format,
+        containers: Vec<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -217,6 +228,11 @@ fn main() {
         )
         .map(|_| 0),
         Command::Inspect { containers } => control::inspect(&containers).map(|_| 0),
+        Command::Stats {
+            no_stream,
+            format,
+            containers,
+        } => tupper_runtime::stats::stats(&containers, no_stream, format).map(|_| 0),
     };
     match result {
         Ok(code) => std::process::exit(code),
