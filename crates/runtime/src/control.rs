@@ -365,7 +365,7 @@ pub fn inspect_value(state: &Records, rec: &Record) -> serde_json::Value {
             "interactive": opts.as_ref().is_some_and(|o| o.interactive),
             "remove": rec.remove_on_exit,
         },
-        "limits": crate::limits::inspect_value(rec.limits.as_ref()),
+        "limits": crate::limits::inspect_value(rec.limits.as_deref()),
     })
 }
 

@@ -367,7 +367,7 @@ impl Monitor<'_> {
             rec.cgroups = true;
             rec.oom_killed = None;
             self.save(rec)?;
-            rec.limits = Some(crate::limits::create(&rec.id, pid, &opts.limits)?);
+            rec.limits = Some(Box::new(crate::limits::create(&rec.id, pid, &opts.limits)?));
             self.save(rec)?;
         }
 
@@ -593,7 +593,7 @@ impl Monitor<'_> {
         if let Some(c) = self.container.take() {
             // Issue 9: one line that the OOM killer ended it, with the limit.
             if rec.oom_killed == Some(true) {
-                let line = format!("{}\n", crate::limits::oom_message(rec.limits.as_ref()));
+                let line = format!("{}\n", crate::limits::oom_message(rec.limits.as_deref()));
                 let f = attach::frame(attach::STDERR, line.as_bytes());
                 for cl in &c.clients {
                     send_blocking(&cl.stream, &f);

@@ -75,7 +75,7 @@ pub struct Record {
     // Issue 9: the limits in force while the container has cgroups
     // (`None`: it has none), and whether the OOM killer ended it.
     #[serde(default)]
-    pub limits: Option<proto::cgroup::CgroupLimits>,
+    pub limits: Option<Box<proto::cgroup::CgroupLimits>>,
     #[serde(default)]
     pub oom_killed: Option<bool>,
     /// Whether cgroups may exist for it (set before they are made, cleared
