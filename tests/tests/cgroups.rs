@@ -251,7 +251,7 @@ fn cgroup_cpus_half_a_core_is_measured() {
 #[ignore = "privileged end-to-end test: run by tests/run.sh (root, installed helpers)"]
 fn cgroup_request_above_the_policy_is_refused_before_anything_is_made() {
     let e = env();
-    let before = e.run_ok(&["ps", "-a", "-q"]);
+    let before = e.run_ok(&["ps", "-a"]);
     let out = e
         .tupper(&[
             "run",
@@ -271,7 +271,7 @@ fn cgroup_request_above_the_policy_is_refused_before_anything_is_made() {
         text.contains("--pids-limit 100000 is above the most one container may have (limit 4096 set by the built-in default"),
         "{text}"
     );
-    assert_eq!(e.run_ok(&["ps", "-a", "-q"]), before);
+    assert_eq!(e.run_ok(&["ps", "-a"]), before);
     assert!(e.container_roots(&e.user).is_empty());
 }
 

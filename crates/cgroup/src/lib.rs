@@ -214,6 +214,12 @@ fn create(
                     tree::read_trim(&d.join("cpuset.mems"))?,
                 ))
             };
+            // On a hybrid host the v2 tree has no controllers: the container
+            // is placed there (for cgroup.kill and freezing), its limits are
+            // all in v1.
+            if h.v2 && layout.mode != mode::Mode::Unified {
+                continue;
+            }
             // The user's totals (policy may have changed since the last one).
             let user_has = |f: &str| p.user.join(f).exists();
             let w = writers::writes(h, &user_totals, &user_has, None)?;
