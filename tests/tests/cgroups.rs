@@ -456,6 +456,10 @@ fn cgroup_helper_refuses_foreign_pids_and_bad_ids() {
     let _t = tidy(&e, &["mine"]);
     let id = "0123456789abcdef0123456789abcdef";
     // The second user's container: not the test user's.
+    let _ = e
+        .as_user(&e.second_user, &e.supervisor().to_string_lossy())
+        .args(["rm", "-f", "theirs"])
+        .output();
     let theirs = e
         .as_user(&e.second_user, &e.supervisor().to_string_lossy())
         .args([

@@ -20,7 +20,7 @@ pub fn as_root<T>(caller_uid: u32, f: impl FnOnce() -> Result<T>) -> Result<T> {
     if caller_uid == 0 {
         return f();
     }
-    crate::CAPS.with_caps(&[Capability::CAP_SETUID], || {
+    crate::CAPS.with_caps(&[Capability::CAP_SETUID, Capability::CAP_SYS_NICE], || {
         // SAFETY: prctl and setresuid on this (single-threaded) process.
         unsafe {
             if libc::prctl(libc::PR_SET_KEEPCAPS, 1, 0, 0, 0) != 0
