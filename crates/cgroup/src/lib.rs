@@ -81,7 +81,7 @@ fn handle(caller: Caller, request: &CgroupRequest) -> Result<CgroupReply> {
         }
         CgroupRequest::Join { container, pid } => {
             proto::validate::container_id(container)?;
-            let process = ownership::verify(*pid, caller.uid)?;
+            let process = ownership::verify_joiner(*pid, caller.uid)?;
             tree::as_root(caller.uid, || {
                 let dirs: Vec<_> = paths.iter().map(|p| p.container(container)).collect();
                 if dirs.is_empty() || dirs.iter().any(|d| !d.is_dir()) {

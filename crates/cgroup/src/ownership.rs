@@ -58,6 +58,34 @@ pub fn verify(pid: i32, uid: u32) -> Result<Process> {
     check(pid, uid).ok_or(Error::NotYourContainer { pid })
 }
 
+/// For `Join` (`exec`): a container process of the caller as [`verify`]
+/// says, or a process all of whose uids are the caller's — the `exec`
+/// joiner, which is not dumpable (so its namespaces cannot be read) and
+/// still has the caller's ids. Moving one's own process into one's own
+/// container's cgroups only limits it more.
+pub fn verify_joiner(pid: i32, uid: u32) -> Result<Process> {
+    check(pid, uid)
+        .or_else(|| own_process(pid, uid))
+        .ok_or(Error::NotYourContainer { pid })
+}
+
+fn own_process(pid: i32, uid: u32) -> Option<Process> {
+    if pid <= 1 {
+        return None;
+    }
+    let pidfd = pidfd::open(pid).ok()?;
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let uids: Vec<u32> = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))?
+        .split_whitespace()
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    // The status read belongs to the process the pidfd holds if it still lives.
+    (uids.len() == 4 && uids.iter().all(|u| *u == uid) && pidfd::is_alive(&pidfd))
+        .then_some(Process { pid, pidfd })
+}
+
 fn check(pid: i32, uid: u32) -> Option<Process> {
     if pid <= 1 {
         return None;
