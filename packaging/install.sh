@@ -58,7 +58,7 @@ note "building release binaries (sysconfdir $SYSCONFDIR, libexecdir $LIBEXECDIR)
     cd "$repo"
     TUPPER_SYSCONFDIR=$SYSCONFDIR TUPPER_LIBEXECDIR=$LIBEXECDIR CARGO_TARGET_DIR=$target_dir \
         cargo build --release --locked --bins \
-        -p tupper-supervisor -p tupper-storage -p tupper-ns -p tupper-net
+        -p tupper-supervisor -p tupper-storage -p tupper-ns -p tupper-net -p tupper-cgroup
 ) || die "cargo build failed"
 built=$target_dir/release
 for b in tupper-supervisor "${HELPERS[@]}"; do

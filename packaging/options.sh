@@ -99,7 +99,7 @@ parse_options() {
     [ "$PREFIX" = / ] && BINDIR=/bin && LIBEXECDIR=/libexec/tupperware
     CONFIG=$SYSCONFDIR/tupperware.toml
     [ "$SYSCONFDIR" = / ] && CONFIG=/tupperware.toml
-    HELPERS=(tupper-storage tupper-ns tupper-net)
+    HELPERS=(tupper-storage tupper-ns tupper-net tupper-cgroup)
 }
 
 require_root() {

@@ -138,10 +138,52 @@ step "install into $PREFIX"
 "$repo/packaging/make-busybox-image.sh" "$PREFIX/busybox.tar"
 chmod 0644 "$PREFIX/busybox.tar"
 
+step "cgroup parents below this run's own cgroups"
+# Issue 9: tupper-cgroup creates user-<uid>/<id> beneath a parent per
+# hierarchy; the suite puts it beneath its own cgroup in each (this host's
+# memory cgroup is not "/"), and removes all of it at the end (trap).
+CG_NAME=${NETNS}-cgroups
+CG_DIRS=()
+{
+    printf '\n[cgroups]\nparent = "/%s"\n[cgroups.parents]\n' "$CG_NAME"
+    while IFS=: read -r _ ctrls path; do
+        case "$ctrls" in
+            "") name=unified mnt=/sys/fs/cgroup/unified ;;
+            memory | pids | cpu | cpuacct | cpuset | freezer) name=$ctrls mnt=/sys/fs/cgroup/$ctrls ;;
+            *) continue ;;
+        esac
+        [ -d "$mnt" ] || continue
+        parent=${path%/}/$CG_NAME
+        printf '%s = "%s"\n' "$name" "$parent"
+        dir=$mnt$parent
+        mkdir -p "$dir"
+        if [ "$name" = cpuset ]; then
+            cat "$mnt${path%/}/cpuset.cpus" >"$dir/cpuset.cpus"
+            cat "$mnt${path%/}/cpuset.mems" >"$dir/cpuset.mems"
+        fi
+        CG_DIRS+=("$dir")
+    done </proc/self/cgroup
+} >>"$SYSCONF/tupperware.toml"
+cgroup_cleanup() {
+    local d
+    for d in "${CG_DIRS[@]}"; do
+        [ -d "$d" ] || continue
+        find "$d" -mindepth 1 -depth -type d -exec rmdir {} \; 2>/dev/null || true
+        rmdir "$d" 2>/dev/null || echo "tests/run.sh: could not remove cgroup $d" >&2
+    done
+}
+cgroup_leftovers() {
+    local d
+    for d in "${CG_DIRS[@]}"; do
+        find "$d" -mindepth 1 -type d
+    done
+}
+trap cgroup_cleanup EXIT
+
 step "README capability table = each helper's --print-caps"
 # The one list of capabilities is in the code; install.sh installs what
 # --print-caps says, and the README's table must say the same.
-for h in tupper-storage tupper-ns tupper-net; do
+for h in tupper-storage tupper-ns tupper-net tupper-cgroup; do
     want=$("$PREFIX/libexec/tupperware/$h" --print-caps) || die "$h --print-caps failed"
     want=$(printf '%s\n' "${want%=p}" | tr , '\n' | LC_ALL=C sort)
     # The table rows of $h: from its first row up to the next helper's row.
@@ -193,6 +235,7 @@ fi
 
 step "network namespace $NETNS"
 cleanup() {
+    cgroup_cleanup
     ip netns del "$NETNS" 2>/dev/null || true
     umount "$STORE" 2>/dev/null || true
 }
@@ -247,6 +290,10 @@ TUPPER_IT=1 TUPPER_PREFIX="$PREFIX" TUPPER_NETNS="$NETNS" TUPPER_USER="$TEST_USE
 TUPPER_NORANGE_USER="$NORANGE_USER" TUPPER_SECOND_USER="$SECOND_USER" TUPPER_STORE="$STORE" TUPPER_STATE_DIR="$STATE" \
 TUPPER_IMAGE_TAR="$PREFIX/busybox.tar" TUPPER_BRIDGE=tupper0 TUPPER_DEBIAN_TAR="$debian_tar" \
     cargo test -p tupper-integration --locked --tests -- --ignored --test-threads=1 "${debian_skip[@]}" ${TUPPER_E2E_FILTER:-}
+
+step "no cgroup left below the suite's parents"
+left=$(cgroup_leftovers)
+[ -z "$left" ] || die "the suite left cgroups behind: $left"
 
 step "nothing outside the test prefix and store"
 prod_after=$(prod_store_state)

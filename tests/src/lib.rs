@@ -42,6 +42,12 @@ fn var(name: &str) -> String {
         .unwrap_or_else(|_| panic!("TUPPER_IT=1 but {name} is not set (run tests/run.sh)"))
 }
 
+/// `sh -c` script: mount the cgroup hierarchies of process `$0` (the test,
+/// in the host's mount namespace) again, then `exec "$@"`.
+const CGROUP_MOUNTS: &str = r#"mount -t tmpfs -o mode=755 tmpfs /sys/fs/cgroup &&
+awk '/ - cgroup2? / { split($0, a, " - "); split(a[1], l, " "); split(a[2], r, " "); if (l[4] == "/" && index(l[5], "/sys/fs/cgroup/") == 1) print r[1], l[5], r[3] }' "/proc/$0/mountinfo" |
+while read -r fs mp opts; do mkdir -p "$mp" && mount -t "$fs" -o "$opts" "$fs" "$mp" || exit 1; done && exec "$@""#;
+
 impl Env {
     /// The environment `tests/run.sh` set up; panics without it (the tests
     /// that call this are `#[ignore]`d, so this only happens when one is run
@@ -119,9 +125,14 @@ impl Env {
     }
 
     /// A command run as `user` with no capabilities, inside the test netns.
+    /// `ip netns exec` mounts a sysfs of the namespace over `/sys`, hiding
+    /// the cgroup hierarchies: they are mounted again in its private mount
+    /// namespace as the host has them (issue 9: `tupper-cgroup` and `stats`).
     pub fn as_user(&self, user: &str, program: &str) -> Command {
         let mut c = Command::new("ip");
-        c.args(["netns", "exec", &self.netns, "setpriv"])
+        c.args(["netns", "exec", &self.netns, "sh", "-c", CGROUP_MOUNTS])
+            .arg(std::process::id().to_string())
+            .arg("setpriv")
             .arg(format!("--reuid={user}"))
             .arg(format!("--regid={user}"))
             .args(["--init-groups", "--inh-caps=-all", "--reset-env", "--"])

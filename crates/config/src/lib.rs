@@ -2,6 +2,9 @@
 //! compiled into the binaries: the system configuration ([`system`]), the
 //! per-user policy ([`policy`]) and the subordinate id ranges ([`subid`]).
 
+// Issue 9: cgroup placement and limits.
+pub mod cgroup_policy;
+pub mod cgroups;
 pub mod policy;
 pub mod registries;
 pub mod subid;

@@ -41,20 +41,35 @@ pub fn policy_path() -> PathBuf {
 /// One section of the file: every key optional.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct Section {
+pub(crate) struct Section {
     interfaces: Option<u32>,
     import_size: Option<String>,
+
+    // Issue 9 (cgroups, engineer "cg"): per-container maxima and defaults,
+    // per-user totals; read by `cgroup_policy.rs`.
+    pub(crate) memory: Option<crate::cgroup_policy::Bytes>,
+    pub(crate) memory_default: Option<crate::cgroup_policy::Bytes>,
+    pub(crate) memory_swap: Option<crate::cgroup_policy::Bytes>,
+    pub(crate) memory_swap_default: Option<crate::cgroup_policy::Bytes>,
+    pub(crate) pids: Option<u64>,
+    pub(crate) pids_default: Option<u64>,
+    pub(crate) cpus: Option<crate::cgroup_policy::Cpus>,
+    pub(crate) cpus_default: Option<crate::cgroup_policy::Cpus>,
+    pub(crate) total_memory: Option<crate::cgroup_policy::Bytes>,
+    pub(crate) total_pids: Option<u64>,
+    pub(crate) total_cpus: Option<crate::cgroup_policy::Cpus>,
+    pub(crate) containers: Option<u64>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct File {
+pub(crate) struct File {
     #[serde(default)]
-    default: Section,
+    pub(crate) default: Section,
     #[serde(default)]
-    users: BTreeMap<String, Section>,
+    pub(crate) users: BTreeMap<String, Section>,
     #[serde(default)]
-    groups: BTreeMap<String, Section>,
+    pub(crate) groups: BTreeMap<String, Section>,
 }
 
 /// The limits that apply to one caller, each with where it was set (for
@@ -88,8 +103,8 @@ impl<T: std::fmt::Display> Limit<T> {
 /// A parsed policy file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Policy {
-    path: PathBuf,
-    file: File,
+    pub(crate) path: PathBuf,
+    pub(crate) file: File,
 }
 
 impl Policy {
@@ -206,7 +221,7 @@ pub fn current_groups(caller: Caller) -> Vec<u32> {
 }
 
 /// A group name (or a number) to its gid.
-fn group_id(name: &str) -> Option<u32> {
+pub(crate) fn group_id(name: &str) -> Option<u32> {
     if let Ok(gid) = name.parse::<u32>() {
         return Some(gid);
     }

@@ -34,6 +34,8 @@ pub struct SystemConfig {
     pub runtime: RuntimeConfig,
     // Issue 10: where `pull` goes (engineer "pull").
     pub registries: crate::registries::RegistriesConfig,
+    // Issue 9: where the cgroups go.
+    pub cgroups: crate::cgroups::CgroupsConfig,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -134,6 +136,7 @@ impl SystemConfig {
             return Err("runtime.state_dir must be absolute".into());
         }
         self.store.image_size_bytes()?;
+        self.cgroups.check()?;
         match parse_bytes(&self.runtime.log_size_max) {
             Some(n) if n >= 4096 => {}
             _ => return Err("runtime.log_size_max must be a size of at least 4K".into()),

@@ -10,6 +10,8 @@
 //! can be replaced without touching a helper.
 
 mod caller;
+// Issue 9: the cgroup helper's messages.
+pub mod cgroup;
 pub mod error;
 pub mod frame;
 pub mod messages;

@@ -34,6 +34,21 @@ pub fn settle(
 /// everything was released.
 fn release(rec: &mut Record, snapshot_exists: bool) -> bool {
     let mut ok = true;
+    // Issue 9: the container's cgroups, and whether the OOM killer struck.
+    if rec.cgroups {
+        match crate::limits::remove(&rec.id) {
+            Ok(oom) => {
+                if oom {
+                    rec.oom_killed = Some(true);
+                }
+                rec.cgroups = false;
+            }
+            Err(e) => {
+                eprintln!("tupper: {e}");
+                ok = false;
+            }
+        }
+    }
     if rec.network_attached {
         let r: Result<NetReply, _> = call_once(
             Helper::Net,
@@ -86,7 +101,7 @@ pub fn collect_garbage(state: &Records) {
             continue;
         }
         // Ended, and everything given back: nothing to do.
-        if matches!(rec.status, Status::Exited(_)) && !rec.network_attached {
+        if matches!(rec.status, Status::Exited(_)) && !rec.network_attached && !rec.cgroups {
             continue;
         }
         if let Some(init) = rec.init {

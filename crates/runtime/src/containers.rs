@@ -76,8 +76,14 @@ pub fn ps(all: bool, format: Format, filters: &[String]) -> Result<()> {
                     c.to_string()
                 };
                 format!(
-                    "Exited ({code}) {}",
-                    age(r.finished_at.unwrap_or(r.created))
+                    "Exited ({code}) {}{}",
+                    age(r.finished_at.unwrap_or(r.created)),
+                    // Issue 9.
+                    if r.oom_killed == Some(true) {
+                        " (OOM killed)"
+                    } else {
+                        ""
+                    }
                 )
             }
             (_, true) => format!(

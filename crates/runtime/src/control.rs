@@ -348,7 +348,7 @@ pub fn inspect_value(state: &Records, rec: &Record) -> serde_json::Value {
             "exit_code": exit_code,
             "started_at": time(rec.started_at),
             "finished_at": time(rec.finished_at),
-            "oom_killed": false,
+            "oom_killed": rec.oom_killed.unwrap_or(false),
         },
         "network": {
             "address": rec.address.as_deref().map(|a| a.split('/').next().unwrap_or(a)),
@@ -365,7 +365,7 @@ pub fn inspect_value(state: &Records, rec: &Record) -> serde_json::Value {
             "interactive": opts.as_ref().is_some_and(|o| o.interactive),
             "remove": rec.remove_on_exit,
         },
-        "limits": {},
+        "limits": crate::limits::inspect_value(rec.limits.as_deref()),
     })
 }
 

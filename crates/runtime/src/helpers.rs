@@ -15,6 +15,8 @@ pub enum Helper {
     Storage,
     Ns,
     Net,
+    // Issue 9: cgroups.
+    Cgroup,
 }
 
 impl Helper {
@@ -23,6 +25,7 @@ impl Helper {
             Helper::Storage => "storage",
             Helper::Ns => "ns",
             Helper::Net => "net",
+            Helper::Cgroup => "cgroup",
         }
     }
 

@@ -29,3 +29,6 @@ pub mod logs;
 mod monitor;
 // Pull over the OCI distribution API (issue 10, engineer "pull").
 pub mod registry;
+// Issue 9: resource limits, cgroups, stats.
+pub mod limits;
+pub mod stats;

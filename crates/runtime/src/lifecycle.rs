@@ -110,6 +110,9 @@ mod tests {
             started_at: None,
             finished_at: None,
             hostname: None,
+            limits: None,
+            oom_killed: None,
+            cgroups: false,
         }
     }
 

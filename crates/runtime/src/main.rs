@@ -139,6 +139,17 @@ enum Command {
     // --- images from registries (issue 10, engineer "pull") ---
     /// Pull an image from a registry: `[REGISTRY/]REPOSITORY[:TAG|@DIGEST]`.
     Pull(tupper_runtime::registry::PullOptions),
+    // Issue 9: resource use, from the containers' cgroups.
+    /// Memory, CPU and pids of running containers (all, or those named).
+    Stats {
+        /// One sample, then exit.
+        #[arg(long = "no-stream")]
+        no_stream: bool,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "table")]
+        format: containers::Format,
+        containers: Vec<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -222,6 +233,11 @@ fn main() {
         .map(|_| 0),
         Command::Inspect { containers } => control::inspect(&containers).map(|_| 0),
         Command::Pull(opts) => tupper_runtime::registry::pull(&opts).map(|_| 0),
+        Command::Stats {
+            no_stream,
+            format,
+            containers,
+        } => tupper_runtime::stats::stats(&containers, no_stream, format).map(|_| 0),
     };
     match result {
         Ok(code) => std::process::exit(code),

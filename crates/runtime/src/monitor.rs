@@ -362,6 +362,15 @@ impl Monitor<'_> {
             self.save(rec)?;
         }
 
+        // Issue 9: the init joins its cgroups before it executes anything.
+        if crate::limits::enabled() {
+            rec.cgroups = true;
+            rec.oom_killed = None;
+            self.save(rec)?;
+            rec.limits = Some(Box::new(crate::limits::create(&rec.id, pid, &opts.limits)?));
+            self.save(rec)?;
+        }
+
         report.say("ready");
         let mut clients = Vec::new();
         if launch.attach_first {
@@ -582,6 +591,14 @@ impl Monitor<'_> {
             let _ = crate::cleanup::settle(self.state, rec, self.snapshot, code);
         }
         if let Some(c) = self.container.take() {
+            // Issue 9: one line that the OOM killer ended it, with the limit.
+            if rec.oom_killed == Some(true) {
+                let line = format!("{}\n", crate::limits::oom_message(rec.limits.as_deref()));
+                let f = attach::frame(attach::STDERR, line.as_bytes());
+                for cl in &c.clients {
+                    send_blocking(&cl.stream, &f);
+                }
+            }
             let f = attach::frame(attach::EXIT, &code.to_le_bytes());
             for cl in &c.clients {
                 send_blocking(&cl.stream, &f);

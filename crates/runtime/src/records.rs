@@ -72,6 +72,16 @@ pub struct Record {
     pub finished_at: Option<u64>,
     #[serde(default)]
     pub hostname: Option<String>,
+    // Issue 9: the limits in force while the container has cgroups
+    // (`None`: it has none), and whether the OOM killer ended it.
+    #[serde(default)]
+    pub limits: Option<Box<proto::cgroup::CgroupLimits>>,
+    #[serde(default)]
+    pub oom_killed: Option<bool>,
+    /// Whether cgroups may exist for it (set before they are made, cleared
+    /// once they are removed: `gc` removes them after a crash).
+    #[serde(default)]
+    pub cgroups: bool,
 }
 
 /// The exit code recorded when a container's monitor died before it could
@@ -360,6 +370,9 @@ mod tests {
             started_at: None,
             finished_at: None,
             hostname: None,
+            limits: None,
+            oom_killed: None,
+            cgroups: false,
         }
     }
 

@@ -71,6 +71,10 @@ pub struct RunOptions {
     #[arg(long, value_enum, default_value = "missing")]
     #[serde(default)]
     pub pull: crate::registry::PullPolicy,
+    // Issue 9 (engineer "cg"): resource limits.
+    #[command(flatten)]
+    #[serde(default)]
+    pub limits: crate::limits::LimitFlags,
 }
 
 /// Default command when none is given: the image's shell.
@@ -108,6 +112,8 @@ pub fn run(mut opts: RunOptions, signals: &Signals) -> Result<i32> {
     // Volume sources are opened (as the caller) before anything is created.
     let user_mounts = crate::volumes::resolve(&opts.mounts)?;
     crate::etc_files::validate(&opts.mounts)?;
+    // Limits above the policy are refused before anything is created.
+    crate::limits::check_early(&opts.limits)?;
     // The helpers enforce this; checking it here first gives the clearest message
     // before anything is created.
     tupper_config::subid::mapping_for(proto::Caller::current())
@@ -135,6 +141,9 @@ pub fn run(mut opts: RunOptions, signals: &Signals) -> Result<i32> {
         started_at: None,
         finished_at: None,
         hostname: opts.hostname.clone(),
+        limits: None,
+        oom_killed: None,
+        cgroups: false,
     };
     {
         let _lock = state.lock()?;

@@ -4,6 +4,8 @@
 //! ```text
 //! tupper-drive LIBEXECDIR net-attach PID CONTAINER_ID
 //! tupper-drive LIBEXECDIR net-release CONTAINER_ID
+//! tupper-drive LIBEXECDIR cgroup-create PID CONTAINER_ID
+//! tupper-drive LIBEXECDIR cgroup-remove CONTAINER_ID
 //! tupper-drive LIBEXECDIR absurd-frame (storage|ns|net)
 //! tupper-drive LIBEXECDIR garbage-frame (storage|ns|net)
 //! tupper-drive LIBEXECDIR hold-hostile (storage|ns|net)
@@ -82,6 +84,32 @@ fn main() -> ExitCode {
             let (mut ch, mut child) = spawn(libexec, "net");
             let r = ch.handshake().and_then(|_| {
                 ch.call::<_, NetReply>(&NetRequest::Release {
+                    container: id.to_string(),
+                })
+            });
+            drop(ch);
+            let _ = child.wait();
+            report(r)
+        }
+        // Issue 9: tupper-cgroup, as a hostile caller would use it.
+        ["cgroup-create", pid, id] => {
+            let (mut ch, mut child) = spawn(libexec, "cgroup");
+            let pid: i32 = pid.parse().unwrap_or(-1);
+            let r = ch.handshake().and_then(|_| {
+                ch.call::<_, proto::cgroup::CgroupReply>(&proto::cgroup::CgroupRequest::Create {
+                    container: id.to_string(),
+                    pid,
+                    limits: Default::default(),
+                })
+            });
+            drop(ch);
+            let _ = child.wait();
+            report(r)
+        }
+        ["cgroup-remove", id] => {
+            let (mut ch, mut child) = spawn(libexec, "cgroup");
+            let r = ch.handshake().and_then(|_| {
+                ch.call::<_, proto::cgroup::CgroupReply>(&proto::cgroup::CgroupRequest::Remove {
                     container: id.to_string(),
                 })
             });

@@ -54,6 +54,15 @@ pub fn run(
         Ok(Some(NsRequest::Start)) => {}
         _ => exit(EXIT_SETUP_FAILED),
     }
+    // Issue 9: the monitor placed us in our cgroups before Start; a cgroup
+    // namespace rooted there makes them `/` inside (`/proc/self/cgroup`).
+    if let Err(e) = nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWCGROUP) {
+        let _ = chan.reply::<NsReply>(&Err(proto::RemoteError::new(
+            proto::ErrorKind::System,
+            format!("unshare the cgroup namespace: {e}"),
+        )));
+        exit(EXIT_SETUP_FAILED);
+    }
     // With a terminal, its master goes to the supervisor first.
     if let Some(master) = terminal {
         let sent = chan.send_with_fd::<Result<NsReply, proto::RemoteError>>(

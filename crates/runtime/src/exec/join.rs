@@ -36,6 +36,10 @@ pub enum Report {
     Started { pid: i32 },
     Terminal,
     Failed { error: RemoteError, code: i32 },
+    // Issue 9: the joiner is in the container's namespaces and waits for
+    // the supervisor to have it moved into the container's cgroups (the
+    // answer is one `bool` frame: go on or give up).
+    Joined,
 }
 
 /// What the children do.
@@ -49,6 +53,9 @@ pub struct Plan {
     pub security: proto::SpawnSecurity,
     pub tty: bool,
     pub interactive: bool,
+    /// Issue 9: join the container's cgroups (through the supervisor) before
+    /// forking the command.
+    pub cgroups: bool,
 }
 
 const NAMESPACES: [(libc::c_int, &str); 7] = [
@@ -163,6 +170,16 @@ fn joiner(plan: &Plan, pidfd: RawFd, channel: OwnedFd) -> ! {
     }
     // SAFETY: the pidfd is ours (inherited) and used no more.
     unsafe { libc::close(pidfd) };
+    // Issue 9: into the container's cgroups before anything is forked.
+    if plan.cgroups {
+        if chan.send(&Report::Joined).is_err() {
+            exit(125);
+        }
+        match chan.recv_opt::<bool>() {
+            Ok(Some(true)) => {}
+            _ => exit(125),
+        }
+    }
     // 4.
     let mut gate = [0 as RawFd; 2];
     // SAFETY: pipe2 fills two descriptors.

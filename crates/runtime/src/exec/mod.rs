@@ -163,12 +163,13 @@ pub fn exec(mut opts: ExecOptions, signals: &Signals) -> Result<i32> {
         security,
         tty: opts.tty,
         interactive: opts.interactive,
+        cgroups: rec.cgroups,
     };
-    run_plan(&plan, pidfd, signals)
+    run_plan(&plan, pidfd, signals, &rec.id)
 }
 
 /// Fork the joining child and relay until the command ends.
-fn run_plan(plan: &join::Plan, pidfd: PidFd, signals: &Signals) -> Result<i32> {
+fn run_plan(plan: &join::Plan, pidfd: PidFd, signals: &Signals, id: &str) -> Result<i32> {
     let (mut channel, child_end) =
         proto::Channel::pair().map_err(|e| Error::user(format!("exec: {e}")))?;
     let child = join::spawn(plan, pidfd.as_fd(), OwnedFd::from(child_end))?;
@@ -198,6 +199,15 @@ fn run_plan(plan: &join::Plan, pidfd: PidFd, signals: &Signals) -> Result<i32> {
                 output = Some(tty::relay(master)?);
             }
             (join::Report::Terminal, None) => {}
+            // Issue 9: the joiner waits in the container's namespaces.
+            (join::Report::Joined, _) => {
+                let placed = crate::limits::join(id, child);
+                let _ = channel.send(&placed.is_ok());
+                if let Err(e) = placed {
+                    let _ = crate::run::wait_exit(child);
+                    return Err(e);
+                }
+            }
             (join::Report::Failed { error, code }, _) => failure = Some((error, code)),
         }
     }

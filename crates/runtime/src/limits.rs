@@ -1,0 +1,257 @@
+//! Issue 9: resource limit flags of `run` (podman's names and units), the
+//! early policy check, the container's cgroups through `tupper-cgroup`, and
+//! `stats`.
+
+use proto::cgroup::{CgroupLimits, CgroupReply, CgroupRequest};
+use tupper_config::cgroup_policy::{millicpus, show, Unit};
+
+use crate::error::{Error, Result};
+use crate::helpers::{call_once, Helper};
+
+#[derive(Debug, Clone, Default, clap::Args, serde::Serialize, serde::Deserialize)]
+pub struct LimitFlags {
+    /// Memory limit (bytes, or with b, k, m, g: 512m).
+    #[arg(short = 'm', long, value_name = "SIZE", value_parser = parse_memory)]
+    pub memory: Option<u64>,
+    /// Memory plus swap (like --memory; -1 for unlimited swap).
+    #[arg(long = "memory-swap", value_name = "SIZE", value_parser = parse_swap, allow_hyphen_values = true)]
+    pub memory_swap: Option<u64>,
+    /// Most processes and threads the container may have.
+    #[arg(long = "pids-limit", value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub pids_limit: Option<u64>,
+    /// CPUs the container may use, fractions allowed (1.5).
+    #[arg(long, value_name = "CPUS", value_parser = parse_cpus)]
+    pub cpus: Option<u64>,
+    /// Relative CPU weight (cgroup v1 shares, 2-262144).
+    #[arg(long = "cpu-shares", value_name = "N", value_parser = clap::value_parser!(u64).range(2..=262_144))]
+    pub cpu_shares: Option<u64>,
+    /// Relative CPU weight (cgroup v2, 1-10000).
+    #[arg(long = "cpu-weight", value_name = "N", value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    pub cpu_weight: Option<u64>,
+    /// CPUs the container may run on (0-3,5).
+    #[arg(long = "cpuset-cpus", value_name = "LIST")]
+    pub cpuset_cpus: Option<String>,
+}
+
+/// podman's sizes: a number with an optional b, k, m or g (either case).
+pub fn parse_memory(s: &str) -> std::result::Result<u64, String> {
+    let t = s.trim().to_ascii_lowercase();
+    let t = t
+        .strip_suffix('b')
+        .filter(|r| !r.is_empty() && r.ends_with(|c: char| "kmg".contains(c)))
+        .unwrap_or(&t);
+    let (num, mult) = match t.chars().last() {
+        Some('k') => (&t[..t.len() - 1], 1u64 << 10),
+        Some('m') => (&t[..t.len() - 1], 1 << 20),
+        Some('g') => (&t[..t.len() - 1], 1 << 30),
+        Some('b') => (&t[..t.len() - 1], 1),
+        _ => (t, 1),
+    };
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a size such as 512m or 1g"))?;
+    let bytes = n
+        .checked_mul(mult)
+        .ok_or_else(|| format!("{s:?} is too large"))?;
+    if bytes < 6 << 20 {
+        return Err(format!("{s:?} is below the minimum of 6m"));
+    }
+    Ok(bytes)
+}
+
+fn parse_swap(s: &str) -> std::result::Result<u64, String> {
+    if s.trim() == "-1" {
+        return Ok(u64::MAX);
+    }
+    parse_memory(s)
+}
+
+fn parse_cpus(s: &str) -> std::result::Result<u64, String> {
+    millicpus(s).ok_or_else(|| format!("{s:?} is not a number of CPUs such as 0.5 or 2"))
+}
+
+impl LimitFlags {
+    pub fn request(&self) -> CgroupLimits {
+        CgroupLimits {
+            memory: self.memory,
+            memory_swap: self.memory_swap,
+            pids: self.pids_limit,
+            millicpus: self.cpus,
+            cpu_shares: self.cpu_shares,
+            cpu_weight: self.cpu_weight,
+            cpuset_cpus: self.cpuset_cpus.clone(),
+        }
+    }
+
+    fn any(&self) -> bool {
+        self.request() != CgroupLimits::default()
+    }
+}
+
+/// Whether containers get cgroups on this host (`[cgroups] enabled`).
+pub fn enabled() -> bool {
+    tupper_config::SystemConfig::load()
+        .map(|c| c.cgroups.enabled)
+        .unwrap_or(true)
+}
+
+/// Before anything is created: limits asked where cgroups are off, or above
+/// the policy, are refused with the limit and where it is set. The helper
+/// checks again; its answer counts.
+pub fn check_early(flags: &LimitFlags) -> Result<()> {
+    if !enabled() {
+        if flags.any() {
+            return Err(Error::user(
+                "resource limits need cgroups, which this host's tupperware.toml disables ([cgroups] enabled = false)",
+            ));
+        }
+        return Ok(());
+    }
+    let policy = tupper_config::policy::Policy::load()
+        .map_err(|e| wrap(proto::Error::Remote(e.to_remote())))?
+        .cgroup_limits_for_current(proto::Caller::current());
+    policy
+        .resolve(&flags.request())
+        .map(|_| ())
+        .map_err(|e| wrap(proto::Error::Remote(e.to_remote())))
+}
+
+fn wrap(e: proto::Error) -> Error {
+    crate::helpers::wrap(Helper::Cgroup, e)
+}
+
+/// Put the container init `pid` into its cgroups; the limits in force.
+pub fn create(id: &str, pid: i32, flags: &LimitFlags) -> Result<CgroupLimits> {
+    match call_once::<_, CgroupReply>(
+        Helper::Cgroup,
+        &CgroupRequest::Create {
+            container: id.to_string(),
+            pid,
+            limits: flags.request(),
+        },
+    )? {
+        CgroupReply::Created { limits } => Ok(limits),
+        _ => Err(Error::user("cgroup: unexpected reply to Create")),
+    }
+}
+
+/// Move an `exec`'d process into the container's cgroups.
+pub fn join(id: &str, pid: i32) -> Result<()> {
+    call_once::<_, CgroupReply>(
+        Helper::Cgroup,
+        &CgroupRequest::Join {
+            container: id.to_string(),
+            pid,
+        },
+    )
+    .map(|_| ())
+}
+
+/// Remove the container's cgroups; whether the OOM killer struck there.
+pub fn remove(id: &str) -> Result<bool> {
+    match call_once::<_, CgroupReply>(
+        Helper::Cgroup,
+        &CgroupRequest::Remove {
+            container: id.to_string(),
+        },
+    )? {
+        CgroupReply::Removed { oom_kills, .. } => Ok(oom_kills > 0),
+        _ => Err(Error::user("cgroup: unexpected reply to Remove")),
+    }
+}
+
+/// The one line `run` prints for a container the OOM killer ended.
+pub fn oom_message(limits: Option<&CgroupLimits>) -> String {
+    match limits.and_then(|l| l.memory) {
+        Some(m) => format!(
+            "tupper: the container ran out of memory and was killed (memory limit {})",
+            show(Unit::Bytes, m)
+        ),
+        None => "tupper: the container ran out of memory and was killed".to_string(),
+    }
+}
+
+/// The limits as `inspect` shows them.
+pub fn inspect_value(limits: Option<&CgroupLimits>) -> serde_json::Value {
+    match limits {
+        None => serde_json::json!({}),
+        Some(l) => serde_json::json!({
+            "memory": l.memory,
+            "memory_swap": l.memory_swap.map(|s| if s == u64::MAX { -1i128 } else { s as i128 }),
+            "pids": l.pids,
+            "cpus": l.millicpus.map(|m| m as f64 / 1000.0),
+            "cpu_shares": l.cpu_shares,
+            "cpu_weight": l.cpu_weight,
+            "cpuset_cpus": l.cpuset_cpus,
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn podman_units() {
+        assert_eq!(parse_memory("512m").unwrap(), 512 << 20);
+        assert_eq!(parse_memory("1g").unwrap(), 1 << 30);
+        assert_eq!(parse_memory("1G").unwrap(), 1 << 30);
+        assert_eq!(parse_memory("1gb").unwrap(), 1 << 30);
+        assert_eq!(parse_memory("10485760").unwrap(), 10 << 20);
+        assert_eq!(parse_memory("10485760b").unwrap(), 10 << 20);
+        assert_eq!(parse_memory("8192k").unwrap(), 8 << 20);
+        assert!(parse_memory("1m").unwrap_err().contains("minimum"));
+        assert!(parse_memory("lots").is_err());
+        assert!(parse_memory("-5m").is_err());
+        assert_eq!(parse_swap("-1").unwrap(), u64::MAX);
+        assert_eq!(parse_cpus("0.5").unwrap(), 500);
+        assert!(parse_cpus("0").is_err());
+    }
+
+    #[test]
+    fn flags_parse_like_podman() {
+        use clap::Parser;
+        #[derive(clap::Parser)]
+        struct T {
+            #[command(flatten)]
+            l: LimitFlags,
+        }
+        let t = T::try_parse_from([
+            "t",
+            "--memory",
+            "64m",
+            "--memory-swap",
+            "-1",
+            "--pids-limit",
+            "50",
+            "--cpus",
+            "1.5",
+            "--cpu-shares",
+            "512",
+            "--cpuset-cpus",
+            "0",
+        ])
+        .unwrap();
+        let r = t.l.request();
+        assert_eq!(r.memory, Some(64 << 20));
+        assert_eq!(r.memory_swap, Some(u64::MAX));
+        assert_eq!(r.pids, Some(50));
+        assert_eq!(r.millicpus, Some(1500));
+        assert_eq!(r.cpu_shares, Some(512));
+        assert!(T::try_parse_from(["t", "--pids-limit", "0"]).is_err());
+        assert!(T::try_parse_from(["t", "--cpu-weight", "0"]).is_err());
+        assert!(T::try_parse_from(["t", "--cpu-shares", "1"]).is_err());
+    }
+
+    #[test]
+    fn oom_line() {
+        let l = CgroupLimits {
+            memory: Some(32 << 20),
+            ..Default::default()
+        };
+        assert_eq!(
+            oom_message(Some(&l)),
+            "tupper: the container ran out of memory and was killed (memory limit 32M)"
+        );
+    }
+}
