@@ -272,6 +272,44 @@ pub fn charge(sub: impl AsFd, uid: u32, total: Option<u64>, owner: Owner) -> Res
     })
 }
 
+/// Run `destroy` (the removal of container root `root_id` of user `uid`)
+/// so that the quota cannot stop it: a removal writes metadata in the
+/// container root (its nested subvolumes' entries), which a full group would
+/// refuse with EDQUOT. The container's own limit is lifted first (it is going
+/// away); if the user's total still stops it, that is lifted for the removal
+/// only and set back to `total` afterwards.
+pub fn removing(
+    fd: impl AsFd,
+    root_id: u64,
+    uid: u32,
+    total: Option<u64>,
+    destroy: impl Fn() -> Result<()>,
+) -> Result<()> {
+    let fd = fd.as_fd();
+    with_caps(ADMIN, || {
+        // Best effort: a group that is gone already has no limit.
+        let _ = set_limit(fd, Qgroup::container(root_id), None);
+        Ok(())
+    })?;
+    match destroy() {
+        Err(Error::Sys {
+            errno: Errno::EDQUOT,
+            ..
+        }) => {
+            let user = Qgroup::user(uid);
+            with_caps(ADMIN, || {
+                set_limit(fd, user, None).map_err(qerr("cannot lift your total to remove"))
+            })?;
+            let done = destroy();
+            with_caps(ADMIN, || {
+                set_limit(fd, user, total).map_err(qerr("cannot set your total again"))
+            })?;
+            done
+        }
+        other => other,
+    }
+}
+
 /// The id of subvolume `sub` (for [`release_container`] after it is gone).
 pub fn subvol_id(sub: impl AsFd) -> Result<u64> {
     btrfs::subvol_id(sub).map_err(qerr("cannot identify the subvolume"))

@@ -65,7 +65,10 @@ pub fn remove(containers: &OwnedFd, container: &str, uid: u32) -> Result<Storage
     }
     let root_id = open_dir_at(containers, container, "the container root")
         .and_then(|root| quota::subvol_id(&root))?;
-    subvol::destroy(containers, container)?;
+    let (_, total) = quota::limits_for(proto::Caller::current(), None)?;
+    quota::removing(containers, root_id, uid, total, || {
+        subvol::destroy(containers, container)
+    })?;
     // Its quota group goes once the kernel has freed what it held: now if
     // it can, else at the user's next removal, snapshot or `gc`.
     quota::release_container(containers, root_id)?;
