@@ -59,6 +59,11 @@ pub(crate) struct Section {
     pub(crate) total_pids: Option<u64>,
     pub(crate) total_cpus: Option<crate::cgroup_policy::Cpus>,
     pub(crate) containers: Option<u64>,
+    // --- disk quota (issue 9, btrfs quota groups) ---
+    /// Largest (and default) size of one container's writes.
+    disk: Option<String>,
+    /// All of a user's images and containers together.
+    total_disk: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
@@ -78,6 +83,9 @@ pub(crate) struct File {
 pub struct Limits {
     pub interfaces: Limit<u32>,
     pub import_size: Limit<u64>,
+    // --- disk quota (issue 9); `u64::MAX` is "no limit" ---
+    pub disk: Limit<u64>,
+    pub total_disk: Limit<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -140,12 +148,19 @@ impl Policy {
                     .map(|(n, s)| (format!("[groups.{n}]"), s)),
             );
         for (name, s) in sections {
-            if let Some(size) = &s.import_size {
-                parse_bytes(size).ok_or_else(|| {
-                    format!(
-                        "{name} import_size {size:?}: expected bytes or a number with K, M, G or T"
-                    )
-                })?;
+            let sizes = [
+                ("import_size", &s.import_size),
+                ("disk", &s.disk),
+                ("total_disk", &s.total_disk),
+            ];
+            for (key, size) in sizes {
+                if let Some(size) = size {
+                    parse_bytes(size).ok_or_else(|| {
+                        format!(
+                            "{name} {key} {size:?}: expected bytes or a number with K, M, G or T"
+                        )
+                    })?;
+                }
             }
         }
         Ok(Policy {
@@ -191,7 +206,19 @@ impl Policy {
             &|s| s.import_size.as_deref().and_then(parse_bytes),
             DEFAULT_IMPORT_SIZE,
         );
+        // Disk quota (issue 9): no limit unless the file sets one.
+        let (disk, disk_src) = pick(&|s| s.disk.as_deref().and_then(parse_bytes), u64::MAX);
+        let (total_disk, total_src) =
+            pick(&|s| s.total_disk.as_deref().and_then(parse_bytes), u64::MAX);
         Limits {
+            disk: Limit {
+                value: disk,
+                source: disk_src,
+            },
+            total_disk: Limit {
+                value: total_disk,
+                source: total_src,
+            },
             interfaces: Limit {
                 value: u32::try_from(interfaces).unwrap_or(u32::MAX),
                 source: if_src,
@@ -307,6 +334,21 @@ mod tests {
             "you have 2 interfaces on the bridge already (limit 2 set by \
              /etc/tupperware/policy.toml [default]; ask an administrator to raise it)"
         );
+    }
+
+    #[test]
+    fn disk_limits_default_to_none_and_name_their_section() {
+        let l = policy("").limits_for(ME, None, &[]);
+        assert_eq!((l.disk.value, l.total_disk.value), (u64::MAX, u64::MAX));
+        let p = policy(
+            "[default]\ndisk = \"1G\"\ntotal_disk = \"10G\"\n[users.alice]\ndisk = \"2G\"\n",
+        );
+        let l = p.limits_for(ME, Some("alice"), &[]);
+        assert_eq!(l.disk.value, 2 << 30);
+        assert_eq!(l.disk.source, "/etc/tupperware/policy.toml [users.alice]");
+        assert_eq!(l.total_disk.value, 10 << 30);
+        assert_eq!(l.total_disk.source, "/etc/tupperware/policy.toml [default]");
+        assert!(Policy::parse(Path::new("/p"), "[default]\ndisk = \"big\"\n").is_err());
     }
 
     #[test]

@@ -54,6 +54,16 @@ pub enum StorageRequest {
     /// same extractor and refusals as an import. Answered once, after
     /// `ImportEnd`, with [`StorageReply::CopiedIn`].
     CopyInBegin { container: String },
+
+    // --- disk quota (issue 9) ---
+    /// `Snapshot` with the container's own disk size (`run --storage-opt
+    /// size=`), in bytes; refused above the policy's `disk`. Plain `Snapshot`
+    /// takes the policy's value.
+    SnapshotSized {
+        image: String,
+        container: String,
+        size: u64,
+    },
 }
 
 /// What a path inside a container root is ([`StorageRequest::StatPath`]).

@@ -286,13 +286,19 @@ impl Monitor<'_> {
     fn set_up(&mut self, rec: &mut Record, launch: Launch, report: &mut Report) -> Result<()> {
         let opts = &launch.opts;
         if launch.fresh {
-            let _: StorageReply = crate::helpers::call_once(
-                Helper::Storage,
-                &StorageRequest::Snapshot {
+            // Disk quota (issue 9): a size of its own, or the policy's.
+            let request = match opts.storage_size {
+                Some(size) => StorageRequest::SnapshotSized {
+                    image: opts.image.clone(),
+                    container: rec.id.clone(),
+                    size,
+                },
+                None => StorageRequest::Snapshot {
                     image: opts.image.clone(),
                     container: rec.id.clone(),
                 },
-            )?;
+            };
+            let _: StorageReply = crate::helpers::call_once(Helper::Storage, &request)?;
             self.snapshot = true;
         }
         let hostname = opts

@@ -75,6 +75,24 @@ pub struct RunOptions {
     #[command(flatten)]
     #[serde(default)]
     pub limits: crate::limits::LimitFlags,
+    // Issue 9, disk quota (engineer "quota").
+    /// Storage option: `size=SIZE` caps what the container may write to its
+    /// root (bytes, or with K, M, G, T); at most the policy's `disk`.
+    #[arg(long = "storage-opt", value_name = "size=SIZE", value_parser = parse_storage_opt)]
+    pub storage_size: Option<u64>,
+}
+
+/// `--storage-opt size=SIZE` (podman's name; `size` is the only option).
+fn parse_storage_opt(s: &str) -> std::result::Result<u64, String> {
+    let size = s
+        .strip_prefix("size=")
+        .ok_or_else(|| format!("unknown storage option {s:?} (only size=SIZE)"))?;
+    match tupper_config::system::parse_bytes(size) {
+        Some(n) if n > 0 => Ok(n),
+        _ => Err(format!(
+            "size={size:?}: expected bytes or a number with K, M, G or T"
+        )),
+    }
 }
 
 /// Default command when none is given: the image's shell.

@@ -252,11 +252,68 @@ pub fn child_subvols(fd: impl AsFd, parent: u64) -> Result<Vec<ChildRef>, Errno>
 
 /// One `struct btrfs_ioctl_search_header`.
 #[derive(Debug, PartialEq, Eq)]
-struct SearchItem {
-    objectid: u64,
-    offset: u64,
+pub struct SearchItem {
+    pub objectid: u64,
+    pub offset: u64,
+    pub kind: u32,
+    pub data: Vec<u8>,
+}
+
+/// The items of tree `tree` with key type `kind`, objectid in `objectids`
+/// and offset in `offsets` (inclusive ranges), at most `max` of them, in key
+/// order. Needs CAP_SYS_ADMIN; `fd` is any descriptor on the filesystem.
+pub fn search(
+    fd: impl AsFd,
+    tree: u64,
+    objectids: (u64, u64),
     kind: u32,
-    data: Vec<u8>,
+    offsets: (u64, u64),
+    max: usize,
+) -> Result<Vec<SearchItem>, Errno> {
+    let mut out = Vec::new();
+    let mut a = Box::new(SearchArgs {
+        key: SearchKey::default(),
+        buf: [0; SEARCH_BUF_LEN],
+    });
+    let (mut min_objectid, mut min_offset) = (objectids.0, offsets.0);
+    while out.len() < max {
+        a.key = SearchKey {
+            tree_id: tree,
+            min_objectid,
+            max_objectid: objectids.1,
+            min_type: kind,
+            max_type: kind,
+            min_offset,
+            max_offset: offsets.1,
+            min_transid: 0,
+            max_transid: u64::MAX,
+            nr_items: 4096,
+            ..SearchKey::default()
+        };
+        // SAFETY: `a` is a valid btrfs_ioctl_search_args; the kernel writes
+        // at most SEARCH_BUF_LEN bytes of items into `buf`.
+        unsafe { ioc_tree_search(fd.as_fd().as_raw_fd(), &mut *a) }?;
+        let items = parse_search_items(&a.buf, a.key.nr_items);
+        let Some(last) = items.last().map(|i| (i.objectid, i.offset)) else {
+            break;
+        };
+        out.extend(items.into_iter().filter(|i| {
+            i.kind == kind
+                && (objectids.0..=objectids.1).contains(&i.objectid)
+                && (offsets.0..=offsets.1).contains(&i.offset)
+        }));
+        // Continue after the last key seen (the search key is a tuple, so
+        // the offset wraps into the next objectid).
+        match last.1.checked_add(1) {
+            Some(o) if o <= offsets.1 => (min_objectid, min_offset) = (last.0, o),
+            _ => match last.0.checked_add(1) {
+                Some(id) if id <= objectids.1 => (min_objectid, min_offset) = (id, offsets.0),
+                _ => break,
+            },
+        }
+    }
+    out.truncate(max);
+    Ok(out)
 }
 
 fn u64_at(buf: &[u8], at: usize) -> Option<u64> {

@@ -33,5 +33,10 @@ pub fn commit(store: &Store, uid: u32, container: &str, image: &str) -> Result<S
             e => Error::sys("cannot snapshot the container root")(e),
         })
     })?;
+    // Disk quota: the new image (and what is written while it is shared)
+    // counts against the caller, like an import.
+    let (_, total) = crate::quota::limits_for(proto::Caller::current(), None)?;
+    let new = crate::fsutil::open_dir_at(&images, image, "the new image")?;
+    crate::quota::charge(&new, uid, total, crate::quota::Owner::Image)?;
     Ok(StorageReply::Done)
 }

@@ -52,6 +52,10 @@ pub enum Error {
     },
     #[error("{what}: {why}")]
     Other { what: String, why: String },
+    /// A disk quota (policy `disk`, `total_disk`) was reached or a request
+    /// was over it; the message names the limit.
+    #[error("{0}")]
+    Quota(String),
 }
 
 impl Error {
@@ -83,12 +87,25 @@ impl ToRemote for Error {
             Error::Config(e) => return e.to_remote(),
             Error::Helper(e) => return e.to_remote(),
             Error::NotFound(_) => ErrorKind::NotFound,
+            Error::Quota(_) => ErrorKind::Exhausted,
             Error::AlreadyExists(_) => ErrorKind::AlreadyExists,
             Error::Unsafe(_) => ErrorKind::Unsafe,
             Error::Tarball(_) | Error::NotRootfs(_) => ErrorKind::InvalidRequest,
             Error::Protocol(_) | Error::ChannelClosed => ErrorKind::Protocol,
             Error::Sys {
-                errno: nix::errno::Errno::ENOSPC | nix::errno::Errno::EDQUOT,
+                errno: nix::errno::Errno::EDQUOT,
+                ..
+            } => {
+                return RemoteError::new(
+                    ErrorKind::Exhausted,
+                    format!(
+                        "{self} (your disk quota: the policy's total_disk; remove images or \
+                         containers, or ask an administrator to raise it)"
+                    ),
+                )
+            }
+            Error::Sys {
+                errno: nix::errno::Errno::ENOSPC,
                 ..
             } => {
                 return RemoteError::new(

@@ -18,6 +18,7 @@ mod import;
 pub mod layout;
 mod loopdev;
 mod nested;
+mod quota;
 mod request;
 mod roots;
 mod store;

@@ -7,7 +7,7 @@ use tupper_config::system::SystemConfig;
 
 use crate::error::{Error, Result};
 use crate::store::{self, Store};
-use crate::{commit, copy_in, export, images, import, roots};
+use crate::{commit, copy_in, export, images, import, quota, roots};
 
 pub struct Context {
     pub caller: Caller,
@@ -37,22 +37,17 @@ pub fn handle(chan: &mut Channel, ctx: &Context, req: StorageRequest) -> Result<
             validate::name(&name)?;
             images::remove(&ctx.store()?.user_images(uid)?, &name)
         }
-        StorageRequest::Snapshot { image, container } => {
-            validate::name(&image)?;
-            validate::container_id(&container)?;
-            let store = ctx.store()?;
-            roots::snapshot(
-                &store.user_images(uid)?,
-                &store.user_containers(uid)?,
-                &image,
-                &container,
-            )
-        }
+        StorageRequest::Snapshot { image, container } => snapshot(ctx, &image, &container, None),
         StorageRequest::RemoveContainer { container } => {
             validate::container_id(&container)?;
-            roots::remove(&ctx.store()?.user_containers(uid)?, &container)
+            roots::remove(&ctx.store()?.user_containers(uid)?, &container, uid)
         }
-        StorageRequest::ListContainers => roots::list(&ctx.store()?.user_containers(uid)?),
+        StorageRequest::ListContainers => {
+            let containers = ctx.store()?.user_containers(uid)?;
+            // `gc` and `ps` list: a chance to drop emptied quota groups.
+            quota::sweep_user(&containers, uid);
+            roots::list(&containers)
+        }
         // files in and out of containers
         StorageRequest::Commit { container, image } => {
             commit::commit(&ctx.store()?, uid, &container, &image)
@@ -68,6 +63,12 @@ pub fn handle(chan: &mut Channel, ctx: &Context, req: StorageRequest) -> Result<
         StorageRequest::CopyInBegin { container } => {
             copy_in::run(chan, ctx.caller, || ctx.store(), &container)
         }
+        // --- disk quota (issue 9) ---
+        StorageRequest::SnapshotSized {
+            image,
+            container,
+            size,
+        } => snapshot(ctx, &image, &container, Some(size)),
         other @ (StorageRequest::ImportChunk(_) | StorageRequest::ImportEnd) => {
             Err(Error::Protocol(format!(
                 "{} outside of an import",
@@ -75,4 +76,26 @@ pub fn handle(chan: &mut Channel, ctx: &Context, req: StorageRequest) -> Result<
             )))
         }
     }
+}
+
+/// `Snapshot` and `SnapshotSized`: validate (names, and the size against the
+/// policy before anything is created), snapshot, charge.
+fn snapshot(
+    ctx: &Context,
+    image: &str,
+    container: &str,
+    size: Option<u64>,
+) -> Result<StorageReply> {
+    validate::name(image)?;
+    validate::container_id(container)?;
+    let (size, total) = quota::limits_for(ctx.caller, size)?;
+    let store = ctx.store()?;
+    let uid = ctx.caller.uid;
+    roots::snapshot(
+        &store.user_images(uid)?,
+        &store.user_containers(uid)?,
+        image,
+        container,
+        roots::Quota { uid, size, total },
+    )
 }

@@ -97,6 +97,8 @@ pub fn ensure(cfg: &StoreConfig, caller: Caller) -> Result<Store> {
         }
         make_root_owned(&root, 0o700)?;
     }
+    // Disk quota (issue 9): on in simple mode from the first use on.
+    crate::quota::ensure_enabled(&root)?;
     let images = ensure_root_dir_at(&root, "images", "the image directory")?;
     let containers = ensure_root_dir_at(&root, "containers", "the container directory")?;
     Ok(Store { images, containers })

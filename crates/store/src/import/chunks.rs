@@ -128,6 +128,7 @@ pub fn request_name(r: &StorageRequest) -> &'static str {
         StorageRequest::ExportBegin { .. } => "ExportBegin",
         StorageRequest::StatPath { .. } => "StatPath",
         StorageRequest::CopyInBegin { .. } => "CopyInBegin",
+        StorageRequest::SnapshotSized { .. } => "SnapshotSized",
     }
 }
 

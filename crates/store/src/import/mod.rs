@@ -58,6 +58,9 @@ fn import(
     // act: a hidden subvolume that is destroyed unless the import completes
     let partial = Partial::create(&images)?;
     let sub = open_dir_at(&images, &partial.name, "the new image")?;
+    // Disk quota: everything the import writes counts against the caller.
+    let (_, total) = crate::quota::limits_for(caller, None)?;
+    crate::quota::charge(&sub, caller.uid, total, crate::quota::Owner::Image)?;
     let mut ex = Extractor::new(sub, shift, data::Budget::new(limit))?;
     {
         let input =
