@@ -5,6 +5,9 @@
 //! interfaces = 32           # veths on the bridge at once, all containers together
 //! import_size = "8G"        # apparent size of one image import
 //!
+//! min_host_port = 1024      # the lowest host port a non-root user may publish
+//! published_ports = 16      # host ports published at once, all containers together
+//!
 //! [users.alice]             # by login name (or numeric uid as a string)
 //! interfaces = 64
 //!
@@ -33,6 +36,11 @@ use crate::Error;
 /// Built-in defaults, used where the file says nothing.
 pub const DEFAULT_INTERFACES: u32 = 32;
 pub const DEFAULT_IMPORT_SIZE: u64 = 8 << 30;
+// Issue 11 (engineer "net"): published ports.
+/// Host ports below this are for root only, unless the policy says otherwise.
+pub const DEFAULT_MIN_HOST_PORT: u16 = 1024;
+/// Host ports one user may publish at once.
+pub const DEFAULT_PUBLISHED_PORTS: u32 = 16;
 
 pub fn policy_path() -> PathBuf {
     Path::new(SYSCONFDIR).join("policy.toml")
@@ -44,6 +52,9 @@ pub fn policy_path() -> PathBuf {
 struct Section {
     interfaces: Option<u32>,
     import_size: Option<String>,
+    // Issue 11 (engineer "net"): published ports.
+    min_host_port: Option<u16>,
+    published_ports: Option<u32>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
@@ -63,6 +74,11 @@ struct File {
 pub struct Limits {
     pub interfaces: Limit<u32>,
     pub import_size: Limit<u64>,
+    // Issue 11 (engineer "net"): published ports.
+    /// The lowest host port a non-root user may publish.
+    pub min_host_port: Limit<u16>,
+    /// Host ports published at once, all of a user's containers together.
+    pub published_ports: Limit<u32>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -176,6 +192,15 @@ impl Policy {
             &|s| s.import_size.as_deref().and_then(parse_bytes),
             DEFAULT_IMPORT_SIZE,
         );
+        // Issue 11 (engineer "net"): published ports.
+        let (min_port, mp_src) = pick(
+            &|s| s.min_host_port.map(u64::from),
+            u64::from(DEFAULT_MIN_HOST_PORT),
+        );
+        let (ports, pp_src) = pick(
+            &|s| s.published_ports.map(u64::from),
+            u64::from(DEFAULT_PUBLISHED_PORTS),
+        );
         Limits {
             interfaces: Limit {
                 value: u32::try_from(interfaces).unwrap_or(u32::MAX),
@@ -184,6 +209,14 @@ impl Policy {
             import_size: Limit {
                 value: import_size,
                 source: is_src,
+            },
+            min_host_port: Limit {
+                value: u16::try_from(min_port).unwrap_or(u16::MAX),
+                source: mp_src,
+            },
+            published_ports: Limit {
+                value: u32::try_from(ports).unwrap_or(u32::MAX),
+                source: pp_src,
             },
         }
     }
@@ -267,6 +300,18 @@ mod tests {
         // A numeric uid names a user too.
         let p = policy("[users.1001]\ninterfaces = 7\n");
         assert_eq!(p.limits_for(ME, None, &[]).interfaces.value, 7);
+    }
+
+    #[test]
+    fn published_port_limits() {
+        let d = policy("").limits_for(ME, None, &[]);
+        assert_eq!(d.min_host_port.value, DEFAULT_MIN_HOST_PORT);
+        assert_eq!(d.published_ports.value, DEFAULT_PUBLISHED_PORTS);
+        let p = policy("[default]\nmin_host_port = 80\npublished_ports = 2\n");
+        let l = p.limits_for(ME, None, &[]);
+        assert_eq!(l.min_host_port.value, 80);
+        assert_eq!(l.published_ports.value, 2);
+        assert!(Policy::parse(Path::new("/p"), "[default]\nmin_host_port = 70000\n").is_err());
     }
 
     #[test]

@@ -27,3 +27,5 @@ mod attach;
 pub mod control;
 pub mod logs;
 mod monitor;
+// Issue 11 (engineer "net"): published ports.
+mod ports;

@@ -110,6 +110,7 @@ mod tests {
             started_at: None,
             finished_at: None,
             hostname: None,
+            ports: Vec::new(),
         }
     }
 

@@ -360,6 +360,12 @@ impl Monitor<'_> {
             etc.set_address_of(&address)?;
             rec.address = Some(address);
             self.save(rec)?;
+            // Issue 11: published ports, tied to the lease.
+            let specs = crate::ports::specs(opts)?;
+            if !specs.is_empty() {
+                rec.ports = crate::ports::publish(&rec.id, &specs)?;
+                self.save(rec)?;
+            }
         }
 
         report.say("ready");

@@ -72,6 +72,9 @@ pub struct Record {
     pub finished_at: Option<u64>,
     #[serde(default)]
     pub hostname: Option<String>,
+    // Issue 11 (engineer "net"): the host ports published to the container.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ports: Vec<proto::ports::PortSpec>,
 }
 
 /// The exit code recorded when a container's monitor died before it could
@@ -360,6 +363,7 @@ mod tests {
             started_at: None,
             finished_at: None,
             hostname: None,
+            ports: Vec::new(),
         }
     }
 

@@ -65,6 +65,20 @@ pub struct RunOptions {
     /// Run in the background: print the container id once its command runs.
     #[arg(short = 'd', long)]
     pub detach: bool,
+    // Issue 11 (engineer "net"): published ports.
+    /// Publish a container port on the host: [HOSTIP:]HOSTPORT:CONTAINERPORT[/tcp|udp],
+    /// or CONTAINERPORT for an ephemeral host port.
+    #[arg(
+        short = 'p',
+        long = "publish",
+        value_name = "[HOSTIP:]HOSTPORT:CONTAINERPORT"
+    )]
+    #[serde(default)]
+    pub publish: Vec<String>,
+    /// Publish every port the image exposes, each on an ephemeral host port.
+    #[arg(short = 'P', long = "publish-all")]
+    #[serde(default)]
+    pub publish_all: bool,
 }
 
 /// Default command when none is given: the image's shell.
@@ -90,6 +104,8 @@ impl RunOptions {
             self.command = vec![DEFAULT_COMMAND.into()];
         }
         proto::validate::command(&self.command)?;
+        // Issue 11: published ports need the bridge.
+        crate::ports::specs(self)?;
         Ok(())
     }
 }
@@ -129,6 +145,7 @@ pub fn run(mut opts: RunOptions, signals: &Signals) -> Result<i32> {
         started_at: None,
         finished_at: None,
         hostname: opts.hostname.clone(),
+        ports: Vec::new(),
     };
     {
         let _lock = state.lock()?;
