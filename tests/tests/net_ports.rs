@@ -378,3 +378,67 @@ fn ports_a_killed_monitor_leaves_rules_that_gc_reclaims() {
     rm(&e, &e.user, "crashy");
     nothing_left(&e);
 }
+
+#[test]
+#[ignore = "privileged end-to-end test: run by tests/run.sh (root, installed helpers)"]
+fn ports_names_between_a_users_containers() {
+    let e = env();
+    let _tidy = Tidy(
+        &e,
+        vec![
+            (e.user.clone(), "alpha".into()),
+            (e.second_user.clone(), "theirs".into()),
+        ],
+    );
+    let sleeper = |user: &str, name: &str| {
+        let mut c = e.as_user(user, &e.supervisor().to_string_lossy());
+        c.args(["run", "-d", "--name", name, "busybox", "sleep", "60"]);
+        assert_success(&c.output().unwrap(), &["run -d", name]);
+    };
+    sleeper(&e.user, "alpha");
+    sleeper(&e.second_user, "theirs");
+    // A new container resolves its neighbour and itself by name.
+    let out = e
+        .tupper(&[
+            "run",
+            "--rm",
+            "--name",
+            "beta",
+            "busybox",
+            "sh",
+            "-c",
+            "ping -c1 -W2 alpha && ping -c1 -W2 beta && cat /etc/hosts",
+        ])
+        .output()
+        .unwrap();
+    let t = text(&out);
+    assert_success(&out, &["run beta ping alpha"]);
+    assert!(
+        !t.contains("theirs"),
+        "another user's container appears: {t}"
+    );
+    // The running one learnt the new name while beta ran, and forgot it after.
+    let hosts = e.run_ok(&["exec", "alpha", "cat", "/etc/hosts"]);
+    assert!(!hosts.contains("beta"), "{hosts}");
+    let mut c = e.spawn(&[
+        "run",
+        "--rm",
+        "--name",
+        "gamma",
+        "busybox",
+        "sh",
+        "-c",
+        "echo up; sleep 5",
+    ]);
+    tupper_integration::read_until(&mut c, "up");
+    let hosts = e.run_ok(&["exec", "alpha", "cat", "/etc/hosts"]);
+    assert!(hosts.contains("\tgamma"), "{hosts}");
+    let out = e.run_ok(&["exec", "alpha", "ping", "-c1", "-W2", "gamma"]);
+    assert!(out.contains("1 packets received"), "{out}");
+    let _ = c.kill();
+    let _ = c.wait();
+    rm(&e, &e.user, "gamma");
+    rm(&e, &e.user, "alpha");
+    rm(&e, &e.second_user, "theirs");
+    nothing_left(&e);
+}

@@ -366,6 +366,8 @@ impl Monitor<'_> {
                 rec.ports = crate::ports::publish(&rec.id, &specs)?;
                 self.save(rec)?;
             }
+            // Issue 11: this container's and the others' names.
+            crate::etc_files::refresh_neighbours(self.state);
         }
 
         report.say("ready");
@@ -587,6 +589,8 @@ impl Monitor<'_> {
         if let Ok(_lock) = self.state.lock() {
             let _ = crate::cleanup::settle(self.state, rec, self.snapshot, code);
         }
+        // Issue 11: the user's other containers forget this one's name.
+        crate::etc_files::refresh_neighbours(self.state);
         if let Some(c) = self.container.take() {
             let f = attach::frame(attach::EXIT, &code.to_le_bytes());
             for cl in &c.clients {
