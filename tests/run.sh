@@ -175,11 +175,11 @@ ip -n "$NETNS" link set lo up
 ip netns del "${NETNS}-out" 2>/dev/null || true
 ip netns add "${NETNS}-out"
 ip -n "${NETNS}-out" link set lo up
-ip -n "$NETNS" link add twuplink type veth peer name twwan netns "${NETNS}-out"
-ip -n "$NETNS" addr add 192.0.2.1/24 dev twuplink
-ip -n "${NETNS}-out" addr add 192.0.2.254/24 dev twwan
-ip -n "$NETNS" link set twuplink up
-ip -n "${NETNS}-out" link set twwan up
+ip -n "$NETNS" link add tuplink0 type veth peer name tuwan0 netns "${NETNS}-out"
+ip -n "$NETNS" addr add 192.0.2.1/24 dev tuplink0
+ip -n "${NETNS}-out" addr add 192.0.2.254/24 dev tuwan0
+ip -n "$NETNS" link set tuplink0 up
+ip -n "${NETNS}-out" link set tuwan0 up
 ip -n "$NETNS" route add default via 192.0.2.254
 
 as_user() {

@@ -157,9 +157,13 @@ impl Drop for Tidy<'_> {
 }
 
 fn wget(ns: &str, url: &str) -> Output {
-    in_ns(ns, &["busybox", "wget", "-T", "5", "-q", "-O", "-", url])
-        .output()
-        .unwrap()
+    // (busybox's `wget -T` crashes on this Debian build: `timeout` instead)
+    in_ns(
+        ns,
+        &["timeout", "10", "busybox", "wget", "-q", "-O", "-", url],
+    )
+    .output()
+    .unwrap()
 }
 
 #[test]
@@ -174,8 +178,6 @@ fn ports_outbound_connections_are_masqueraded_to_the_uplink() {
             "--rm",
             "busybox",
             "wget",
-            "-T",
-            "5",
             "-q",
             "-O",
             "-",
@@ -225,8 +227,6 @@ fn ports_published_port_keeps_the_client_address_and_hairpins() {
             "--rm",
             "busybox",
             "wget",
-            "-T",
-            "5",
             "-q",
             "-O",
             "-",
