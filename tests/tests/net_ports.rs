@@ -236,7 +236,8 @@ fn ports_published_port_keeps_the_client_address_and_hairpins() {
         .unwrap();
     assert!(text(&out).contains("hello from web"), "{}", text(&out));
     let logs = text(&e.tupper(&["logs", "web"]).output().unwrap());
-    assert!(logs.contains(&format!("{OUTSIDE}:")), "{logs}");
+    // busybox httpd logs `[::ffff:ADDRESS]:PORT`.
+    assert!(logs.contains(&format!("{OUTSIDE}]:")), "{logs}");
     // A second user cannot take the port (nor learn who has it).
     let out = web(&e, &e.second_user, "web2", &["8080:80"]);
     let t = text(&out);
