@@ -201,7 +201,14 @@ fn ports_outbound_connections_are_masqueraded_to_the_uplink() {
 fn ports_published_port_keeps_the_client_address_and_hairpins() {
     let e = env();
     let out_ns = outside();
-    let _tidy = Tidy(&e, vec![(e.user.clone(), "web".into())]);
+    let _tidy = Tidy(
+        &e,
+        vec![
+            (e.user.clone(), "web".into()),
+            (e.second_user.clone(), "web2".into()),
+            (e.second_user.clone(), "web3".into()),
+        ],
+    );
     let out = web(&e, &e.user, "web", &["8080:80", "127.0.0.1:8081:80"]);
     assert_success(&out, &["run -d -p 8080:80"]);
     std::thread::sleep(Duration::from_millis(300));
