@@ -50,6 +50,16 @@ else
     fi
 fi
 
+# Issue 11: tupper-net's NAT table (outbound masquerade, published ports) in
+# this network namespace, if there is one; nothing else of the ruleset.
+if command -v nft >/dev/null 2>&1 && nft list table ip tupperware >/dev/null 2>&1; then
+    if nft delete table ip tupperware; then
+        removed+=("nft table ip tupperware")
+    else
+        note "could not delete the nft table ip tupperware"
+    fi
+fi
+
 if [ "${#removed[@]}" -eq 0 ]; then
     note "nothing to remove under $PREFIX and $SYSCONFDIR"
 else

@@ -237,12 +237,24 @@ step "network namespace $NETNS"
 cleanup() {
     cgroup_cleanup
     ip netns del "$NETNS" 2>/dev/null || true
+    ip netns del "${NETNS}-out" 2>/dev/null || true
     umount "$STORE" 2>/dev/null || true
 }
 trap cleanup EXIT
 ip netns del "$NETNS" 2>/dev/null || true
 ip netns add "$NETNS"
 ip -n "$NETNS" link set lo up
+# Issue 11: an "outside" namespace that plays the internet, joined to the
+# suite's host namespace by an uplink veth; the default route points there.
+ip netns del "${NETNS}-out" 2>/dev/null || true
+ip netns add "${NETNS}-out"
+ip -n "${NETNS}-out" link set lo up
+ip -n "$NETNS" link add tuplink0 type veth peer name tuwan0 netns "${NETNS}-out"
+ip -n "$NETNS" addr add 192.0.2.1/24 dev tuplink0
+ip -n "${NETNS}-out" addr add 192.0.2.254/24 dev tuwan0
+ip -n "$NETNS" link set tuplink0 up
+ip -n "${NETNS}-out" link set tuwan0 up
+ip -n "$NETNS" route add default via 192.0.2.254
 
 as_user() {
     ip netns exec "$NETNS" setpriv --reuid="$1" --regid="$1" --init-groups --inh-caps=-all \
@@ -286,7 +298,7 @@ fi
 
 step "end-to-end tests (as $TEST_USER, capabilities only on the helpers)"
 getcap "$PREFIX"/libexec/tupperware/*
-TUPPER_IT=1 TUPPER_PREFIX="$PREFIX" TUPPER_NETNS="$NETNS" TUPPER_USER="$TEST_USER" \
+TUPPER_IT=1 TUPPER_PREFIX="$PREFIX" TUPPER_NETNS="$NETNS" TUPPER_OUTSIDE_NETNS="${NETNS}-out" TUPPER_USER="$TEST_USER" \
 TUPPER_NORANGE_USER="$NORANGE_USER" TUPPER_SECOND_USER="$SECOND_USER" TUPPER_STORE="$STORE" TUPPER_STATE_DIR="$STATE" \
 TUPPER_IMAGE_TAR="$PREFIX/busybox.tar" TUPPER_BRIDGE=tupper0 TUPPER_DEBIAN_TAR="$debian_tar" \
     cargo test -p tupper-integration --locked --tests -- --ignored --test-threads=1 "${debian_skip[@]}" ${TUPPER_E2E_FILTER:-}

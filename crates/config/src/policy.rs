@@ -5,6 +5,9 @@
 //! interfaces = 32           # veths on the bridge at once, all containers together
 //! import_size = "8G"        # apparent size of one image import
 //!
+//! min_host_port = 1024      # the lowest host port a non-root user may publish
+//! published_ports = 16      # host ports published at once, all containers together
+//!
 //! [users.alice]             # by login name (or numeric uid as a string)
 //! interfaces = 64
 //!
@@ -33,6 +36,11 @@ use crate::Error;
 /// Built-in defaults, used where the file says nothing.
 pub const DEFAULT_INTERFACES: u32 = 32;
 pub const DEFAULT_IMPORT_SIZE: u64 = 8 << 30;
+// Issue 11 (engineer "net"): published ports.
+/// Host ports below this are for root only, unless the policy says otherwise.
+pub const DEFAULT_MIN_HOST_PORT: u16 = 1024;
+/// Host ports one user may publish at once.
+pub const DEFAULT_PUBLISHED_PORTS: u32 = 16;
 
 pub fn policy_path() -> PathBuf {
     Path::new(SYSCONFDIR).join("policy.toml")
@@ -64,6 +72,9 @@ pub(crate) struct Section {
     disk: Option<String>,
     /// All of a user's images and containers together.
     total_disk: Option<String>,
+    // Issue 11 (engineer "net"): published ports.
+    min_host_port: Option<u16>,
+    published_ports: Option<u32>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
@@ -86,6 +97,11 @@ pub struct Limits {
     // --- disk quota (issue 9); `u64::MAX` is "no limit" ---
     pub disk: Limit<u64>,
     pub total_disk: Limit<u64>,
+    // Issue 11 (engineer "net"): published ports.
+    /// The lowest host port a non-root user may publish.
+    pub min_host_port: Limit<u16>,
+    /// Host ports published at once, all of a user's containers together.
+    pub published_ports: Limit<u32>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -210,6 +226,15 @@ impl Policy {
         let (disk, disk_src) = pick(&|s| s.disk.as_deref().and_then(parse_bytes), u64::MAX);
         let (total_disk, total_src) =
             pick(&|s| s.total_disk.as_deref().and_then(parse_bytes), u64::MAX);
+        // Issue 11 (engineer "net"): published ports.
+        let (min_port, mp_src) = pick(
+            &|s| s.min_host_port.map(u64::from),
+            u64::from(DEFAULT_MIN_HOST_PORT),
+        );
+        let (ports, pp_src) = pick(
+            &|s| s.published_ports.map(u64::from),
+            u64::from(DEFAULT_PUBLISHED_PORTS),
+        );
         Limits {
             disk: Limit {
                 value: disk,
@@ -226,6 +251,14 @@ impl Policy {
             import_size: Limit {
                 value: import_size,
                 source: is_src,
+            },
+            min_host_port: Limit {
+                value: u16::try_from(min_port).unwrap_or(u16::MAX),
+                source: mp_src,
+            },
+            published_ports: Limit {
+                value: u32::try_from(ports).unwrap_or(u32::MAX),
+                source: pp_src,
             },
         }
     }
@@ -309,6 +342,18 @@ mod tests {
         // A numeric uid names a user too.
         let p = policy("[users.1001]\ninterfaces = 7\n");
         assert_eq!(p.limits_for(ME, None, &[]).interfaces.value, 7);
+    }
+
+    #[test]
+    fn published_port_limits() {
+        let d = policy("").limits_for(ME, None, &[]);
+        assert_eq!(d.min_host_port.value, DEFAULT_MIN_HOST_PORT);
+        assert_eq!(d.published_ports.value, DEFAULT_PUBLISHED_PORTS);
+        let p = policy("[default]\nmin_host_port = 80\npublished_ports = 2\n");
+        let l = p.limits_for(ME, None, &[]);
+        assert_eq!(l.min_host_port.value, 80);
+        assert_eq!(l.published_ports.value, 2);
+        assert!(Policy::parse(Path::new("/p"), "[default]\nmin_host_port = 70000\n").is_err());
     }
 
     #[test]

@@ -57,6 +57,9 @@ pub struct NetworkConfig {
     pub subnet: String,
     /// Address of the bridge, the containers' default gateway.
     pub gateway: Ipv4Addr,
+    // Issue 11 (engineer "net"): outbound access and published ports.
+    /// Masquerade the subnet to the host's uplinks and forward for the bridge.
+    pub outbound: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -86,6 +89,7 @@ impl Default for NetworkConfig {
             bridge: "tupper0".into(),
             subnet: "10.88.0.0/16".into(),
             gateway: Ipv4Addr::new(10, 88, 0, 1),
+            outbound: true,
         }
     }
 }

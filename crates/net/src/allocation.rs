@@ -11,11 +11,12 @@ use crate::ipam::Subnet;
 use crate::lease_store::{Held, LeaseStore};
 use crate::leases::{boot_id, Lease, Leases};
 use crate::netlink::{delete_if_exists, session};
+use crate::settings::Settings;
 
 /// Reclaim every stale record that no one holds, and return the records that
 /// remain: live ones, and stale ones another helper is busy with (they still
 /// count, for the caller's limit too).
-pub fn reclaim_stale(store: &LeaseStore) -> Result<Leases> {
+pub fn reclaim_stale(settings: &Settings, store: &LeaseStore) -> Result<Leases> {
     let boot = boot_id()?;
     let mut leases = store.snapshot()?;
     let stale = leases.take_stale(&boot, process_start_time);
@@ -34,6 +35,10 @@ pub fn reclaim_stale(store: &LeaseStore) -> Result<Leases> {
     }
     if !reclaim.is_empty() {
         delete_interfaces(reclaim.iter().map(|(_, l)| l.host_interface.as_str()));
+        // Issue 11: their published ports too.
+        for (_, lease) in &reclaim {
+            crate::publish::withdraw(settings, lease);
+        }
         // The interface first, then the record: a crash in between leaves a
         // stale record, reclaimed again next time.
         for (held, _) in &reclaim {
@@ -47,6 +52,7 @@ pub fn reclaim_stale(store: &LeaseStore) -> Result<Leases> {
 /// there; returns the held address (its lock keeps it ours until dropped).
 /// `taken` are the records known to be live.
 pub fn claim(
+    settings: &Settings,
     store: &LeaseStore,
     subnet: &Subnet,
     taken: &Leases,
@@ -63,6 +69,7 @@ pub fn claim(
             None => {}
             Some(old) if old.is_stale(&boot, process_start_time) => {
                 delete_interfaces([old.host_interface.as_str()]);
+                crate::publish::withdraw(settings, &old);
             }
             Some(_) => continue,
         }

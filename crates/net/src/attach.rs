@@ -37,7 +37,7 @@ pub fn attach(settings: &Settings, caller: Caller, pid: i32, container: &str) ->
     // sure the bridge exists, take the lowest free address no one holds.
     let store = LeaseStore::open(&settings.state_dir)?;
     let user_lock = store.lock_user(caller.uid)?;
-    let leases = allocation::reclaim_stale(&store)?;
+    let leases = allocation::reclaim_stale(settings, &store)?;
     if leases.conflicts(container, target.netns_id, &host_if) {
         return Err(Error::NotYourContainer { pid });
     }
@@ -51,16 +51,21 @@ pub fn attach(settings: &Settings, caller: Caller, pid: i32, container: &str) ->
     }
     let bridge =
         session(|h| async move { ensure_bridge(&h, &settings.bridge, &settings.subnet).await })?;
+    // Issue 11: outbound NAT, forwarding and the published-ports table.
+    crate::nat::ensure(settings)?;
     let boot = boot_id()?;
-    let held = allocation::claim(&store, &settings.subnet, &leases, |address| Lease {
-        address,
-        uid: caller.uid,
-        container: container.to_string(),
-        pid,
-        pid_start_time: target.start_time,
-        netns: target.netns_id,
-        host_interface: host_if.clone(),
-        boot_id: boot.clone(),
+    let held = allocation::claim(settings, &store, &settings.subnet, &leases, |address| {
+        Lease {
+            address,
+            uid: caller.uid,
+            container: container.to_string(),
+            pid,
+            pid_start_time: target.start_time,
+            netns: target.netns_id,
+            host_interface: host_if.clone(),
+            boot_id: boot.clone(),
+            ports: Vec::new(),
+        }
     })?;
     // The lease is recorded: it counts for the caller's next attach.
     drop(user_lock);

@@ -63,6 +63,9 @@ pub enum Error {
 
     #[error("configuration: {0}")]
     InvalidConfig(String),
+    /// Issue 11: a port the policy does not let the caller publish.
+    #[error("{0}")]
+    Refused(String),
 }
 
 impl Error {
@@ -93,7 +96,7 @@ impl ToRemote for Error {
             Error::Proto(e) => return ToRemote::to_remote(e),
             Error::Config(e) => return e.to_remote(),
             Error::Helper(e) => return e.to_remote(),
-            Error::NotYourContainer { .. } => ErrorKind::PermissionDenied,
+            Error::NotYourContainer { .. } | Error::Refused(_) => ErrorKind::PermissionDenied,
             Error::NoLease { .. } => ErrorKind::NotFound,
             Error::Exhausted { .. } | Error::Busy { .. } => ErrorKind::Exhausted,
             Error::Exists(_) => ErrorKind::AlreadyExists,

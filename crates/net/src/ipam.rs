@@ -78,6 +78,7 @@ mod tests {
             bridge: "tw0".into(),
             subnet: cidr.into(),
             gateway: Ipv4Addr::from(gw),
+            outbound: true,
         })
         .unwrap()
     }
@@ -123,6 +124,7 @@ mod tests {
                 bridge: "tw0".into(),
                 subnet: "10.88.0.0/16".into(),
                 gateway: Ipv4Addr::from(gw),
+                outbound: true,
             })
             .is_err());
         }

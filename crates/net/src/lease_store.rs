@@ -195,6 +195,7 @@ mod tests {
             netns: NsId { dev: 4, ino: 99 },
             host_interface: format!("tw{n:012x}"),
             boot_id: "b".into(),
+            ports: Vec::new(),
         }
     }
 

@@ -30,6 +30,10 @@ pub struct Lease {
     pub netns: NsId,
     pub host_interface: String,
     pub boot_id: String,
+    // Issue 11: the host ports published to this container (a lease file
+    // without them is a lease without ports, so the version stays 1).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ports: Vec<proto::ports::PortSpec>,
 }
 
 /// The version of the lease file format this build writes and reads. Files
@@ -104,8 +108,8 @@ pub struct Leases {
     pub leases: Vec<Lease>,
 }
 
-/// One lease record is a few hundred bytes; anything bigger is not ours.
-pub const MAX_LEASE_LEN: u64 = 4096;
+/// One lease record is a few hundred bytes (a few KiB with published ports); anything bigger is not ours.
+pub const MAX_LEASE_LEN: u64 = 64 << 10;
 /// The legacy `leases.json`.
 pub const MAX_LEGACY_LEN: u64 = 16 << 20;
 
@@ -180,6 +184,7 @@ mod tests {
             },
             host_interface: format!("tw{container}"),
             boot_id: "boot-a".into(),
+            ports: Vec::new(),
         }
     }
 
@@ -234,6 +239,7 @@ mod tests {
                 lease(4, "reused", 12, 120),
                 Lease {
                     boot_id: "boot-old".into(),
+                    ports: Vec::new(),
                     ..lease(5, "oldboot", 10, 100)
                 },
             ],

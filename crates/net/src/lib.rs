@@ -16,8 +16,11 @@ mod ipam;
 mod lease_store;
 mod leases;
 mod names;
+// Issue 11: outbound NAT and published ports.
+mod nat;
 mod netlink;
 mod ownership;
+mod publish;
 mod release;
 mod settings;
 mod state_dir;
@@ -38,20 +41,24 @@ pub fn serve() -> Result<Served, tupper_helper::Error> {
     let caller = started.caller;
     // A broken configuration is reported to every request.
     let settings = Settings::load().map_err(|e| e.to_remote());
-    tupper_helper::serve(&mut started.channel, |_, request: NetRequest| {
-        handle(&settings, caller, &request)
+    tupper_helper::serve(&mut started.channel, |channel, request: NetRequest| {
+        handle(&settings, caller, channel, &request)
     })
 }
 
 fn handle(
     settings: &Result<Settings, RemoteError>,
     caller: Caller,
+    channel: &mut proto::Channel,
     request: &NetRequest,
 ) -> Result<NetReply, RemoteError> {
     let settings = settings.as_ref().map_err(Clone::clone)?;
     let outcome = match request {
         NetRequest::Attach { pid, container } => attach::attach(settings, caller, *pid, container),
         NetRequest::Release { container } => release::release(settings, caller, container),
+        NetRequest::Publish { container, ports } => {
+            publish::publish(settings, caller, channel, container, ports)
+        }
     };
     outcome.map_err(|e| e.to_remote())
 }

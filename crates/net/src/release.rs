@@ -38,6 +38,8 @@ pub fn release(settings: &Settings, caller: Caller, container: &str) -> Result<N
     session(|h| async move { delete_if_exists(&h, &host_if).await })?;
     // Layer-2 isolation hook: the port's filter goes with the port.
     crate::filter::remove_port(&lease.host_interface)?;
+    // Issue 11: the published ports go with the lease.
+    crate::publish::withdraw(settings, &lease);
     store.remove(&held)?;
     Ok(NetReply::Released)
 }

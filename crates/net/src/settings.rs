@@ -14,6 +14,8 @@ pub struct Settings {
     pub state_dir: PathBuf,
     /// The store, where container roots are (`containers/<uid>/<id>`).
     pub store: PathBuf,
+    /// Issue 11: masquerade the subnet to the uplinks.
+    pub outbound: bool,
 }
 
 impl Settings {
@@ -22,6 +24,7 @@ impl Settings {
         let cfg = SystemConfig::load()?;
         Ok(Settings {
             subnet: Subnet::from_config(&cfg.network)?,
+            outbound: cfg.network.outbound,
             bridge: cfg.network.bridge,
             state_dir: cfg.runtime.state_dir,
             store: cfg.store.path,

@@ -65,6 +65,31 @@ pub fn disable_ipv6(interface: &str) -> Result<()> {
     write(interface, "disable_ipv6", "1")
 }
 
+// Issue 11: IPv4 per-interface switches (forwarding, route_localnet).
+const CONF4: &str = "/proc/sys/net/ipv4/conf";
+
+/// Write the IPv4 sysctl `key` of `interface`.
+pub fn set_ipv4(interface: &str, key: &str, value: &str) -> Result<()> {
+    check_interface(interface)?;
+    let path = PathBuf::from(CONF4).join(interface).join(key);
+    with_caps(&[CAP_NET_ADMIN], || {
+        let mut f = OpenOptions::new()
+            .write(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .open(&path)
+            .map_err(|e| Error::sys(format!("open {}", path.display()), e))?;
+        f.write_all(value.as_bytes())
+            .map_err(|e| Error::sys(format!("write {value} to {}", path.display()), e))
+    })
+}
+
+/// Read the IPv4 sysctl `key` of `interface`.
+pub fn get_ipv4(interface: &str, key: &str) -> Result<String> {
+    check_interface(interface)?;
+    let path = PathBuf::from(CONF4).join(interface).join(key);
+    std::fs::read_to_string(&path).map_err(|e| Error::sys(format!("read {}", path.display()), e))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

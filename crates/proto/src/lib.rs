@@ -16,6 +16,8 @@ pub mod error;
 pub mod frame;
 pub mod messages;
 pub mod mount_spec;
+// Issue 11 (engineer "net"): published ports.
+pub mod ports;
 pub mod security;
 pub mod spawn;
 pub mod validate;

@@ -178,6 +178,22 @@ pub enum NetRequest {
     Attach { pid: i32, container: String },
     /// Return the container's address lease and remove its host interface.
     Release { container: String },
+    // Issue 11 (engineer "net"): published ports.
+    /// Publish host ports to the container, which must hold a lease. Each
+    /// port is followed by one frame `PortReservation` carrying (SCM_RIGHTS)
+    /// a socket of the caller bound to that host port in the host's network
+    /// namespace: it keeps every host service off the port while it is
+    /// published (an ephemeral port is the one that socket got).
+    Publish {
+        container: String,
+        ports: Vec<crate::ports::PortSpec>,
+    },
+}
+
+/// Issue 11: the frame after `Publish` that carries one port's socket.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PortReservation {
+    pub index: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -190,4 +206,9 @@ pub enum NetReply {
         host_interface: String,
     },
     Released,
+    // Issue 11 (engineer "net"): published ports.
+    /// The ports as published (ephemeral host ports filled in).
+    Published {
+        ports: Vec<crate::ports::PortSpec>,
+    },
 }

@@ -61,7 +61,11 @@ fn release(rec: &mut Record, snapshot_exists: bool) -> bool {
                 eprintln!("tupper: {e}");
                 ok = false;
             }
-            _ => rec.network_attached = false,
+            _ => {
+                rec.network_attached = false;
+                // Issue 11: the ports went with the lease.
+                rec.ports.clear();
+            }
         }
     }
     if rec.remove_on_exit && snapshot_exists {

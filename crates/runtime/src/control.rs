@@ -355,6 +355,8 @@ pub fn inspect_value(state: &Records, rec: &Record) -> serde_json::Value {
             "prefix_length": rec.address.as_deref()
                 .and_then(|a| a.split_once('/'))
                 .and_then(|(_, p)| p.parse::<u8>().ok()),
+            // Issue 11: published ports.
+            "ports": rec.ports.iter().map(|p| p.to_string()).collect::<Vec<_>>(),
         },
         "mounts": mounts,
         "hostname": rec.hostname.clone().unwrap_or_else(|| rec.id[..12].to_string()),

@@ -378,3 +378,134 @@ mod tests {
         assert_eq!(fs::read_to_string(dir.join("hostname")).unwrap(), "box\n");
     }
 }
+
+// Issue 11 (engineer "net"): names between a user's containers.
+//
+// Each running container's `/etc/hosts` ends with a section listing the
+// user's other running containers on the bridge (name, and hostname where it
+// differs), rewritten in place (same inode: the bind mount pins it) whenever
+// one of them starts or stops, under the user's records lock. The records
+// are the user's own, so another user's containers never appear. Whatever
+// the container wrote above the marker is kept.
+
+/// The line that starts the neighbours' section.
+pub const NEIGHBOURS_MARKER: &str = "# tupperware: your other containers on the bridge\n";
+
+/// `text` with its neighbours' section replaced by `neighbours` (name, address).
+pub fn with_neighbours(text: &str, neighbours: &[(String, IpAddr)]) -> String {
+    let own = match text.find(NEIGHBOURS_MARKER) {
+        Some(i) => &text[..i],
+        None => text,
+    };
+    let mut s = own.to_string();
+    if !s.is_empty() && !s.ends_with('\n') {
+        s.push('\n');
+    }
+    if neighbours.is_empty() {
+        return s;
+    }
+    s.push_str(NEIGHBOURS_MARKER);
+    for (names, ip) in neighbours {
+        s.push_str(&format!("{ip}\t{names}\n"));
+    }
+    s
+}
+
+/// Rewrite the neighbours' section of every running container of the user.
+/// Best effort: a container that is going away is simply skipped.
+pub fn refresh_neighbours(state: &crate::records::Records) {
+    use crate::records::Status;
+    let Ok(_lock) = state.lock() else { return };
+    let Ok(listing) = state.load_all() else {
+        return;
+    };
+    let running: Vec<_> = listing
+        .records
+        .iter()
+        .filter(|r| r.status == Status::Running && r.network_attached)
+        .filter_map(|r| {
+            let ip: IpAddr = r.address.as_deref()?.split('/').next()?.parse().ok()?;
+            let host = r.hostname.clone().unwrap_or_else(|| r.id[..12].to_string());
+            let names = if host == r.name {
+                r.name.clone()
+            } else {
+                format!("{} {host}", r.name)
+            };
+            Some((r.id.clone(), names, ip))
+        })
+        .collect();
+    for (id, _, _) in &running {
+        let others: Vec<(String, IpAddr)> = running
+            .iter()
+            .filter(|(other, _, _)| other != id)
+            .map(|(_, n, ip)| (n.clone(), *ip))
+            .collect();
+        let path = state.files_dir(id).join("hosts");
+        if let Err(e) = rewrite_neighbours(&path, &others) {
+            eprintln!("tupper: warning: names of your other containers: {e}");
+        }
+    }
+}
+
+/// In place: bounded read, same inode, no symbolic link followed.
+fn rewrite_neighbours(path: &Path, neighbours: &[(String, IpAddr)]) -> Result<()> {
+    use std::io::{Read, Seek};
+    let io = |e| Error::io(format!("{}", path.display()), e);
+    let mut f = match OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)
+    {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(io(e)),
+    };
+    if !f.metadata().map_err(io)?.is_file() {
+        return Ok(());
+    }
+    let mut text = String::new();
+    (&mut f)
+        .take(1 << 20)
+        .read_to_string(&mut text)
+        .map_err(io)?;
+    let new = with_neighbours(&text, neighbours);
+    if new == text {
+        return Ok(());
+    }
+    f.seek(std::io::SeekFrom::Start(0)).map_err(io)?;
+    f.write_all(new.as_bytes()).map_err(io)?;
+    f.set_len(new.len() as u64).map_err(io)
+}
+
+#[cfg(test)]
+mod neighbour_tests {
+    use super::*;
+
+    #[test]
+    fn the_section_is_replaced_and_the_rest_kept() {
+        let own = hosts(Some("10.88.0.2".parse().unwrap()), "a", "a", &[]);
+        let one = with_neighbours(&own, &[("web".into(), "10.88.0.3".parse().unwrap())]);
+        assert!(one.starts_with(&own));
+        assert!(one.ends_with(&format!("{NEIGHBOURS_MARKER}10.88.0.3\tweb\n")));
+        let two = with_neighbours(&one, &[("db x".into(), "10.88.0.4".parse().unwrap())]);
+        assert!(!two.contains("web"));
+        assert!(two.contains("10.88.0.4\tdb x\n"));
+        assert_eq!(with_neighbours(&two, &[]), own);
+    }
+
+    #[test]
+    fn rewritten_in_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("hosts");
+        fs::write(&path, "127.0.0.1\tlocalhost\n").unwrap();
+        let ino = fs::metadata(&path).unwrap().ino();
+        rewrite_neighbours(&path, &[("web".into(), "10.88.0.3".parse().unwrap())]).unwrap();
+        assert_eq!(fs::metadata(&path).unwrap().ino(), ino);
+        assert!(fs::read_to_string(&path)
+            .unwrap()
+            .contains("10.88.0.3\tweb"));
+        rewrite_neighbours(&path, &[]).unwrap();
+        assert_eq!(fs::read_to_string(&path).unwrap(), "127.0.0.1\tlocalhost\n");
+    }
+}

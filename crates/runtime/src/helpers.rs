@@ -100,6 +100,18 @@ impl HelperProcess {
         self.channel()?.send(req).map_err(|e| wrap(helper, e))
     }
 
+    /// Issue 11: one frame with a descriptor (SCM_RIGHTS).
+    pub fn send_with_fd<Req: Serialize>(
+        &mut self,
+        req: &Req,
+        fd: std::os::fd::BorrowedFd<'_>,
+    ) -> Result<()> {
+        let helper = self.helper;
+        self.channel()?
+            .send_with_fd(req, fd)
+            .map_err(|e| wrap(helper, e))
+    }
+
     /// Read the reply to a request sent earlier with [`HelperProcess::send`].
     pub fn recv_reply<Rep: DeserializeOwned>(&mut self) -> Result<Rep> {
         let helper = self.helper;

@@ -32,3 +32,5 @@ pub mod registry;
 // Issue 9: resource limits, cgroups, stats.
 pub mod limits;
 pub mod stats;
+// Issue 11 (engineer "net"): published ports.
+mod ports;

@@ -113,6 +113,7 @@ mod tests {
             limits: None,
             oom_killed: None,
             cgroups: false,
+            ports: Vec::new(),
         }
     }
 

@@ -366,6 +366,14 @@ impl Monitor<'_> {
             etc.set_address_of(&address)?;
             rec.address = Some(address);
             self.save(rec)?;
+            // Issue 11: published ports, tied to the lease.
+            let specs = crate::ports::specs(opts)?;
+            if !specs.is_empty() {
+                rec.ports = crate::ports::publish(&rec.id, &specs)?;
+                self.save(rec)?;
+            }
+            // Issue 11: this container's and the others' names.
+            crate::etc_files::refresh_neighbours(self.state);
         }
 
         // Issue 9: the init joins its cgroups before it executes anything.
@@ -596,6 +604,8 @@ impl Monitor<'_> {
         if let Ok(_lock) = self.state.lock() {
             let _ = crate::cleanup::settle(self.state, rec, self.snapshot, code);
         }
+        // Issue 11: the user's other containers forget this one's name.
+        crate::etc_files::refresh_neighbours(self.state);
         if let Some(c) = self.container.take() {
             // Issue 9: one line that the OOM killer ended it, with the limit.
             if rec.oom_killed == Some(true) {

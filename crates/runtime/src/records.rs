@@ -82,6 +82,9 @@ pub struct Record {
     /// once they are removed: `gc` removes them after a crash).
     #[serde(default)]
     pub cgroups: bool,
+    // Issue 11 (engineer "net"): the host ports published to the container.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ports: Vec<proto::ports::PortSpec>,
 }
 
 /// The exit code recorded when a container's monitor died before it could
@@ -373,6 +376,7 @@ mod tests {
             limits: None,
             oom_killed: None,
             cgroups: false,
+            ports: Vec::new(),
         }
     }
 

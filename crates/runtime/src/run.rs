@@ -80,6 +80,20 @@ pub struct RunOptions {
     /// root (bytes, or with K, M, G, T); at most the policy's `disk`.
     #[arg(long = "storage-opt", value_name = "size=SIZE", value_parser = parse_storage_opt)]
     pub storage_size: Option<u64>,
+    // Issue 11 (engineer "net"): published ports.
+    /// Publish a container port on the host: [HOSTIP:]HOSTPORT:CONTAINERPORT[/tcp|udp],
+    /// or CONTAINERPORT for an ephemeral host port.
+    #[arg(
+        short = 'p',
+        long = "publish",
+        value_name = "[HOSTIP:]HOSTPORT:CONTAINERPORT"
+    )]
+    #[serde(default)]
+    pub publish: Vec<String>,
+    /// Publish every port the image exposes, each on an ephemeral host port.
+    #[arg(short = 'P', long = "publish-all")]
+    #[serde(default)]
+    pub publish_all: bool,
 }
 
 /// `--storage-opt size=SIZE` (podman's name; `size` is the only option).
@@ -118,6 +132,8 @@ impl RunOptions {
             self.command = vec![DEFAULT_COMMAND.into()];
         }
         proto::validate::command(&self.command)?;
+        // Issue 11: published ports need the bridge.
+        crate::ports::specs(self)?;
         Ok(())
     }
 }
@@ -162,6 +178,7 @@ pub fn run(mut opts: RunOptions, signals: &Signals) -> Result<i32> {
         limits: None,
         oom_killed: None,
         cgroups: false,
+        ports: Vec::new(),
     };
     {
         let _lock = state.lock()?;

@@ -15,6 +15,9 @@ pub const NFT_JUMP: i32 = -3;
 // enum nft_meta_keys.
 pub const NFT_META_IIFNAME: u32 = 6;
 pub const NFT_META_L4PROTO: u32 = 16;
+pub const NFT_META_OIFNAME: u32 = 7;
+// Issue 11: the second 16-byte data register, for the NAT port.
+pub const NFT_REG_2: u32 = 2;
 
 /// enum nft_payload_bases.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,6 +53,21 @@ pub enum Expr {
     Verdict(Verdict),
     /// `lookup reg 1 set NAME dreg 0` (a verdict map)
     VerdictMap { set: String, set_id: u32 },
+    // Issue 11 (the `ip tupperware` NAT table).
+    /// `lookup reg 1 set NAME` (membership in a plain set)
+    Lookup { set: String, set_id: u32 },
+    /// `immediate reg REG DATA`
+    Immediate { reg: u32, data: Vec<u8> },
+    /// `nat dnat ip addr_min reg 1 proto_min reg 2`
+    Dnat,
+    /// `masq`
+    Masq,
+    /// `fib daddr type => reg 1` (compare with `RTN_LOCAL`, host order)
+    FibDaddrType,
+    /// `ct load state => reg 1`
+    CtState,
+    /// `bitwise reg 1 = (reg 1 & MASK) ^ 0`
+    And { mask: Vec<u8> },
 }
 
 // NFTA_LIST_ELEM, NFTA_EXPR_*, NFTA_DATA_*, NFTA_VERDICT_*.
@@ -85,7 +103,13 @@ impl Expr {
             Expr::Payload { .. } => "payload",
             Expr::Cmp { .. } => "cmp",
             Expr::Verdict(_) => "immediate",
-            Expr::VerdictMap { .. } => "lookup",
+            Expr::VerdictMap { .. } | Expr::Lookup { .. } => "lookup",
+            Expr::Immediate { .. } => "immediate",
+            Expr::Dnat => "nat",
+            Expr::Masq => "masq",
+            Expr::FibDaddrType => "fib",
+            Expr::CtState => "ct",
+            Expr::And { .. } => "bitwise",
         }
     }
 
@@ -121,6 +145,46 @@ impl Expr {
                     .put_be32(2, NFT_REG_1)
                     .put_be32(3, NFT_REG_VERDICT)
                     .put_be32(4, *set_id);
+            }
+            Expr::Lookup { set, set_id } => {
+                a.put_str(1, set)
+                    .put_be32(2, NFT_REG_1)
+                    .put_be32(4, *set_id);
+            }
+            Expr::Immediate { reg, data } => {
+                a.put_be32(1, *reg).nest(2, |d| {
+                    d.put(NFTA_DATA_VALUE, data);
+                });
+            }
+            Expr::Dnat => {
+                // NFTA_NAT_TYPE 1 (NFT_NAT_DNAT), _FAMILY 2 (NFPROTO_IPV4),
+                // _REG_ADDR_MIN 3, _REG_PROTO_MIN 5
+                a.put_be32(1, 1)
+                    .put_be32(2, 2)
+                    .put_be32(3, NFT_REG_1)
+                    .put_be32(5, NFT_REG_2);
+            }
+            Expr::Masq => {}
+            Expr::FibDaddrType => {
+                // NFTA_FIB_DREG 1, _RESULT 2 (NFT_FIB_RESULT_ADDRTYPE), _FLAGS 3 (NFTA_FIB_F_DADDR)
+                a.put_be32(1, NFT_REG_1).put_be32(2, 3).put_be32(3, 1 << 1);
+            }
+            Expr::CtState => {
+                // NFTA_CT_DREG 1, _KEY 2 (NFT_CT_STATE)
+                a.put_be32(1, NFT_REG_1).put_be32(2, 0);
+            }
+            Expr::And { mask } => {
+                // NFTA_BITWISE_SREG 1, _DREG 2, _LEN 3, _MASK 4, _XOR 5
+                let zero = vec![0u8; mask.len()];
+                a.put_be32(1, NFT_REG_1)
+                    .put_be32(2, NFT_REG_1)
+                    .put_be32(3, mask.len() as u32)
+                    .nest(4, |d| {
+                        d.put(NFTA_DATA_VALUE, mask);
+                    })
+                    .nest(5, |d| {
+                        d.put(NFTA_DATA_VALUE, &zero);
+                    });
             }
         }
     }

@@ -23,6 +23,7 @@ pub const NLMSG_ERROR: u16 = 2;
 /// Address families of nf_tables tables.
 pub const NFPROTO_UNSPEC: u8 = 0;
 pub const NFPROTO_BRIDGE: u8 = 7;
+pub const NFPROTO_IPV4: u8 = 2;
 
 /// nf_tables message types (`enum nf_tables_msg_types`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

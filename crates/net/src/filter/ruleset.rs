@@ -24,48 +24,48 @@ pub const BASE_CHAIN: &str = "prerouting";
 pub const PORTS_MAP: &str = "ports";
 /// Prefix of every tupperware host interface (see `names.rs`).
 pub const PORT_PREFIX: &str = "tw";
-const IFNAMSIZ: usize = 16;
+pub(crate) const IFNAMSIZ: usize = 16;
 /// NF_BR_PRE_ROUTING and NF_BR_PRI_FILTER_BRIDGED.
 const HOOK_PREROUTING: u32 = 0;
 const PRIORITY_FILTER: i32 = -200;
 /// nft's datatype id of `ifname` (only used by `nft list` to print the map).
-const TYPE_IFNAME: u32 = 41;
-const NFT_DATA_VERDICT: u32 = 0xffff_ff00;
-const NFT_SET_MAP: u32 = 0x8;
+pub(crate) const TYPE_IFNAME: u32 = 41;
+pub(crate) const NFT_DATA_VERDICT: u32 = 0xffff_ff00;
+pub(crate) const NFT_SET_MAP: u32 = 0x8;
 /// Transaction-local id of the map, for the lookup in the same batch.
 const PORTS_SET_ID: u32 = 1;
 
 // Attribute numbers (enum nft_*_attributes).
-const NFTA_TABLE_NAME: u16 = 1;
-const NFTA_CHAIN_TABLE: u16 = 1;
-const NFTA_CHAIN_NAME: u16 = 3;
-const NFTA_CHAIN_HOOK: u16 = 4;
-const NFTA_CHAIN_POLICY: u16 = 5;
-const NFTA_CHAIN_TYPE: u16 = 7;
-const NFTA_HOOK_HOOKNUM: u16 = 1;
-const NFTA_HOOK_PRIORITY: u16 = 2;
-const NFTA_RULE_TABLE: u16 = 1;
-const NFTA_RULE_CHAIN: u16 = 2;
-const NFTA_RULE_EXPRESSIONS: u16 = 4;
-const NFTA_SET_TABLE: u16 = 1;
-const NFTA_SET_NAME: u16 = 2;
-const NFTA_SET_FLAGS: u16 = 3;
-const NFTA_SET_KEY_TYPE: u16 = 4;
-const NFTA_SET_KEY_LEN: u16 = 5;
-const NFTA_SET_DATA_TYPE: u16 = 6;
-const NFTA_SET_ID: u16 = 10;
-const NFTA_SET_USERDATA: u16 = 13;
+pub(crate) const NFTA_TABLE_NAME: u16 = 1;
+pub(crate) const NFTA_CHAIN_TABLE: u16 = 1;
+pub(crate) const NFTA_CHAIN_NAME: u16 = 3;
+pub(crate) const NFTA_CHAIN_HOOK: u16 = 4;
+pub(crate) const NFTA_CHAIN_POLICY: u16 = 5;
+pub(crate) const NFTA_CHAIN_TYPE: u16 = 7;
+pub(crate) const NFTA_HOOK_HOOKNUM: u16 = 1;
+pub(crate) const NFTA_HOOK_PRIORITY: u16 = 2;
+pub(crate) const NFTA_RULE_TABLE: u16 = 1;
+pub(crate) const NFTA_RULE_CHAIN: u16 = 2;
+pub(crate) const NFTA_RULE_EXPRESSIONS: u16 = 4;
+pub(crate) const NFTA_SET_TABLE: u16 = 1;
+pub(crate) const NFTA_SET_NAME: u16 = 2;
+pub(crate) const NFTA_SET_FLAGS: u16 = 3;
+pub(crate) const NFTA_SET_KEY_TYPE: u16 = 4;
+pub(crate) const NFTA_SET_KEY_LEN: u16 = 5;
+pub(crate) const NFTA_SET_DATA_TYPE: u16 = 6;
+pub(crate) const NFTA_SET_ID: u16 = 10;
+pub(crate) const NFTA_SET_USERDATA: u16 = 13;
 /// NFTNL_UDATA_SET_KEYBYTEORDER (0), length 4, BYTEORDER_HOST_ENDIAN (1) as a host u32.
-const SET_USERDATA: [u8; 6] = {
+pub(crate) const SET_USERDATA: [u8; 6] = {
     let b = 1u32.to_ne_bytes();
     [0, 4, b[0], b[1], b[2], b[3]]
 };
-const NFTA_SET_ELEM_LIST_TABLE: u16 = 1;
-const NFTA_SET_ELEM_LIST_SET: u16 = 2;
-const NFTA_SET_ELEM_LIST_ELEMENTS: u16 = 3;
-const NFTA_LIST_ELEM: u16 = 1;
-const NFTA_SET_ELEM_KEY: u16 = 1;
-const NFTA_SET_ELEM_DATA: u16 = 2;
+pub(crate) const NFTA_SET_ELEM_LIST_TABLE: u16 = 1;
+pub(crate) const NFTA_SET_ELEM_LIST_SET: u16 = 2;
+pub(crate) const NFTA_SET_ELEM_LIST_ELEMENTS: u16 = 3;
+pub(crate) const NFTA_LIST_ELEM: u16 = 1;
+pub(crate) const NFTA_SET_ELEM_KEY: u16 = 1;
+pub(crate) const NFTA_SET_ELEM_DATA: u16 = 2;
 
 const ETH_P_IP: [u8; 2] = [0x08, 0x00];
 const ETH_P_ARP: [u8; 2] = [0x08, 0x06];
@@ -90,7 +90,7 @@ pub struct PortIdentity {
 }
 
 /// An interface name as the `ifname` key of the map: NUL-padded to IFNAMSIZ.
-fn ifname_key(name: &str) -> Vec<u8> {
+pub(crate) fn ifname_key(name: &str) -> Vec<u8> {
     let mut k = name.as_bytes().to_vec();
     k.resize(IFNAMSIZ, 0);
     k
@@ -150,7 +150,7 @@ fn ports_map_msg() -> Message {
 }
 
 /// Delete every rule of `chain` (a DELRULE naming no rule).
-fn flush_msg(chain: &str) -> Message {
+pub(crate) fn flush_msg(chain: &str) -> Message {
     let mut m = Message::new(
         MsgType::DelRule,
         NFPROTO_BRIDGE,
@@ -193,18 +193,18 @@ fn elem_msg(ty: MsgType, host_if: &str, what: String) -> Message {
     m
 }
 
-fn payload(base: Base, offset: u32, len: u32) -> Expr {
+pub(crate) fn payload(base: Base, offset: u32, len: u32) -> Expr {
     Expr::Payload { base, offset, len }
 }
 
-fn eq(data: &[u8]) -> Expr {
+pub(crate) fn eq(data: &[u8]) -> Expr {
     Expr::Cmp {
         op: CmpOp::Eq,
         data: data.to_vec(),
     }
 }
 
-fn neq(data: &[u8]) -> Expr {
+pub(crate) fn neq(data: &[u8]) -> Expr {
     Expr::Cmp {
         op: CmpOp::Neq,
         data: data.to_vec(),
@@ -226,7 +226,7 @@ fn l4proto(p: u8) -> [Expr; 2] {
     ]
 }
 
-fn rule(parts: &[&[Expr]], verdict: Verdict) -> Vec<Expr> {
+pub(crate) fn rule(parts: &[&[Expr]], verdict: Verdict) -> Vec<Expr> {
     let mut v: Vec<Expr> = parts.iter().flat_map(|p| p.iter().cloned()).collect();
     v.push(Expr::Verdict(verdict));
     v
