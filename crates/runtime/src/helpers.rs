@@ -18,6 +18,9 @@ pub enum Helper {
 }
 
 impl Helper {
+    /// Every helper, for `doctor` (issue 12): a new helper is one more entry.
+    pub const ALL: [Helper; 3] = [Helper::Storage, Helper::Ns, Helper::Net];
+
     pub fn name(self) -> &'static str {
         match self {
             Helper::Storage => "storage",
@@ -26,7 +29,7 @@ impl Helper {
         }
     }
 
-    fn binary(self) -> PathBuf {
+    pub(crate) fn binary(self) -> PathBuf {
         PathBuf::from(tupper_config::system::LIBEXECDIR).join(format!("tupper-{}", self.name()))
     }
 }

@@ -27,3 +27,7 @@ mod attach;
 pub mod control;
 pub mod logs;
 mod monitor;
+// Packages, doctor, default images (issue 12, engineer "pkg").
+pub mod default_image;
+pub mod doctor;
+pub mod generate;
