@@ -503,6 +503,8 @@ const BTRFS_SUPER_MAGIC: i64 = 0x9123_683e;
 const CGROUP2_SUPER_MAGIC: i64 = 0x6367_7270;
 const TMPFS_MAGIC: i64 = 0x0102_1994;
 
+// The statfs type field is `__fsword_t`, whose width varies by architecture.
+#[allow(clippy::unnecessary_cast)]
 fn fs_magic(path: &Path) -> Option<i64> {
     nix::sys::statfs::statfs(path)
         .ok()
