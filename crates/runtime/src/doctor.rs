@@ -352,6 +352,14 @@ fn names(set: u64) -> String {
     }
 }
 
+/// A helper holds exactly its declared set: permitted only, nothing
+/// inheritable, not effective at exec (it raises each capability around the
+/// call that needs it), for the initial user namespace. More is a failure as
+/// much as less: a helper's power must be what its code declares.
+pub fn exactly(want: u64, c: &FileCaps) -> bool {
+    c.permitted == want && c.inheritable == 0 && !c.effective && c.rootid.unwrap_or(0) == 0
+}
+
 fn read_xattr(path: &Path, name: &str) -> std::io::Result<Option<Vec<u8>>> {
     use std::ffi::CString;
     use std::os::unix::ffi::OsStrExt;
@@ -462,12 +470,7 @@ fn helper(h: Helper) -> Check {
         }
     };
     match got {
-        Some(c)
-            if c.permitted == want
-                && c.inheritable == 0
-                && !c.effective
-                && c.rootid.unwrap_or(0) == 0 =>
-        {
+        Some(c) if exactly(want, &c) => {
             Check::ok(check, format!("{} has exactly {wanted}", path.display()))
         }
         Some(c) => Check::fail(
@@ -721,6 +724,30 @@ mod tests {
         assert_eq!((c.permitted, c.inheritable, c.rootid), (1, 2, Some(1000)));
         assert!(decode_file_caps(&v3[..20]).is_none(), "length must match");
         assert!(decode_file_caps(&[0; 20]).is_none(), "bad magic");
+    }
+
+    #[test]
+    fn a_helper_must_hold_exactly_its_set() {
+        let want = 1u64 << 21 | 1;
+        let caps = |permitted, inheritable, effective, rootid| FileCaps {
+            effective,
+            permitted,
+            inheritable,
+            rootid,
+        };
+        assert!(exactly(want, &caps(want, 0, false, None)));
+        assert!(exactly(want, &caps(want, 0, false, Some(0))));
+        assert!(!exactly(want, &caps(1, 0, false, None)), "one missing");
+        assert!(
+            !exactly(want, &caps(want | 1 << 16, 0, false, None)),
+            "one extra"
+        );
+        assert!(!exactly(want, &caps(want, 1, false, None)), "inheritable");
+        assert!(!exactly(want, &caps(want, 0, true, None)), "effective");
+        assert!(
+            !exactly(want, &caps(want, 0, false, Some(1000))),
+            "another namespace"
+        );
     }
 
     #[test]
