@@ -243,7 +243,16 @@ fn doctor_fails_when_a_host_route_clashes_with_the_bridge_subnet() {
     };
     // A route into the containers' subnet (10.88.0.0/16 in the suite), on an
     // interface of the suite's own network namespace.
-    ip(&["link", "add", "twdoctor0", "type", "dummy"]);
+    ip(&[
+        "link",
+        "add",
+        "twdoctor0",
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "twdoctor1",
+    ]);
     struct Del(String);
     impl Drop for Del {
         fn drop(&mut self) {
