@@ -57,8 +57,7 @@ note "building release binaries (sysconfdir $SYSCONFDIR, libexecdir $LIBEXECDIR)
 (
     cd "$repo"
     TUPPER_SYSCONFDIR=$SYSCONFDIR TUPPER_LIBEXECDIR=$LIBEXECDIR CARGO_TARGET_DIR=$target_dir \
-        cargo build --release --locked --bins \
-        -p tupper-supervisor -p tupper-storage -p tupper-ns -p tupper-net -p tupper-cgroup
+        cargo build --release --locked --bins -p tupper-supervisor "${HELPERS[@]/#/--package=}"
 ) || die "cargo build failed"
 built=$target_dir/release
 for b in tupper-supervisor "${HELPERS[@]}"; do
@@ -122,6 +121,18 @@ for h in "${HELPERS[@]}"; do
         die "capabilities of $LIBEXECDIR/$h are \"${got:-none}\", expected \"$want\" (does the filesystem keep security xattrs?)"
     fi
 done
+
+# --- the default image (issue 12) ------------------------------------------------
+
+# A user's first `run busybox` imports it (crates/runtime/src/default_image.rs
+# looks in PREFIX/share/tupperware/images, beside PREFIX/libexec/tupperware).
+DATADIR=$PREFIX/share/tupperware
+[ "$PREFIX" = / ] && DATADIR=/share/tupperware
+install -d -o root -g root -m 0755 "$DATADIR/images"
+"$here/make-busybox-image.sh" "$DATADIR/images/busybox.tar.new.$$" >/dev/null ||
+    die "could not build the default busybox image"
+chmod 0644 "$DATADIR/images/busybox.tar.new.$$"
+mv -f "$DATADIR/images/busybox.tar.new.$$" "$DATADIR/images/busybox.tar"
 
 # --- configuration -------------------------------------------------------------
 
@@ -225,6 +236,7 @@ printf '  %-52s %s\n' "$BINDIR/tupper-supervisor" "0755 root, no capabilities"
 for h in "${HELPERS[@]}"; do
     printf '  %-52s %s\n' "$LIBEXECDIR/$h" "0755 root, $(getcap "$LIBEXECDIR/$h" | awk '{print $NF}')"
 done
+printf '  %-52s %s\n' "$DATADIR/images/busybox.tar" "the default image (each user's first run imports it)"
 printf '  %-52s %s\n' "$CONFIG" "$config_action"
 printf '  %-52s %s\n' "$POLICY" "$policy_action"
 printf '  %-52s %s\n' "store" "$store_path (created and mounted; after a reboot the first command mounts it again)"

@@ -4,7 +4,8 @@
 # Debian packages the build, the product and the tests need.
 TUPPER_PACKAGES=(btrfs-progs busybox-static iproute2 libcap2-bin uidmap util-linux
     iputils-ping ca-certificates curl gcc libc6-dev pkg-config nftables
-    mmdebstrap)  # mmdebstrap: the test suite's Debian image (tests/make-debian-image.sh)
+    mmdebstrap  # mmdebstrap: the test suite's Debian image (tests/make-debian-image.sh)
+    dpkg-dev debhelper rpm lintian)  # the .deb and .rpm (packaging/build-packages.sh)
 
 ensure_packages() {
     local missing=()
@@ -37,4 +38,21 @@ ensure_rust() {
     curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal -c clippy,rustfmt
     PATH="$HOME/.cargo/bin:$PATH"
     export PATH
+}
+
+# Issue 12: an administrator's step 2, as README tells it: give user $1 a
+# subordinate uid and gid range of 65536 ids that no one else has (kept when
+# the user has ranges already).
+give_subid_range() {
+    local u=$1 end start
+    if grep -q "^$u:" /etc/subuid 2>/dev/null && grep -q "^$u:" /etc/subgid 2>/dev/null; then
+        return 0
+    fi
+    end=$(cat /etc/subuid /etc/subgid 2>/dev/null |
+        awk -F: 'NF >= 3 && $2 ~ /^[0-9]+$/ && $3 ~ /^[0-9]+$/ { e = $2 + $3; if (e > m) m = e }
+                 END { print m + 0 }')
+    start=$(((end + 65535) / 65536 * 65536))
+    [ "$start" -ge 131072 ] || start=131072
+    usermod --add-subuids "$start-$((start + 65535))" --add-subgids "$start-$((start + 65535))" "$u"
+    echo "$u: subordinate uids and gids $start-$((start + 65535))"
 }

@@ -99,7 +99,9 @@ parse_options() {
     [ "$PREFIX" = / ] && BINDIR=/bin && LIBEXECDIR=/libexec/tupperware
     CONFIG=$SYSCONFDIR/tupperware.toml
     [ "$SYSCONFDIR" = / ] && CONFIG=/tupperware.toml
-    HELPERS=(tupper-storage tupper-ns tupper-net tupper-cgroup)
+    # The helpers: packaging/helpers.list is the one list.
+    mapfile -t HELPERS < <(grep -v -e '^#' -e '^$' "$(dirname "${BASH_SOURCE[0]}")/helpers.list")
+    [ "${#HELPERS[@]}" -gt 0 ] || die "no helpers listed in packaging/helpers.list"
 }
 
 require_root() {

@@ -6,11 +6,13 @@
 #
 # Installs the system packages and (if no cargo >= 1.85 is found) Rust via
 # rustup, creates USER if missing (default: $SUDO_USER, else "tupper"; never
-# root), builds and installs tupperware with packaging/install.sh (its options,
-# e.g. --prefix, may be given first; defaults otherwise) giving USER a
-# subordinate id range, builds the default busybox image and imports it as
-# USER, then runs a container as USER, with no privileges of its own, and
-# exits with the container's status. Running it again is harmless.
+# root), builds the .deb (packaging/build-packages.sh) and installs it with
+# apt-get, gives USER a subordinate id range (usermod, as README tells an
+# administrator), then runs a container as USER, with no privileges of its
+# own (USER's first run imports the default busybox image the package ships),
+# and exits with the container's status. With install options (e.g. --prefix)
+# it builds and installs from source with packaging/install.sh instead.
+# Running it again is harmless.
 set -euo pipefail
 
 prog=${0##*/}
@@ -32,18 +34,19 @@ EOF
 # --- arguments ---------------------------------------------------------------
 
 install_opts=()
-prefix=/usr/local
+prefix=/usr
+prefix_given=0
 user=
 while [ $# -gt 0 ]; do
     case "$1" in
         -h | --help) usage; exit 0 ;;
         --prefix | --sysconfdir | --store | --state-dir | --image-size)
             [ $# -ge 2 ] || die "$1 needs a value"
-            if [ "$1" = --prefix ]; then prefix=$2; fi
+            if [ "$1" = --prefix ]; then prefix=$2; prefix_given=1; fi
             install_opts+=("$1" "$2")
             shift 2
             ;;
-        --prefix=*) prefix=${1#*=}; install_opts+=("$1"); shift ;;
+        --prefix=*) prefix=${1#*=}; prefix_given=1; install_opts+=("$1"); shift ;;
         --sysconfdir=* | --store=* | --state-dir=* | --image-size=* | --force-config)
             install_opts+=("$1"); shift ;;
         -*) usage >&2; die "unknown option: $1" ;;
@@ -88,8 +91,24 @@ uid=$(id -u "$user")
 
 # --- install -------------------------------------------------------------------
 
-step "build and install"
-"$here/install.sh" "${install_opts[@]}" --user "$user"
+if [ "${#install_opts[@]}" = 0 ]; then
+    # What users get is what CI tests: the package.
+    step "build the .deb and install it"
+    pkg_out=$(cd "$here/.." && pwd)/target/packages
+    rm -f "$pkg_out"/tupperware_*.deb
+    "$here/build-packages.sh" --deb-only "$pkg_out"
+    deb=$(find "$pkg_out" -maxdepth 1 -name 'tupperware_*.deb' | head -n1)
+    [ -n "$deb" ] || die "build-packages.sh wrote no .deb"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$deb"
+    step "subordinate ids for $user"
+    give_subid_range "$user"
+    grep "^$user:" /etc/subuid
+else
+    step "build and install from source"
+    [ "$prefix_given" = 1 ] || prefix=/usr/local   # install.sh's default
+    "$here/install.sh" "${install_opts[@]}" --user "$user"
+fi
+supervisor=$prefix/bin/tupper-supervisor
 
 # Run a command as the user: no capabilities, a clean environment, cwd /.
 # The supervisor finds its runtime directory itself when XDG_RUNTIME_DIR is unset.
@@ -102,20 +121,8 @@ as_user() {
     (cd / && runuser -u "$user" -- env -i "${env[@]}" "$@")
 }
 
-# --- the default image ---------------------------------------------------------------
-
-step "image busybox"
-if as_user "$supervisor" image ls 2>/dev/null | awk 'NR > 1 { print $1 }' | grep -qx busybox; then
-    echo "$user already has the image busybox"
-else
-    tarball=$(mktemp /tmp/tupper-busybox.XXXXXX)
-    trap 'rm -f "$tarball"' EXIT
-    "$here/make-busybox-image.sh" "$tarball"
-    chmod 0644 "$tarball"
-    as_user "$supervisor" image import busybox "$tarball" ||
-        die "importing the busybox image as $user failed (see the message above)"
-fi
-as_user "$supervisor" image ls
+# The default image: the package (or install.sh) ships busybox, and the
+# user's first run imports it, saying so in one line.
 
 # --- a container -----------------------------------------------------------------
 

@@ -31,6 +31,11 @@ for h in "${HELPERS[@]}"; do
     remove_file "$LIBEXECDIR/$h"
     remove_file "$LIBEXECDIR/$h.tmp"
 done
+# The default image (issue 12).
+DATADIR=$PREFIX/share/tupperware
+[ "$PREFIX" = / ] && DATADIR=/share/tupperware
+remove_file "$DATADIR/images/busybox.tar"
+rmdir -- "$DATADIR/images" "$DATADIR" 2>/dev/null || true
 if [ -d "$LIBEXECDIR" ]; then
     if rmdir -- "$LIBEXECDIR" 2>/dev/null; then
         removed+=("$LIBEXECDIR/")

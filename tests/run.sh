@@ -27,6 +27,27 @@ NORANGE_USER=${TUPPER_TEST_NORANGE_USER:-tuppernorange}
 SECOND_USER=${TUPPER_TEST_SECOND_USER:-${TEST_USER}b}
 HELPER_TEST_USER=${TUPPER_TEST_HELPER_USER:-tupdev}   # the helpers' own privileged tests run as this user
 
+# --- issue 12: what is tested, a prefix install or the .deb -----------------------
+# TUPPER_TEST_INSTALL=prefix (the default): packaging/install.sh into PREFIX, as
+# before, so isolated runs can go side by side. TUPPER_TEST_INSTALL=deb (.ci/run
+# sets it): build the .deb and the .rpm, install the .deb with apt-get, run the
+# suite against /usr and /etc/tupperware as a freshly created user given a range
+# the README's way, then purge it and check nothing is left. PREFIX then only
+# holds the suite's own files (driver, scratch, cache).
+INSTALL_MODE=${TUPPER_TEST_INSTALL:-prefix}
+TESTDIR=$PREFIX
+case "$INSTALL_MODE" in
+    prefix) ;;
+    deb)
+        PREFIX=/usr
+        SYSCONF=/etc/tupperware
+        STATE=/run/tupperware   # the package's default helper state: purge must remove it
+        ;;
+    *) printf 'tests/run.sh: TUPPER_TEST_INSTALL must be prefix or deb, not %s\n' "$INSTALL_MODE" >&2; exit 1 ;;
+esac
+mapfile -t HELPERS < <(grep -v -e '^#' -e '^$' "$repo/packaging/helpers.list")
+IMAGE_TAR=$PREFIX/share/tupperware/images/busybox.tar   # the default image both installs ship
+
 step() { printf '\n== %s\n' "$*"; }
 die() { printf 'tests/run.sh: FAILED: %s\n' "$*" >&2; exit 1; }
 
@@ -132,11 +153,15 @@ step "fresh store"
 umount "$STORE" 2>/dev/null || true
 rm -rf "$STORE" "$STATE"
 
+if [ "$INSTALL_MODE" = prefix ]; then
 step "install into $PREFIX"
 "$repo/packaging/install.sh" --prefix "$PREFIX" --sysconfdir "$SYSCONF" --store "$STORE" \
     --state-dir "$STATE" --image-size 4G --user "$TEST_USER" --user "$HELPER_TEST_USER" --user "$SECOND_USER" --force-config
-"$repo/packaging/make-busybox-image.sh" "$PREFIX/busybox.tar"
-chmod 0644 "$PREFIX/busybox.tar"
+else
+# shellcheck source=tests/package.sh
+. "$repo/tests/package.sh"
+package_install
+fi
 
 step "cgroup parents below this run's own cgroups"
 # Issue 9: tupper-cgroup creates user-<uid>/<id> beneath a parent per
@@ -183,7 +208,7 @@ trap cgroup_cleanup EXIT
 step "README capability table = each helper's --print-caps"
 # The one list of capabilities is in the code; install.sh installs what
 # --print-caps says, and the README's table must say the same.
-for h in tupper-storage tupper-ns tupper-net tupper-cgroup; do
+for h in "${HELPERS[@]}"; do
     want=$("$PREFIX/libexec/tupperware/$h" --print-caps) || die "$h --print-caps failed"
     want=$(printf '%s\n' "${want%=p}" | tr , '\n' | LC_ALL=C sort)
     # The table rows of $h: from its first row up to the next helper's row.
@@ -202,15 +227,15 @@ step "test driver"
 drive_built=$(cargo build -p tupper-integration --bin tupper-drive --locked --message-format=json-render-diagnostics |
     sed -n 's/.*"executable":"\([^"]*\/tupper-drive\)".*/\1/p' | tail -n1)
 [ -n "$drive_built" ] && [ -x "$drive_built" ] || die "cargo did not report a built tupper-drive"
-install -d -m 0755 "$PREFIX/test-bin"
-install -m 0755 "$drive_built" "$PREFIX/test-bin/tupper-drive"
-DRIVE=$PREFIX/test-bin/tupper-drive
+install -d -m 0755 "$TESTDIR/test-bin"
+install -m 0755 "$drive_built" "$TESTDIR/test-bin/tupper-drive"
+DRIVE=$TESTDIR/test-bin/tupper-drive
 
 if [ "$QUICK" != 1 ]; then
     step "helper tests: tupper-storage driven directly (root), tupper-ns with its file capabilities (as $HELPER_TEST_USER)"
     # Against the build installed above (its configuration names the test
     # store) and the one driver; what they create is removed below.
-    SCRATCH=$PREFIX/test-scratch
+    SCRATCH=$TESTDIR/test-scratch
     rm -rf "$SCRATCH"
     install -d -m 0755 "$SCRATCH"
     helper_uid=$(id -u "$HELPER_TEST_USER")
@@ -239,6 +264,7 @@ cleanup() {
     ip netns del "$NETNS" 2>/dev/null || true
     ip netns del "${NETNS}-out" 2>/dev/null || true
     umount "$STORE" 2>/dev/null || true
+    if [ "$INSTALL_MODE" = deb ]; then package_cleanup; fi
 }
 trap cleanup EXIT
 ip netns del "$NETNS" 2>/dev/null || true
@@ -270,20 +296,20 @@ uid=$(id -u "$TEST_USER")
 home=$(getent passwd "$TEST_USER" | cut -d: -f6)
 rm -rf "/tmp/tupperware-$uid" "/run/user/$uid/tupperware" "$home/.local/state/tupperware"
 as_user "$TEST_USER" "$PREFIX/bin/tupper-supervisor" image rm busybox >/dev/null 2>&1 || true
-as_user "$TEST_USER" "$PREFIX/bin/tupper-supervisor" image import busybox "$PREFIX/busybox.tar"
+as_user "$TEST_USER" "$PREFIX/bin/tupper-supervisor" image import busybox "$IMAGE_TAR"
 as_user "$TEST_USER" "$PREFIX/bin/tupper-supervisor" image ls
 uid2=$(id -u "$SECOND_USER")
 rm -rf "/tmp/tupperware-$uid2" "/run/user/$uid2/tupperware"
-as_user "$SECOND_USER" "$PREFIX/bin/tupper-supervisor" image import busybox "$PREFIX/busybox.tar" >/dev/null
+as_user "$SECOND_USER" "$PREFIX/bin/tupper-supervisor" image import busybox "$IMAGE_TAR" >/dev/null
 
-step "Debian bookworm image for tests/tests/debian.rs (mmdebstrap, cached in $PREFIX/cache)"
+step "Debian bookworm image for tests/tests/debian.rs (mmdebstrap, cached in $TESTDIR/cache)"
 # Built from the host's apt sources (the only network the suite uses, before
 # any test runs), reused while its recipe is unchanged, and imported as the
 # test user as a user would: the tarball as mmdebstrap wrote it.
 debian_tar=
 debian_skip=()
 t0=$(date +%s)
-if debian_tar=$("$repo/tests/make-debian-image.sh" "$PREFIX/cache"); then
+if debian_tar=$("$repo/tests/make-debian-image.sh" "$TESTDIR/cache"); then
     echo "Debian tarball ready in $(($(date +%s) - t0)) s: $debian_tar"
     t0=$(date +%s)
     as_user "$TEST_USER" "$PREFIX/bin/tupper-supervisor" image import debian "$debian_tar"
@@ -300,7 +326,8 @@ step "end-to-end tests (as $TEST_USER, capabilities only on the helpers)"
 getcap "$PREFIX"/libexec/tupperware/*
 TUPPER_IT=1 TUPPER_PREFIX="$PREFIX" TUPPER_NETNS="$NETNS" TUPPER_OUTSIDE_NETNS="${NETNS}-out" TUPPER_USER="$TEST_USER" \
 TUPPER_NORANGE_USER="$NORANGE_USER" TUPPER_SECOND_USER="$SECOND_USER" TUPPER_STORE="$STORE" TUPPER_STATE_DIR="$STATE" \
-TUPPER_IMAGE_TAR="$PREFIX/busybox.tar" TUPPER_BRIDGE=tupper0 TUPPER_DEBIAN_TAR="$debian_tar" \
+TUPPER_IMAGE_TAR="$IMAGE_TAR" TUPPER_BRIDGE=tupper0 TUPPER_DEBIAN_TAR="$debian_tar" \
+TUPPER_SYSCONFDIR="$SYSCONF" TUPPER_TEST_BIN="$TESTDIR/test-bin" \
     cargo test -p tupper-integration --locked --tests -- --ignored --test-threads=1 "${debian_skip[@]}" ${TUPPER_E2E_FILTER:-}
 
 step "no cgroup left below the suite's parents"
@@ -314,5 +341,9 @@ prod_after=$(prod_store_state)
 new_caps=$(comm -13 <(printf '%s\n' "$tmp_caps_before") <(tmp_caps))
 [ -z "$new_caps" ] || die "the suite left binaries with file capabilities in /tmp: $new_caps"
 echo "$PROD_STORE: $prod_after; no new file capabilities under /tmp"
+
+if [ "$INSTALL_MODE" = deb ]; then
+    package_purge_and_check
+fi
 
 step "all tests passed"

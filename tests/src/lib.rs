@@ -32,6 +32,9 @@ pub struct Env {
     /// mmdebstrap and imported as [`DEBIAN_IMAGE`] (`TUPPER_DEBIAN_TAR`);
     /// `None` when the suite could not build it (see [`Env::debian_tar`]).
     pub debian_tar: Option<PathBuf>,
+    // Issue 12: the suite also runs against the installed .deb (prefix /usr).
+    /// The configuration directory compiled in (`TUPPER_SYSCONFDIR`, else PREFIX/etc).
+    pub sysconfdir: PathBuf,
 }
 
 /// The name the suite imports the Debian tarball under, as the test user.
@@ -61,14 +64,19 @@ impl Env {
             "end-to-end tests need root and an installed build: run tests/run.sh"
         );
         let prefix: PathBuf = var("TUPPER_PREFIX").into();
-        let driver = prefix.join("test-bin/tupper-drive");
+        // Where the test user can execute the driver: PREFIX/test-bin, or
+        // TUPPER_TEST_BIN when the prefix is the system's (/usr).
+        let test_bin: PathBuf = std::env::var_os("TUPPER_TEST_BIN")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| prefix.join("test-bin"));
+        let driver = test_bin.join("tupper-drive");
         let tmp = driver.with_extension(format!("{}", std::process::id()));
-        std::fs::create_dir_all(prefix.join("test-bin")).expect("create test-bin");
+        std::fs::create_dir_all(&test_bin).expect("create test-bin");
         std::fs::copy(driver_build, &tmp).expect("copy the driver");
         std::fs::rename(&tmp, &driver).expect("install the driver");
         Env {
             driver,
-            prefix,
+            prefix: prefix.clone(),
             netns: var("TUPPER_NETNS"),
             user: var("TUPPER_USER"),
             norange_user: var("TUPPER_NORANGE_USER"),
@@ -80,6 +88,9 @@ impl Env {
             debian_tar: std::env::var_os("TUPPER_DEBIAN_TAR")
                 .filter(|p| !p.is_empty())
                 .map(PathBuf::from),
+            sysconfdir: std::env::var_os("TUPPER_SYSCONFDIR")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| prefix.join("etc")),
         }
     }
 

@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use crate::error::{Error, Result};
 
-/// The three helpers, by the name used in messages.
+/// The four helpers, by the name used in messages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Helper {
     Storage,
@@ -20,6 +20,9 @@ pub enum Helper {
 }
 
 impl Helper {
+    /// Every helper, for `doctor` (issue 12): a new helper is one more entry.
+    pub const ALL: [Helper; 4] = [Helper::Storage, Helper::Ns, Helper::Net, Helper::Cgroup];
+
     pub fn name(self) -> &'static str {
         match self {
             Helper::Storage => "storage",
@@ -29,7 +32,7 @@ impl Helper {
         }
     }
 
-    fn binary(self) -> PathBuf {
+    pub(crate) fn binary(self) -> PathBuf {
         PathBuf::from(tupper_config::system::LIBEXECDIR).join(format!("tupper-{}", self.name()))
     }
 }

@@ -34,3 +34,7 @@ pub mod limits;
 pub mod stats;
 // Issue 11 (engineer "net"): published ports.
 mod ports;
+// Packages, doctor, default images (issue 12, engineer "pkg").
+pub mod default_image;
+pub mod doctor;
+pub mod generate;

@@ -11,7 +11,6 @@ use tupper_runtime::{containers, control, files, images, run, signals};
 #[derive(Parser)]
 #[command(
     name = "tupper-supervisor",
-    version,
     about = "Run Linux containers without root"
 )]
 struct Cli {
@@ -150,6 +149,46 @@ enum Command {
         format: containers::Format,
         containers: Vec<String>,
     },
+    // --- packages, doctor, version (issue 12) ---
+    /// Check everything a first `run` needs, each failure with its fix
+    /// (exit status 1 when something failed).
+    Doctor {
+        /// Output format.
+        #[arg(long, value_enum, default_value = "text")]
+        format: tupper_runtime::doctor::Format,
+    },
+    /// Print the version and the helper protocol version.
+    Version,
+    /// Write man pages or shell completions (used when building the packages).
+    #[command(hide = true)]
+    Generate {
+        #[arg(value_enum)]
+        what: Generated,
+        dir: std::path::PathBuf,
+    },
+}
+
+/// What `generate` writes.
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum Generated {
+    Man,
+    Completions,
+}
+
+/// `--version` and `version`: the release and the helper protocol.
+fn version() -> String {
+    format!(
+        "{} (protocol {})",
+        env!("CARGO_PKG_VERSION"),
+        proto::PROTOCOL_VERSION
+    )
+}
+
+/// The command-line definition, with the version filled in.
+fn cli_command() -> clap::Command {
+    use clap::CommandFactory;
+    static VERSION: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    Cli::command().version(VERSION.get_or_init(version).as_str())
 }
 
 #[derive(Subcommand)]
@@ -167,7 +206,11 @@ enum ImageCommand {
 }
 
 fn main() {
-    let cli = match Cli::try_parse() {
+    use clap::FromArgMatches;
+    let parsed = cli_command()
+        .try_get_matches()
+        .and_then(|m| Cli::from_arg_matches(&m));
+    let cli = match parsed {
         Ok(c) => c,
         Err(e) if !e.use_stderr() => {
             // --help, --version
@@ -238,6 +281,16 @@ fn main() {
             format,
             containers,
         } => tupper_runtime::stats::stats(&containers, no_stream, format).map(|_| 0),
+        Command::Doctor { format } => tupper_runtime::doctor::doctor(format),
+        Command::Version => {
+            println!("tupper-supervisor {}", version());
+            Ok(0)
+        }
+        Command::Generate { what, dir } => match what {
+            Generated::Man => tupper_runtime::generate::man_pages(cli_command(), &dir),
+            Generated::Completions => tupper_runtime::generate::completions(cli_command(), &dir),
+        }
+        .map(|_| 0),
     };
     match result {
         Ok(code) => std::process::exit(code),

@@ -152,6 +152,8 @@ pub fn run(mut opts: RunOptions, signals: &Signals) -> Result<i32> {
     // before anything is created.
     tupper_config::subid::mapping_for(proto::Caller::current())
         .map_err(|e| crate::helpers::wrap(Helper::Ns, proto::Error::Remote(e.to_remote())))?;
+    // Issue 12: a default image the package ships is imported on first use.
+    crate::default_image::ensure(&opts.image)?;
     let state = Records::open()?;
     cleanup::collect_garbage(&state);
 
