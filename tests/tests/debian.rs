@@ -824,24 +824,36 @@ fn debian_the_default_seccomp_profile_denies_unshare() {
 #[ignore = "privileged end-to-end test: run by tests/run.sh (root, installed helpers)"]
 fn debian_the_battery_reaches_no_network_outside_the_suite() {
     let e = env();
-    // The suite's namespace has only its bridge: no default route, nothing
-    // routable beyond it (the battery installs nothing, runs no apt-get).
+    // The suite's namespace has its bridge and one uplink to the suite's own
+    // "outside" namespace (issue 11); that one has no route anywhere else, so
+    // nothing beyond the suite is routable (the battery runs no apt-get).
+    let outside = std::env::var("TUPPER_OUTSIDE_NETNS")
+        .expect("TUPPER_OUTSIDE_NETNS is not set (run tests/run.sh)");
     let routes = Command::new("ip")
         .args(["-n", &e.netns, "route", "show", "default"])
         .output()
         .expect("ip route");
+    let routes = String::from_utf8_lossy(&routes.stdout).trim().to_string();
+    assert!(
+        routes.is_empty() || routes.starts_with("default via 192.0.2.254 dev "),
+        "the suite's network namespace routes beyond its own outside namespace: {routes}"
+    );
+    let out_default = Command::new("ip")
+        .args(["-n", &outside, "route", "show", "default"])
+        .output()
+        .expect("ip route");
     assert_eq!(
-        String::from_utf8_lossy(&routes.stdout).trim(),
+        String::from_utf8_lossy(&out_default.stdout).trim(),
         "",
-        "the suite's network namespace has a default route"
+        "the suite's outside namespace has a default route"
     );
     let get = Command::new("ip")
-        .args(["-n", &e.netns, "route", "get", "192.0.2.1"])
+        .args(["-n", &outside, "route", "get", "198.51.100.1"])
         .output()
         .expect("ip route get");
     assert!(
         !get.status.success(),
-        "an address outside the suite is routable from its namespace:\n{}",
+        "an address outside the suite is routable from its outside namespace:\n{}",
         output_text(&get)
     );
     // The image carries no apt lists: the battery could not install anything.
