@@ -14,6 +14,8 @@ pub mod error;
 pub mod frame;
 pub mod messages;
 pub mod mount_spec;
+// Image references and digests (issue 10, engineer "oci").
+pub mod reference;
 pub mod security;
 pub mod spawn;
 pub mod validate;
@@ -26,7 +28,7 @@ pub use mount_spec::{BindSource, MountKind, MountSpec, MAX_MOUNTS, MAX_TMPFS_SIZ
 pub use security::{BpfInstruction, SpawnSecurity};
 
 /// Version of the protocol spoken by this build. Bump on any message change.
-pub const PROTOCOL_VERSION: u32 = 5;
+pub const PROTOCOL_VERSION: u32 = 6;
 
 /// The file descriptor on which every helper finds its control channel.
 pub const CONTROL_FD: i32 = 3;

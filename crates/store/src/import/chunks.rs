@@ -128,6 +128,12 @@ pub fn request_name(r: &StorageRequest) -> &'static str {
         StorageRequest::ExportBegin { .. } => "ExportBegin",
         StorageRequest::StatPath { .. } => "StatPath",
         StorageRequest::CopyInBegin { .. } => "CopyInBegin",
+        StorageRequest::LayerBegin { .. } => "LayerBegin",
+        StorageRequest::HasLayers { .. } => "HasLayers",
+        StorageRequest::CreateImage { .. } => "CreateImage",
+        StorageRequest::GetImageMeta { .. } => "GetImageMeta",
+        StorageRequest::TagImage { .. } => "TagImage",
+        StorageRequest::PruneLayers => "PruneLayers",
     }
 }
 
