@@ -26,8 +26,7 @@ fn component_ok(c: &str) -> bool {
     let b = c.as_bytes();
     !b.is_empty()
         && (b[0].is_ascii_lowercase() || b[0].is_ascii_digit())
-        && b
-            .iter()
+        && b.iter()
             .all(|x| x.is_ascii_lowercase() || x.is_ascii_digit() || b"._-".contains(x))
         && !c.contains("..")
 }
@@ -37,7 +36,8 @@ fn registry_ok(c: &str) -> bool {
         Some((h, p)) => (h, Some(p)),
         None => (c, None),
     };
-    let port_ok = port.is_none_or(|p| !p.is_empty() && p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit()));
+    let port_ok =
+        port.is_none_or(|p| !p.is_empty() && p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit()));
     let host_ok = !host.is_empty()
         && host.split('.').all(|l| {
             !l.is_empty()
@@ -52,7 +52,8 @@ fn tag_ok(t: &str) -> bool {
     !b.is_empty()
         && b.len() <= MAX_TAG_LEN
         && (b[0].is_ascii_alphanumeric() || b[0] == b'_')
-        && b.iter().all(|x| x.is_ascii_alphanumeric() || b"_.-".contains(x))
+        && b.iter()
+            .all(|x| x.is_ascii_alphanumeric() || b"_.-".contains(x))
 }
 
 /// A parsed reference: repository (registry included) and tag.
@@ -146,7 +147,8 @@ pub fn key(s: &str) -> Result<(), Error> {
     let ok = !b.is_empty()
         && b.len() <= MAX_REFERENCE_LEN
         && (b[0].is_ascii_lowercase() || b[0].is_ascii_digit())
-        && b.iter().all(|x| x.is_ascii_alphanumeric() || b"_.-:+".contains(x))
+        && b.iter()
+            .all(|x| x.is_ascii_alphanumeric() || b"_.-:+".contains(x))
         && !s.contains("..");
     if ok {
         Ok(())
@@ -158,7 +160,13 @@ pub fn key(s: &str) -> Result<(), Error> {
 /// `sha256:` and 64 lowercase hex digits (the only digest algorithm taken).
 pub fn digest(s: &str) -> Result<(), Error> {
     match s.strip_prefix("sha256:") {
-        Some(h) if h.len() == 64 && h.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) => Ok(()),
+        Some(h)
+            if h.len() == 64
+                && h.bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) =>
+        {
+            Ok(())
+        }
         _ => Err(Error::invalid(
             format!("digest {s:?}"),
             "a digest is sha256: and 64 lowercase hex digits",
@@ -214,7 +222,17 @@ mod tests {
         ] {
             assert!(Reference::parse(r).is_err(), "{r:?}");
         }
-        for k in ["", ".layers", ".import-x", "a/b", "..", "a..b", "-a", "+a", &"a".repeat(256)] {
+        for k in [
+            "",
+            ".layers",
+            ".import-x",
+            "a/b",
+            "..",
+            "a..b",
+            "-a",
+            "+a",
+            &"a".repeat(256),
+        ] {
             assert!(key(k).is_err(), "{k:?}");
         }
     }
@@ -222,7 +240,12 @@ mod tests {
     #[test]
     fn digests() {
         digest(&format!("sha256:{}", "a".repeat(64))).unwrap();
-        for d in ["sha256:", "sha512:aa", &format!("sha256:{}", "A".repeat(64)), &format!("sha256:{}/", "a".repeat(63))] {
+        for d in [
+            "sha256:",
+            "sha512:aa",
+            &format!("sha256:{}", "A".repeat(64)),
+            &format!("sha256:{}/", "a".repeat(63)),
+        ] {
             assert!(digest(d).is_err(), "{d}");
         }
     }

@@ -27,3 +27,5 @@ mod attach;
 pub mod control;
 pub mod logs;
 mod monitor;
+// OCI images, layers, image config (issue 10, engineer "oci").
+pub mod oci;

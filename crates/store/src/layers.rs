@@ -138,7 +138,10 @@ fn layer(
         let mut tarball = Hashing::new(input);
         {
             let mut archive = tar::Archive::new(&mut tarball);
-            for entry in archive.entries().map_err(|e| Error::Tarball(e.to_string()))? {
+            for entry in archive
+                .entries()
+                .map_err(|e| Error::Tarball(e.to_string()))?
+            {
                 let mut entry = entry.map_err(|e| Error::Tarball(e.to_string()))?;
                 ex.apply(&mut entry)?;
             }
@@ -245,8 +248,14 @@ pub fn create_image(
 
 fn write_meta(metas: &OwnedFd, name: &str, chain: &[String], meta: &[u8]) -> Result<()> {
     with_caps(STORE, || {
-        tupper_sys::atomic::write_at(metas, &format!("{name}.layers"), chain.join("\n").as_bytes(), 0o600, |_| Ok(()))
-            .map_err(Error::io("cannot write the image's layer list"))?;
+        tupper_sys::atomic::write_at(
+            metas,
+            &format!("{name}.layers"),
+            chain.join("\n").as_bytes(),
+            0o600,
+            |_| Ok(()),
+        )
+        .map_err(Error::io("cannot write the image's layer list"))?;
         tupper_sys::atomic::write_at(metas, &format!("{name}.json"), meta, 0o600, |_| Ok(()))
             .map_err(Error::io("cannot write the image's metadata"))
     })
@@ -257,7 +266,9 @@ fn read_meta(metas: &OwnedFd, file: &str, limit: usize) -> Result<Option<Vec<u8>
         match nix::fcntl::openat(
             metas,
             file,
-            nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_NOFOLLOW | nix::fcntl::OFlag::O_CLOEXEC,
+            nix::fcntl::OFlag::O_RDONLY
+                | nix::fcntl::OFlag::O_NOFOLLOW
+                | nix::fcntl::OFlag::O_CLOEXEC,
             nix::sys::stat::Mode::empty(),
         ) {
             Ok(fd) => Ok(Some(fd)),
@@ -285,7 +296,11 @@ pub fn image_meta(store: &Store, uid: u32, name: &str) -> Result<StorageReply> {
     let images = store.user_images(uid)?;
     crate::images::require(&images, name)?;
     let metas = meta_dir(&images)?;
-    Ok(StorageReply::ImageMeta(read_meta(&metas, &format!("{name}.json"), MAX_IMAGE_META)?))
+    Ok(StorageReply::ImageMeta(read_meta(
+        &metas,
+        &format!("{name}.json"),
+        MAX_IMAGE_META,
+    )?))
 }
 
 /// Remove an image's metadata (with `RemoveImage`).
@@ -293,7 +308,8 @@ pub fn forget(images: &OwnedFd, name: &str) -> Result<()> {
     let metas = meta_dir(images)?;
     with_caps(STORE, || {
         for f in [format!("{name}.layers"), format!("{name}.json")] {
-            tupper_sys::atomic::remove_at(&metas, &f).map_err(Error::io("cannot remove image metadata"))?;
+            tupper_sys::atomic::remove_at(&metas, &f)
+                .map_err(Error::io("cannot remove image metadata"))?;
         }
         Ok(())
     })
@@ -305,7 +321,9 @@ pub fn tag(store: &Store, uid: u32, source: &str, name: &str) -> Result<StorageR
     let images = store.user_images(uid)?;
     crate::images::require(&images, source)?;
     if exists_at(&images, name)? {
-        return Err(Error::AlreadyExists(format!("image {name:?} already exists")));
+        return Err(Error::AlreadyExists(format!(
+            "image {name:?} already exists"
+        )));
     }
     let src = open_dir_at(&images, source, "the image")?;
     let metas = meta_dir(&images)?;
@@ -316,7 +334,10 @@ pub fn tag(store: &Store, uid: u32, source: &str, name: &str) -> Result<StorageR
     subvol::make_readonly(&sub)?;
     drop(sub);
     if let (Some(l), Some(m)) = (layers, meta) {
-        let chain: Vec<String> = String::from_utf8_lossy(&l).lines().map(str::to_string).collect();
+        let chain: Vec<String> = String::from_utf8_lossy(&l)
+            .lines()
+            .map(str::to_string)
+            .collect();
         write_meta(&metas, name, &chain, &m)?;
     }
     partial.commit(name)?;
@@ -353,13 +374,13 @@ pub fn prune(store: &Store, uid: u32) -> Result<StorageReply> {
             .unwrap_or(&f);
         if !exists_at(&images, image)? {
             with_caps(STORE, || {
-                tupper_sys::atomic::remove_at(&metas, &f).map_err(Error::io("cannot remove image metadata"))
+                tupper_sys::atomic::remove_at(&metas, &f)
+                    .map_err(Error::io("cannot remove image metadata"))
             })?;
         }
     }
     Ok(StorageReply::Pruned { layers: removed })
 }
-
 
 #[cfg(test)]
 mod tests {
@@ -371,7 +392,10 @@ mod tests {
         let b = format!("sha256:{}", "b".repeat(64));
         assert_eq!(chain_id(None, &a), a);
         let c = chain_id(Some(&a), &b);
-        assert_eq!(c, format!("sha256:{}", hex(Sha256::digest(format!("{a} {b}")))));
+        assert_eq!(
+            c,
+            format!("sha256:{}", hex(Sha256::digest(format!("{a} {b}"))))
+        );
         assert!(dir_name(&c).is_ok());
         assert!(dir_name("sha256:../../x").is_err());
     }

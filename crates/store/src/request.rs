@@ -89,7 +89,9 @@ pub fn handle(chan: &mut Channel, ctx: &Context, req: StorageRequest) -> Result<
             layers::create_image(&ctx.store()?, uid, &name, &layers, &meta)
         }
         StorageRequest::GetImageMeta { name } => layers::image_meta(&ctx.store()?, uid, &name),
-        StorageRequest::TagImage { source, name } => layers::tag(&ctx.store()?, uid, &source, &name),
+        StorageRequest::TagImage { source, name } => {
+            layers::tag(&ctx.store()?, uid, &source, &name)
+        }
         StorageRequest::PruneLayers => layers::prune(&ctx.store()?, uid),
         other @ (StorageRequest::ImportChunk(_) | StorageRequest::ImportEnd) => {
             Err(Error::Protocol(format!(

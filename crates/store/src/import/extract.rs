@@ -126,7 +126,12 @@ impl Extractor {
     /// Extract an OCI layer onto `subvol`, a snapshot of its parent layer
     /// (or a fresh subvolume for the first layer, whose root is then set up
     /// like an image's).
-    pub fn for_layer(subvol: OwnedFd, shift: Shift, budget: Budget, fresh: bool) -> Result<Extractor> {
+    pub fn for_layer(
+        subvol: OwnedFd,
+        shift: Shift,
+        budget: Budget,
+        fresh: bool,
+    ) -> Result<Extractor> {
         let mut ex = if fresh {
             Extractor::new(subvol, shift, budget)?
         } else {

@@ -53,7 +53,10 @@ pub fn apply(root: BorrowedFd<'_>, rel: &Path, state: &LayerState, shown: &str) 
         };
         let dir = reopen_dir(&dir, shown)?;
         for child in children(&dir, shown)? {
-            if !state.created.contains(&parent.join(OsStr::from_bytes(&child))) {
+            if !state
+                .created
+                .contains(&parent.join(OsStr::from_bytes(&child)))
+            {
                 remove_tree(dir.as_fd(), OsStr::from_bytes(&child), shown)?;
             }
         }
@@ -100,7 +103,12 @@ fn open_beneath(root: BorrowedFd<'_>, parent: &Path, shown: &str) -> Result<Opti
     ) {
         Ok(fd) => Ok(Some(fd)),
         Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(None),
-        Err(e) if matches!(e.raw_os_error(), Some(libc::ELOOP | libc::EXDEV | libc::ENOTDIR)) => {
+        Err(e)
+            if matches!(
+                e.raw_os_error(),
+                Some(libc::ELOOP | libc::EXDEV | libc::ENOTDIR)
+            ) =>
+        {
             Err(Error::Unsafe(format!(
                 "layer whiteout {shown:?} goes through a symlink or leaves the layer"
             )))
@@ -116,7 +124,9 @@ fn reopen_dir(dir: &OwnedFd, shown: &str) -> Result<OwnedFd> {
         OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
         Mode::empty(),
     )
-    .map_err(Error::sys(format!("cannot open the directory of {shown:?}")))
+    .map_err(Error::sys(format!(
+        "cannot open the directory of {shown:?}"
+    )))
 }
 
 fn children(dir: &OwnedFd, shown: &str) -> Result<Vec<Vec<u8>>> {
@@ -228,17 +238,16 @@ mod tests {
         let t = tree();
         let s = LayerState::default();
         for rel in [".wh.", ".wh..", ".wh...", "etc/.wh..wh.x", "a/.wh..wh."] {
-            assert!(
-                matches!(run(&t, rel, &s), Err(Error::Unsafe(_))),
-                "{rel}"
-            );
+            assert!(matches!(run(&t, rel, &s), Err(Error::Unsafe(_))), "{rel}");
         }
         // Through a symlinked parent, absolute or relative: refused, nothing removed.
-        for rel in ["abs/.wh.passwd", "up/.wh.outside", "up/layer/.wh.keep", "abs/.wh..wh..opq"] {
-            assert!(
-                matches!(run(&t, rel, &s), Err(Error::Unsafe(_))),
-                "{rel}"
-            );
+        for rel in [
+            "abs/.wh.passwd",
+            "up/.wh.outside",
+            "up/layer/.wh.keep",
+            "abs/.wh..wh..opq",
+        ] {
+            assert!(matches!(run(&t, rel, &s), Err(Error::Unsafe(_))), "{rel}");
         }
         assert!(t.path().join("outside").exists());
         assert!(t.path().join("layer/keep").exists());
