@@ -5,6 +5,8 @@
 TUPPER_PACKAGES=(btrfs-progs busybox-static iproute2 libcap2-bin uidmap util-linux
     iputils-ping ca-certificates curl gcc libc6-dev pkg-config nftables
     mmdebstrap)  # mmdebstrap: the test suite's Debian image (tests/make-debian-image.sh)
+# umoci, skopeo: the OCI test images (tests/make-oci-images.sh, issue 10)
+TUPPER_PACKAGES+=(umoci skopeo)
 
 ensure_packages() {
     local missing=()
