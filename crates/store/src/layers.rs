@@ -133,32 +133,16 @@ fn layer(
     let sub = open_dir_at(&layers, partial.name(), "the new layer")?;
     let mut ex = Extractor::for_layer(sub, shift, data::Budget::new(limit), parent_fd.is_none())?;
     let mut raw = Hashing::new(&mut *reader);
-    let got_diff = {
-        let input = compression::decompress(&mut raw).map_err(|e| Error::Tarball(e.to_string()))?;
-        let mut tarball = Hashing::new(input);
-        {
-            let mut archive = tar::Archive::new(&mut tarball);
-            for entry in archive
-                .entries()
-                .map_err(|e| Error::Tarball(e.to_string()))?
-            {
-                let mut entry = entry.map_err(|e| Error::Tarball(e.to_string()))?;
-                ex.apply(&mut entry)?;
-            }
-        }
-        // The diff id covers the whole uncompressed stream, padding included.
-        std::io::copy(&mut tarball, &mut std::io::sink())
-            .map_err(|e| Error::Tarball(e.to_string()))?;
-        tarball.digest()
-    };
-    std::io::copy(&mut raw, &mut std::io::sink()).map_err(|e| Error::Tarball(e.to_string()))?;
+    let extracted = extract(&mut raw, &mut ex);
+    // Whatever happened, the rest of the blob is hashed: a corrupt blob is
+    // refused as one (the cause), not by the tar error its corruption makes.
+    let rest = std::io::copy(&mut raw, &mut std::io::sink());
     let got_blob = raw.digest();
-    let bytes = ex.bytes;
-    ex.finish()?;
     reader.drain();
     if let Some(e) = reader.stream_error() {
         return Err(e);
     }
+    rest.map_err(|e| Error::Tarball(e.to_string()))?;
     if let Some(b) = blob {
         if got_blob != b {
             return Err(Error::Tarball(format!(
@@ -166,6 +150,9 @@ fn layer(
             )));
         }
     }
+    let got_diff = extracted?;
+    let bytes = ex.bytes;
+    ex.finish()?;
     if got_diff != diff_id {
         return Err(Error::Tarball(format!(
             "the layer does not match its diff id {diff_id} (it is {got_diff}); nothing was kept"
@@ -186,6 +173,25 @@ fn layer(
         bytes,
         present: false,
     })
+}
+
+/// Decompress and apply one layer blob; the diff id of its tar stream.
+fn extract(raw: &mut impl Read, ex: &mut Extractor) -> Result<String> {
+    let input = compression::decompress(raw).map_err(|e| Error::Tarball(e.to_string()))?;
+    let mut tarball = Hashing::new(input);
+    {
+        let mut archive = tar::Archive::new(&mut tarball);
+        for entry in archive
+            .entries()
+            .map_err(|e| Error::Tarball(e.to_string()))?
+        {
+            let mut entry = entry.map_err(|e| Error::Tarball(e.to_string()))?;
+            ex.apply(&mut entry)?;
+        }
+    }
+    // The diff id covers the whole uncompressed stream, padding included.
+    std::io::copy(&mut tarball, &mut std::io::sink()).map_err(|e| Error::Tarball(e.to_string()))?;
+    Ok(tarball.digest())
 }
 
 /// The one place a layer subvolume is created: a writable snapshot of its

@@ -32,8 +32,9 @@ pub fn meta(key: &str) -> Result<Option<ImageMeta>> {
 /// `WorkingDir` and `User` (a `-w /` is the default and cannot be told
 /// apart from none).
 pub fn apply_to_run(opts: &mut RunOptions) -> Result<()> {
-    opts.image = key_of(&opts.image)?;
-    let Some(meta) = meta(&opts.image)? else {
+    // `opts.image` stays the reference as given: `RunOptions::validate`
+    // turns it into its key (a key is not a reference: `a+b` for `a/b`).
+    let Some(meta) = meta(&key_of(&opts.image)?)? else {
         return Ok(());
     };
     apply(opts, &meta);

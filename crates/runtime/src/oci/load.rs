@@ -20,6 +20,9 @@ const MAX_JSON: u64 = 4 << 20;
 /// Deepest nesting of indexes we follow.
 const MAX_INDEX_DEPTH: usize = 4;
 
+/// The annotation naming an image of a layout (its tag).
+const REF_NAME: &str = "org.opencontainers.image.ref.name";
+
 const INDEX_TYPES: &[&str] = &[
     "application/vnd.oci.image.index.v1+json",
     "application/vnd.docker.distribution.manifest.list.v2+json",
@@ -180,23 +183,36 @@ fn pick_manifest(
         let named: Vec<&Descriptor> = candidates
             .iter()
             .copied()
-            .filter(|d| {
-                d.annotations
-                    .get("org.opencontainers.image.ref.name")
-                    .map(String::as_str)
-                    == Some(tag)
-            })
+            .filter(|d| d.annotations.get(REF_NAME).map(String::as_str) == Some(tag))
             .collect();
         if !named.is_empty() {
             candidates = named;
         }
     }
-    let d = candidates.first().ok_or_else(|| {
+    let d = *candidates.first().ok_or_else(|| {
         Error::user(format!(
             "the image has no manifest for linux/{}",
             host_arch()
         ))
     })?;
+    // A layout holding several images (tags) and a name that selects none of
+    // them: refuse rather than guess (a nested index lists platforms, where
+    // the first for this host is the one).
+    if depth == 0 && candidates.iter().any(|c| c.digest != d.digest) {
+        let tags: Vec<&str> = candidates
+            .iter()
+            .filter_map(|c| c.annotations.get(REF_NAME).map(String::as_str))
+            .collect();
+        return Err(Error::user(format!(
+            "the image layout holds {} images{}: choose one by its tag (image load FILE NAME:TAG)",
+            candidates.len(),
+            if tags.is_empty() {
+                String::new()
+            } else {
+                format!(" (tags {})", tags.join(", "))
+            }
+        )));
+    }
     let bytes = src.blob(&d.digest, MAX_JSON)?;
     if INDEX_TYPES.contains(&d.media_type.as_str()) {
         return pick_manifest(src, parse(&bytes, "index")?, depth + 1, None);
@@ -207,11 +223,10 @@ fn pick_manifest(
 fn oci(src: &Source, key: Option<String>) -> Result<String> {
     let index: Index = parse(&src.read_small("index.json", MAX_JSON)?, "index.json")?;
     // A name from the user wins; else the layout's ref.name annotation.
-    let annotated = index.manifests.iter().find_map(|d| {
-        d.annotations
-            .get("org.opencontainers.image.ref.name")
-            .cloned()
-    });
+    let annotated = index
+        .manifests
+        .iter()
+        .find_map(|d| d.annotations.get(REF_NAME).cloned());
     let want_tag = key.as_deref().map(|k| Reference::from_key(k).tag);
     let (manifest_digest, manifest) = pick_manifest(src, index, 0, want_tag.as_deref())?;
     let key = match key {
@@ -421,6 +436,45 @@ mod tests {
         let b = format!("sha256:{}", "b".repeat(64));
         assert_eq!(chain_id(None, &a), a);
         assert_eq!(chain_id(Some(&a), &b).len(), 71);
+    }
+
+    /// A layout whose index lists `tags` (each a manifest of its own).
+    fn layout(tags: &[&str]) -> (tempfile::TempDir, Index) {
+        let t = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(t.path().join("blobs/sha256")).unwrap();
+        let mut manifests = Vec::new();
+        for tag in tags {
+            let m = format!(
+                r#"{{"config":{{"digest":"sha256:{}"}},"layers":[],"tag":"{tag}"}}"#,
+                "c".repeat(64)
+            );
+            let hex = sha256_hex(m.as_bytes());
+            std::fs::write(t.path().join("blobs/sha256").join(&hex), &m).unwrap();
+            manifests.push(format!(
+                r#"{{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:{hex}","annotations":{{"{REF_NAME}":"{tag}"}}}}"#
+            ));
+        }
+        let index = format!(r#"{{"manifests":[{}]}}"#, manifests.join(","));
+        (t, serde_json::from_str(&index).unwrap())
+    }
+
+    #[test]
+    fn a_layout_of_several_images_needs_a_tag() {
+        let (t, index) = layout(&["base", "final"]);
+        let src = Source::dir(t.path()).unwrap();
+        let (digest, _) = pick_manifest(&src, index, 0, Some("final")).unwrap();
+        let (_, index) = layout(&["base", "final"]);
+        assert_eq!(index.manifests[1].digest, digest);
+        // No tag, or one the layout does not have: refused, never the first.
+        for want in [None, Some("latest")] {
+            let (_, index) = layout(&["base", "final"]);
+            let err = pick_manifest(&src, index, 0, want).err().unwrap();
+            assert!(err.to_string().contains("base, final"), "{err}");
+        }
+        // One image: whatever the name.
+        let (t, index) = layout(&["only"]);
+        let src = Source::dir(t.path()).unwrap();
+        assert!(pick_manifest(&src, index, 0, Some("latest")).is_ok());
     }
 
     #[test]
