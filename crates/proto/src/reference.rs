@@ -19,7 +19,7 @@ const RULES: &str = "a reference is [REGISTRY[:PORT]/]REPOSITORY[:TAG]: lowercas
     '_', '.', '-'";
 
 fn bad(s: &str, why: &str) -> Error {
-    Error::invalid(format!("image reference {s:?}"), format!("{why}; {RULES}"))
+    Error::invalid(format!("image name {s:?}"), format!("{why}; {RULES}"))
 }
 
 fn component_ok(c: &str) -> bool {

@@ -34,8 +34,13 @@ pub fn meta(key: &str) -> Result<Option<ImageMeta>> {
 pub fn apply_to_run(opts: &mut RunOptions) -> Result<()> {
     // `opts.image` stays the reference as given: `RunOptions::validate`
     // turns it into its key (a key is not a reference: `a+b` for `a/b`).
-    let Some(meta) = meta(&key_of(&opts.image)?)? else {
-        return Ok(());
+    let meta = match meta(&key_of(&opts.image)?) {
+        Ok(Some(meta)) => meta,
+        Ok(None) => return Ok(()),
+        // A missing image is reported where `run` always reported it, after
+        // its own checks (subordinate ids first).
+        Err(e) if e.remote_kind() == Some(proto::ErrorKind::NotFound) => return Ok(()),
+        Err(e) => return Err(e),
     };
     apply(opts, &meta);
     Ok(())
