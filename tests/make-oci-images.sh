@@ -52,6 +52,7 @@ L=$out/layout
     echo new >"$work/l3/opq/new"
     tar -C "$work/l3" --owner=0 --group=0 -cf "$work/l3.tar" opq opq/.wh..wh..opq opq/new
     umoci raw add-layer --image "$L:two" --tag final "$work/l3.tar"
+    # shellcheck disable=SC2016 # $PWD and $GREETING expand in the container
     umoci config --image "$L:final" --tag final --config.cmd sh --config.cmd -c \
         --config.cmd 'echo "cmd in $PWD as $GREETING"' --config.env GREETING=hello \
         --config.env OTHER=1 --config.workingdir /opq --config.label org.example=oci
