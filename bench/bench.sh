@@ -4,7 +4,7 @@
 # wall time of `true` in a fresh container, and how many processes and program
 # executions one `run --rm` costs. Reported, never asserted.
 #
-#   sudo bench/bench.sh [--prefix P] [--user U] [--runs N] [--warmup N] [--peers-only]
+#   sudo bench/bench.sh [--prefix P] [--user U] [--runs N] [--warmup N] [--peers-only] [--images-only]
 #
 # Self-contained, as root on Debian: installs the Debian packages it needs,
 # builds and installs tupperware into a prefix of its own (default
@@ -32,10 +32,11 @@ BENCH_USER=twbench
 RUNS=20
 WARMUP=3
 PEERS_ONLY=0
+IMAGES_ONLY=0 # issue 10: only the image block
 
 usage() {
     cat <<EOF
-usage: $prog [--prefix P] [--user U] [--runs N] [--warmup N] [--peers-only]
+usage: $prog [--prefix P] [--user U] [--runs N] [--warmup N] [--peers-only] [--images-only]
 
   --prefix P     where this script installs tupperware (default /opt/tw-bench);
                  removed on exit, so never an installation of your own
@@ -45,6 +46,8 @@ usage: $prog [--prefix P] [--user U] [--runs N] [--warmup N] [--peers-only]
   --runs N       measured runs per command (default 20)
   --warmup N     warm-up runs per command (default 3)
   --peers-only   only crun, runc and bwrap (no build, no tupperware)
+  --images-only  only the image block (issue 10): OCI import against tar -x,
+                 start from a 1 GB image against a 5 MB one, second import
 EOF
 }
 
@@ -61,12 +64,14 @@ while [ $# -gt 0 ]; do
             shift 2
             ;;
         --peers-only) PEERS_ONLY=1; shift ;;
+        --images-only) IMAGES_ONLY=1; shift ;;
         -h | --help) usage; exit 0 ;;
         *) usage >&2; die "unknown argument: $1" ;;
     esac
 done
 [[ "$RUNS" =~ ^[1-9][0-9]*$ ]] || die "--runs must be a positive number"
 [[ "$WARMUP" =~ ^[0-9]+$ ]] || die "--warmup must be a number"
+[ "$IMAGES_ONLY" = 0 ] || [ "$PEERS_ONLY" = 0 ] || die "--images-only and --peers-only exclude each other"
 [ "$(id -u)" = 0 ] ||
     die "run as root (it installs packages and tupperware, creates a network namespace and runs crun/runc as root)"
 case "$PREFIX" in
@@ -179,7 +184,7 @@ if [ "$PEERS_ONLY" = 0 ]; then
     remove_store # a fresh store every time (install.sh creates it)
     note "building and installing tupperware into $PREFIX (store $STORE, state $STATE)"
     "$repo/packaging/install.sh" --prefix "$PREFIX" --sysconfdir "$SYSCONF" --store "$STORE" \
-        --state-dir "$STATE" --image-size 1G --user "$BENCH_USER" --force-config >/dev/null
+        --state-dir "$STATE" --image-size 4G --user "$BENCH_USER" --force-config >/dev/null
     [ -x "$SUPERVISOR" ] || die "install.sh left no $SUPERVISOR"
 fi
 
@@ -222,6 +227,105 @@ bench() { # bench NAME NOTE RUNNER... :: COMMAND
         note "$name failed; left out of the table"
     fi
 }
+
+# --- images (issue 10): import against tar -x, start from a big image, re-import ---
+
+# Two OCI layouts written here with uncompressed layers (so an import's work is
+# hashing and extracting, like tar -x's): "small", the busybox layer and a
+# 4 MiB layer (about 5 MB), and "big", the busybox layer and four 256 MiB
+# layers (about 1 GB). Layer data is random: nothing becomes a hole.
+images_summary=()
+if [ "$PEERS_ONLY" = 0 ]; then
+    printf '\n== images (issue 10)\n'
+    median() { sort -n | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
+    now_ns() { date +%s%N; }
+    blob() { # blob DIR FILE: move FILE into DIR's blobs; print its hex digest
+        local h
+        h=$(sha256sum "$2" | cut -d' ' -f1)
+        mv "$2" "$1/blobs/sha256/$h"
+        printf '%s' "$h"
+    }
+    oci_layout() { # oci_layout DIR MIB_PER_LAYER LAYERS: prints the layer blob paths
+        local dir=$1 mib=$2 n=$3 i h diffs="" layers="" cfg man
+        mkdir -p "$dir/blobs/sha256" "$work/layer-src"
+        printf '{"imageLayoutVersion":"1.0.0"}' >"$dir/oci-layout"
+        cp "$tarball" "$work/layer.tar"
+        for ((i = 0; i <= n; i++)); do
+            if [ "$i" -gt 0 ]; then
+                mkdir "$work/layer-src/data$i"
+                head -c "${mib}M" /dev/urandom >"$work/layer-src/data$i/blob"
+                tar -C "$work/layer-src" --owner=0 --group=0 --numeric-owner -cf "$work/layer.tar" "data$i"
+                rm -rf "$work/layer-src/data$i"
+            fi
+            h=$(blob "$dir" "$work/layer.tar")
+            echo "$dir/blobs/sha256/$h"
+            diffs+="${diffs:+,}\"sha256:$h\""
+            layers+="${layers:+,}{\"mediaType\":\"application/vnd.oci.image.layer.v1.tar\",\"digest\":\"sha256:$h\",\"size\":$(stat -c %s "$dir/blobs/sha256/$h")}"
+        done
+        printf '{"architecture":"%s","os":"linux","config":{"Cmd":["true"]},"rootfs":{"type":"layers","diff_ids":[%s]}}' \
+            "$(dpkg --print-architecture)" "$diffs" >"$work/config.json"
+        cfg=$(stat -c %s "$work/config.json")
+        h=$(blob "$dir" "$work/config.json")
+        printf '{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:%s","size":%s},"layers":[%s]}' \
+            "$h" "$cfg" "$layers" >"$work/manifest.json"
+        man=$(stat -c %s "$work/manifest.json")
+        h=$(blob "$dir" "$work/manifest.json")
+        printf '{"schemaVersion":2,"manifests":[{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:%s","size":%s}]}' \
+            "$h" "$man" >"$dir/index.json"
+    }
+    oci_layout "$work/small" 4 1 >/dev/null
+    mapfile -t big_layers < <(oci_layout "$work/big" 256 4)
+    chmod -R a+rX "$work/small" "$work/big"
+    big_bytes=$(stat -c %s "${big_layers[@]}" | awk '{ s += $1 } END { print s }')
+    note "big image: ${#big_layers[@]} layers, $big_bytes bytes of uncompressed tar"
+
+    # Import throughput: a fresh import of "big" (no layer present) against
+    # tar -x of the same layer tars, in order, into a plain directory on the
+    # same btrfs filesystem (as root). Three of each, medians.
+    plain=$STORE/.bench-plain
+    imp=() tarx=()
+    for i in 1 2 3; do
+        as_user "$SUPERVISOR" image rm big >/dev/null 2>&1 || true
+        as_user "$SUPERVISOR" image prune >/dev/null 2>&1 || true
+        sync
+        t0=$(now_ns)
+        as_user "$SUPERVISOR" image load "$work/big" big >/dev/null || { note "image load of big failed"; break; }
+        imp+=($(( ($(now_ns) - t0) / 1000000 )))
+        rm -rf "$plain"
+        mkdir "$plain"
+        sync
+        t0=$(now_ns)
+        for l in "${big_layers[@]}"; do tar --numeric-owner -xf "$l" -C "$plain"; done
+        tarx+=($(( ($(now_ns) - t0) / 1000000 )))
+        rm -rf "$plain"
+        printf 'run %s: image load %s ms, tar -x %s ms\n' "$i" "${imp[-1]}" "${tarx[-1]}"
+    done
+    if [ "${#imp[@]}" -gt 0 ]; then
+        imp_ms=$(printf '%s\n' "${imp[@]}" | median)
+        tarx_ms=$(printf '%s\n' "${tarx[@]}" | median)
+        images_summary+=("$(awk -v b="$big_bytes" -v i="$imp_ms" -v t="$tarx_ms" 'BEGIN {
+            printf "import of 1 GB (5 uncompressed layers): median %d ms = %.0f MB/s; tar -x of the same layers: %d ms = %.0f MB/s; ratio %.2fx (goal >= 0.8x)",
+                i, b / i / 1000, t, b / t / 1000, t / i }')")
+    fi
+    # The image whose layers are all present: a second load of "big".
+    as_user "$SUPERVISOR" image load "$work/small" small >/dev/null || note "image load of small failed"
+    bench image-load-present "image load of the 1 GB image again: every layer present, a new image snapshot" \
+        as_user :: "$SUPERVISOR image load $work/big big"
+    # Start from the 1 GB image against the 5 MB one: one snapshot either way.
+    bench tupper-small-image "run --rm --network none of the 5 MB OCI image (2 layers)" \
+        as_user :: "$SUPERVISOR run --rm --network none small true"
+    bench tupper-big-image "run --rm --network none of the 1 GB OCI image (5 layers)" \
+        as_user :: "$SUPERVISOR run --rm --network none big true"
+    for n in image-load-present tupper-small-image tupper-big-image; do
+        [ -e "$results/$n.json" ] || continue
+        images_summary+=("$(jq -r --arg n "$n" '"\($n): median \(.results[0].median * 1000 | floor) ms (\(.results | length) command, \(.results[0].times | length) runs)"' "$results/$n.json")")
+    done
+    printf '\nimages (issue 10); goals: import >= 0.8x tar -x, start from 1 GB = from 5 MB, second import < 100 ms\n'
+    printf '%s\n' "${images_summary[@]}"
+    if [ "$IMAGES_ONLY" = 1 ]; then
+        exit 0
+    fi
+fi
 
 if [ "$PEERS_ONLY" = 0 ]; then
     note "importing the busybox image for $BENCH_USER"

@@ -6,6 +6,8 @@ TUPPER_PACKAGES=(btrfs-progs busybox-static iproute2 libcap2-bin uidmap util-lin
     iputils-ping ca-certificates curl gcc libc6-dev pkg-config nftables
     mmdebstrap  # mmdebstrap: the test suite's Debian image (tests/make-debian-image.sh)
     dpkg-dev debhelper rpm lintian)  # the .deb and .rpm (packaging/build-packages.sh)
+# umoci, skopeo: the OCI test images (tests/make-oci-images.sh, issue 10)
+TUPPER_PACKAGES+=(umoci skopeo)
 
 ensure_packages() {
     local missing=()

@@ -322,6 +322,11 @@ else
     debian_skip=(--skip debian_)
 fi
 
+# OCI test images (issue 10): umoci/skopeo layouts and archives built from
+# the busybox tarball, cached under the prefix keyed by their recipe.
+oci_images=$("$repo/tests/make-oci-images.sh" "$PREFIX/cache" "$PREFIX/busybox.tar")
+export TUPPER_OCI_IMAGES="$oci_images"
+
 step "end-to-end tests (as $TEST_USER, capabilities only on the helpers)"
 getcap "$PREFIX"/libexec/tupperware/*
 TUPPER_IT=1 TUPPER_PREFIX="$PREFIX" TUPPER_NETNS="$NETNS" TUPPER_OUTSIDE_NETNS="${NETNS}-out" TUPPER_USER="$TEST_USER" \

@@ -18,6 +18,8 @@ pub mod messages;
 pub mod mount_spec;
 // Issue 11 (engineer "net"): published ports.
 pub mod ports;
+// Image references and digests (issue 10, engineer "oci").
+pub mod reference;
 pub mod security;
 pub mod spawn;
 pub mod validate;

@@ -64,7 +64,46 @@ pub enum StorageRequest {
         container: String,
         size: u64,
     },
+    // --- images made of layers (issue 10, engineer "oci") ---
+    /// Store one layer of an image: the layer blob (plain, gzip or zstd tar)
+    /// follows as `ImportChunk` frames ended by `ImportEnd`, answered once
+    /// with [`StorageReply::LayerStored`]. The layer becomes a read-only
+    /// snapshot of the caller's layer `parent` (a chain id; `None` for the
+    /// first) with the blob applied, OCI whiteouts honoured. The helper
+    /// hashes what it receives and what it extracts: the blob must hash to
+    /// `blob` (when given) and its uncompressed tar to `diff_id`, or nothing
+    /// is kept. The helper computes the chain id itself.
+    LayerBegin {
+        parent: Option<String>,
+        diff_id: String,
+        blob: Option<String>,
+    },
+    /// Which of these chain ids the caller has as layers
+    /// ([`StorageReply::HaveLayers`], in the same order). At most
+    /// [`MAX_IMAGE_LAYERS`].
+    HasLayers { chains: Vec<String> },
+    /// Make image `name` (a reference key) a read-only snapshot of the
+    /// caller's layer `layers.last()`, and keep `meta` (opaque to the helper,
+    /// at most [`MAX_IMAGE_META`] bytes: the supervisor's image config) and
+    /// the layer list with it. An existing `name` is replaced.
+    CreateImage {
+        name: String,
+        layers: Vec<String>,
+        meta: Vec<u8>,
+    },
+    /// The `meta` of a caller's image ([`StorageReply::ImageMeta`]; `None`
+    /// for an image imported from a root filesystem).
+    GetImageMeta { name: String },
+    /// Give image `source` the further name `name` (a snapshot, no copy).
+    TagImage { source: String, name: String },
+    /// Remove the caller's layers no image of the caller names.
+    PruneLayers,
 }
+
+/// Most layers an image may have.
+pub const MAX_IMAGE_LAYERS: usize = 256;
+/// Largest image metadata the helper keeps for the supervisor.
+pub const MAX_IMAGE_META: usize = 512 * 1024;
 
 /// What a path inside a container root is ([`StorageRequest::StatPath`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -114,6 +153,21 @@ pub enum StorageReply {
     PathKind(PathKind),
     CopiedIn {
         entries: u64,
+    },
+
+    // --- images made of layers (issue 10, engineer "oci") ---
+    LayerStored {
+        /// The layer's chain id, computed by the helper.
+        chain_id: String,
+        /// Bytes of file data written (0 when it was already there).
+        bytes: u64,
+        /// The layer existed already; the stream was read and dropped.
+        present: bool,
+    },
+    HaveLayers(Vec<bool>),
+    ImageMeta(Option<Vec<u8>>),
+    Pruned {
+        layers: u64,
     },
 }
 

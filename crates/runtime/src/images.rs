@@ -13,7 +13,7 @@ use crate::helpers::{call_once, Helper, HelperProcess, HelperStdio};
 /// Stream a rootfs tarball (`-` = standard input) to the storage helper.
 /// The helper never opens a path we name: we read the file, it gets bytes.
 pub fn import(name: &str, source: &str) -> Result<()> {
-    proto::validate::name(name)?;
+    proto::reference::key(name)?;
     let mut input: Box<dyn Read> = if source == "-" {
         Box::new(std::io::stdin().lock())
     } else {
@@ -90,11 +90,9 @@ pub fn list() -> Result<()> {
 
 pub fn remove(names: &[String]) -> Result<()> {
     for name in names {
-        proto::validate::name(name)?;
-        let _: StorageReply = call_once(
-            Helper::Storage,
-            &StorageRequest::RemoveImage { name: name.clone() },
-        )?;
+        let key = proto::reference::key_of(name)?;
+        let _: StorageReply =
+            call_once(Helper::Storage, &StorageRequest::RemoveImage { name: key })?;
         println!("{name}");
     }
     Ok(())

@@ -6,7 +6,7 @@ use clap::{Parser, Subcommand};
 
 use tupper_runtime::error::EXIT_RUNTIME;
 use tupper_runtime::run::RunOptions;
-use tupper_runtime::{containers, control, files, images, run, signals};
+use tupper_runtime::{containers, control, files, images, oci, run, signals};
 
 #[derive(Parser)]
 #[command(
@@ -193,16 +193,47 @@ fn cli_command() -> clap::Command {
 
 #[derive(Subcommand)]
 enum ImageCommand {
-    /// Import a rootfs tarball (plain, gzip or zstd; `-` reads standard input).
+    /// Import an image: a root filesystem tarball (plain, gzip or zstd; `-`
+    /// reads standard input), an OCI image layout (directory or tar) or a
+    /// Docker archive, recognised by content.
     Import { name: String, file: String },
     /// List images.
     #[command(alias = "list")]
-    Ls,
+    Ls {
+        /// `json` for a JSON array.
+        #[arg(long)]
+        format: Option<String>,
+    },
+    // --- OCI images (issue 10, engineer "oci") ---
+    /// Load an OCI image layout (directory or tar), a Docker archive or a
+    /// root filesystem tarball; NAME defaults to the name the archive gives.
+    Load { file: String, name: Option<String> },
+    /// Print images' metadata and configuration as JSON.
+    Inspect {
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+    /// Give image SOURCE the further name TARGET.
+    Tag { source: String, target: String },
+    /// Remove layers no image uses.
+    Prune,
     /// Remove images.
     Rm {
         #[arg(required = true)]
         names: Vec<String>,
     },
+}
+
+/// `image load`/`image import` of a file in any format (issue 10).
+fn oci_load(file: &str, name: Option<&str>) -> tupper_runtime::error::Result<i32> {
+    let key = oci::load(std::path::Path::new(file), name)?;
+    println!("loaded {}", proto::reference::Reference::from_key(&key));
+    Ok(0)
+}
+
+fn stdin_import(name: &str, file: &str) -> tupper_runtime::error::Result<i32> {
+    images::import(&proto::reference::key_of(name)?, file)?;
+    Ok(0)
 }
 
 fn main() {
@@ -231,10 +262,19 @@ fn main() {
         Command::Run(opts) => {
             signals::Signals::install().and_then(|signals| run::run(*opts, &signals))
         }
-        Command::Image(ImageCommand::Import { name, file }) => {
-            images::import(&name, &file).map(|_| 0)
+        Command::Image(ImageCommand::Import { name, file }) if file == "-" => {
+            stdin_import(&name, &file)
         }
-        Command::Image(ImageCommand::Ls) => images::list().map(|_| 0),
+        Command::Image(ImageCommand::Import { name, file }) => oci_load(&file, Some(&name)),
+        Command::Image(ImageCommand::Load { file, name }) => oci_load(&file, name.as_deref()),
+        Command::Image(ImageCommand::Ls { format }) => {
+            oci::list(format.as_deref() == Some("json")).map(|_| 0)
+        }
+        Command::Image(ImageCommand::Inspect { names }) => oci::inspect(&names).map(|_| 0),
+        Command::Image(ImageCommand::Tag { source, target }) => {
+            oci::tag(&source, &target).map(|_| 0)
+        }
+        Command::Image(ImageCommand::Prune) => oci::prune().map(|_| 0),
         Command::Image(ImageCommand::Rm { names }) => images::remove(&names).map(|_| 0),
         Command::Ps {
             all,

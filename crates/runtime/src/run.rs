@@ -117,7 +117,8 @@ impl RunOptions {
         // Privileges, `-e KEY`, `--env-file`, `--entrypoint` (issue 7).
         let host = self.network == NetworkMode::Host;
         crate::security::prepare(&mut self.sec, &mut self.env, &mut self.command, host)?;
-        proto::validate::name(&self.image)?;
+        // An image reference, stored under its key (issue 10).
+        self.image = proto::reference::key_of(&self.image)?;
         if let Some(n) = &self.name {
             proto::validate::name(n)?;
         }
@@ -142,6 +143,8 @@ impl RunOptions {
 /// foreground we attach to it and return the container's exit status, with
 /// `-d` we print its id once the command runs.
 pub fn run(mut opts: RunOptions, signals: &Signals) -> Result<i32> {
+    // The image's Cmd, Entrypoint, Env, WorkingDir, User (issue 10).
+    crate::oci::apply_to_run(&mut opts)?;
     opts.validate()?;
     // Volume sources are opened (as the caller) before anything is created.
     let user_mounts = crate::volumes::resolve(&opts.mounts)?;

@@ -16,7 +16,7 @@ use crate::store::Store;
 
 pub fn commit(store: &Store, uid: u32, container: &str, image: &str) -> Result<StorageReply> {
     proto::validate::container_id(container)?;
-    proto::validate::name(image)?;
+    proto::reference::key(image)?;
     let images = store.user_images(uid)?;
     // An existing name is refused, never replaced: images are what
     // containers are snapshots of, and `image rm` is the way to drop one.

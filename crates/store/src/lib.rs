@@ -15,6 +15,8 @@ mod export;
 mod fsutil;
 mod images;
 mod import;
+// Images made of layers (issue 10, engineer "oci").
+mod layers;
 pub mod layout;
 mod loopdev;
 mod nested;

@@ -7,7 +7,7 @@ use tupper_config::system::SystemConfig;
 
 use crate::error::{Error, Result};
 use crate::store::{self, Store};
-use crate::{commit, copy_in, export, images, import, quota, roots};
+use crate::{commit, copy_in, export, images, import, layers, quota, roots};
 
 pub struct Context {
     pub caller: Caller,
@@ -34,8 +34,11 @@ pub fn handle(chan: &mut Channel, ctx: &Context, req: StorageRequest) -> Result<
         }
         StorageRequest::ListImages => images::list(&ctx.store()?.user_images(uid)?),
         StorageRequest::RemoveImage { name } => {
-            validate::name(&name)?;
-            images::remove(&ctx.store()?.user_images(uid)?, &name)
+            proto::reference::key(&name)?;
+            let images = ctx.store()?.user_images(uid)?;
+            let reply = images::remove(&images, &name)?;
+            layers::forget(&images, &name)?;
+            Ok(reply)
         }
         StorageRequest::Snapshot { image, container } => snapshot(ctx, &image, &container, None),
         StorageRequest::RemoveContainer { container } => {
@@ -69,6 +72,28 @@ pub fn handle(chan: &mut Channel, ctx: &Context, req: StorageRequest) -> Result<
             container,
             size,
         } => snapshot(ctx, &image, &container, Some(size)),
+        // images made of layers (issue 10)
+        StorageRequest::LayerBegin {
+            parent,
+            diff_id,
+            blob,
+        } => layers::store_layer(
+            chan,
+            ctx.caller,
+            || ctx.store(),
+            parent.as_deref(),
+            &diff_id,
+            blob.as_deref(),
+        ),
+        StorageRequest::HasLayers { chains } => layers::has_layers(&ctx.store()?, uid, &chains),
+        StorageRequest::CreateImage { name, layers, meta } => {
+            layers::create_image(&ctx.store()?, uid, &name, &layers, &meta)
+        }
+        StorageRequest::GetImageMeta { name } => layers::image_meta(&ctx.store()?, uid, &name),
+        StorageRequest::TagImage { source, name } => {
+            layers::tag(&ctx.store()?, uid, &source, &name)
+        }
+        StorageRequest::PruneLayers => layers::prune(&ctx.store()?, uid),
         other @ (StorageRequest::ImportChunk(_) | StorageRequest::ImportEnd) => {
             Err(Error::Protocol(format!(
                 "{} outside of an import",
@@ -86,7 +111,7 @@ fn snapshot(
     container: &str,
     size: Option<u64>,
 ) -> Result<StorageReply> {
-    validate::name(image)?;
+    proto::reference::key(image)?;
     validate::container_id(container)?;
     let (size, total) = quota::limits_for(ctx.caller, size)?;
     let store = ctx.store()?;

@@ -129,6 +129,12 @@ pub fn request_name(r: &StorageRequest) -> &'static str {
         StorageRequest::StatPath { .. } => "StatPath",
         StorageRequest::CopyInBegin { .. } => "CopyInBegin",
         StorageRequest::SnapshotSized { .. } => "SnapshotSized",
+        StorageRequest::LayerBegin { .. } => "LayerBegin",
+        StorageRequest::HasLayers { .. } => "HasLayers",
+        StorageRequest::CreateImage { .. } => "CreateImage",
+        StorageRequest::GetImageMeta { .. } => "GetImageMeta",
+        StorageRequest::TagImage { .. } => "TagImage",
+        StorageRequest::PruneLayers => "PruneLayers",
     }
 }
 

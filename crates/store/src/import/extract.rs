@@ -50,6 +50,9 @@ pub struct Extractor {
     pub bytes: u64,
     /// Whether the tarball is an image archive rather than a root filesystem.
     pub sniffer: Sniffer,
+    /// Set when extracting an OCI layer onto a snapshot of its parent
+    /// (issue 10): whiteouts apply, later entries replace whole trees.
+    layer: Option<super::whiteout::LayerState>,
 }
 
 /// Ownership, permissions and time of one entry, already shifted.
@@ -116,7 +119,37 @@ impl Extractor {
             xattrs_skipped: 0,
             bytes: 0,
             sniffer: Sniffer::default(),
+            layer: None,
         })
+    }
+
+    /// Extract an OCI layer onto `subvol`, a snapshot of its parent layer
+    /// (or a fresh subvolume for the first layer, whose root is then set up
+    /// like an image's).
+    pub fn for_layer(
+        subvol: OwnedFd,
+        shift: Shift,
+        budget: Budget,
+        fresh: bool,
+    ) -> Result<Extractor> {
+        let mut ex = if fresh {
+            Extractor::new(subvol, shift, budget)?
+        } else {
+            Extractor {
+                root: Root::from_fd(subvol),
+                shift,
+                budget,
+                dir_times: Vec::new(),
+                entries: 0,
+                devices_skipped: 0,
+                xattrs_skipped: 0,
+                bytes: 0,
+                sniffer: Sniffer::default(),
+                layer: None,
+            }
+        };
+        ex.layer = Some(super::whiteout::LayerState::default());
+        Ok(ex)
     }
 
     /// Create one entry.
@@ -128,6 +161,15 @@ impl Extractor {
             return Ok(());
         }
         let rel = policy::normalise(&raw)?;
+        if let Some(state) = self.layer.as_mut() {
+            if super::whiteout::is_whiteout(&rel) {
+                return with_caps(EXTRACT, || {
+                    super::whiteout::apply(self.root.as_fd(), &rel, state, &name)
+                });
+            }
+            state.created.insert(rel.clone());
+        }
+        let layer = self.layer.is_some();
         if kind == Kind::Device {
             // Never created; its name was still checked like any other.
             self.devices_skipped += 1;
@@ -160,7 +202,7 @@ impl Extractor {
         match kind {
             Kind::Directory => {
                 with_caps(EXTRACT, || {
-                    if !clear_for(&parent, leaf, true, &name)? {
+                    if !clear_for(&parent, leaf, true, layer, &name)? {
                         mkdirat(&parent, leaf, Mode::from_bits_truncate(0o700))
                             .map_err(Error::sys(format!("cannot create {name:?}")))?;
                     }
@@ -181,7 +223,7 @@ impl Extractor {
                 // anything is written.
                 self.budget.charge(entry.size(), &name)?;
                 let file = with_caps(EXTRACT, || {
-                    clear_for(&parent, leaf, false, &name)?;
+                    clear_for(&parent, leaf, false, layer, &name)?;
                     let fd = openat(
                         &parent,
                         leaf,
@@ -216,17 +258,17 @@ impl Extractor {
                     })?
                     .into_owned();
                 with_caps(EXTRACT, || {
-                    clear_for(&parent, leaf, false, &name)?;
+                    clear_for(&parent, leaf, false, layer, &name)?;
                     symlinkat(OsStr::from_bytes(&target), &parent, leaf)
                         .map_err(Error::sys(format!("cannot create {name:?}")))?;
                     chown_leaf(&parent, leaf, &meta, &name)?;
                     set_time_leaf(&parent, leaf, &meta, &name)
                 })?;
             }
-            Kind::Hardlink => self.hardlink(entry, &rel, &parent, leaf, &name)?,
+            Kind::Hardlink => self.hardlink(entry, &rel, &parent, leaf, layer, &name)?,
             Kind::Fifo => {
                 with_caps(EXTRACT, || {
-                    clear_for(&parent, leaf, false, &name)?;
+                    clear_for(&parent, leaf, false, layer, &name)?;
                     mknodat(
                         &parent,
                         leaf,
@@ -373,6 +415,7 @@ impl Extractor {
         rel: &Path,
         parent: &Handle,
         leaf: &OsStr,
+        layer: bool,
         name: &str,
     ) -> Result<()> {
         let raw_target = entry
@@ -407,7 +450,7 @@ impl Extractor {
             if is_dir(&st) {
                 return Err(outside());
             }
-            clear_for(parent, leaf, false, name)?;
+            clear_for(parent, leaf, false, layer, name)?;
             self.root
                 .create(rel, &InodeType::Hardlink(target.clone()))
                 .map_err(pathrs_err(format!("cannot create {name:?}")))
@@ -473,8 +516,15 @@ fn set_owner_mode(fd: impl AsFd, meta: &Meta, name: &str) -> Result<()> {
 
 /// Make room for a new entry named `leaf` in `parent`: a later entry replaces
 /// an earlier one. An existing directory is kept when the new entry is a
-/// directory too (returns true then).
-fn clear_for(parent: impl AsFd, leaf: &OsStr, new_is_dir: bool, name: &str) -> Result<bool> {
+/// directory too (returns true then). In a layer (`layer`), a directory of
+/// a lower layer that a non-directory replaces goes with all it holds.
+fn clear_for(
+    parent: impl AsFd,
+    leaf: &OsStr,
+    new_is_dir: bool,
+    layer: bool,
+    name: &str,
+) -> Result<bool> {
     let st = match fstatat(parent.as_fd(), leaf, AtFlags::AT_SYMLINK_NOFOLLOW) {
         Ok(st) => st,
         Err(Errno::ENOENT) => return Ok(false),
@@ -483,6 +533,9 @@ fn clear_for(parent: impl AsFd, leaf: &OsStr, new_is_dir: bool, name: &str) -> R
     if is_dir(&st) {
         if new_is_dir {
             return Ok(true);
+        }
+        if layer {
+            return super::whiteout::remove_tree(parent.as_fd(), leaf, name).map(|()| false);
         }
         return unlinkat(parent, leaf, UnlinkatFlags::RemoveDir)
             .map(|()| false)

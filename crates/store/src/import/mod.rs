@@ -2,12 +2,14 @@
 
 mod archive;
 pub(crate) mod chunks;
-mod compression;
+pub(crate) mod compression;
 pub(crate) mod data;
 pub(crate) mod extract;
 pub(crate) mod ids;
 mod policy;
 mod xattrs;
+// OCI layers (issue 10, engineer "oci").
+pub(crate) mod whiteout;
 
 use std::os::fd::OwnedFd;
 use std::time::Duration;
@@ -46,7 +48,7 @@ fn import(
     name: &str,
 ) -> Result<StorageReply> {
     // validate
-    proto::validate::name(name)?;
+    proto::reference::key(name)?;
     let (shift, limit) = Shift::and_limit_for(caller)?;
     let images = store()?.user_images(caller.uid)?;
     if exists_at(&images, name)? {
@@ -109,7 +111,7 @@ fn import(
 /// as it works on it, so a partial import whose helper was killed is
 /// recognisable: nobody holds its lock. Such leftovers are reaped by the next
 /// import of the same user.
-struct Partial<'d> {
+pub(crate) struct Partial<'d> {
     dir: &'d OwnedFd,
     name: String,
     lock: Option<tupper_sys::lock::Locked<OwnedFd>>,
@@ -118,6 +120,14 @@ struct Partial<'d> {
 
 impl<'d> Partial<'d> {
     fn create(dir: &'d OwnedFd) -> Result<Partial<'d>> {
+        Partial::create_with(dir, |dir, name| subvol::create(dir, name))
+    }
+
+    /// A partial subvolume made by `make(dir, name)` (a snapshot, for a layer).
+    pub(crate) fn create_with(
+        dir: &'d OwnedFd,
+        make: impl FnOnce(&OwnedFd, &str) -> Result<()>,
+    ) -> Result<Partial<'d>> {
         // Serialise create+lock against other imports' reaping: on a new
         // open file of the directory, so the lock ends with this block, and
         // waited for only briefly (the holder may be stopped by its caller).
@@ -133,7 +143,7 @@ impl<'d> Partial<'d> {
             })?;
         reap_stale(dir);
         let name = format!(".import-{}", random_hex()?);
-        subvol::create(dir, &name)?;
+        make(dir, &name)?;
         let mut partial = Partial {
             dir,
             name,
@@ -150,7 +160,11 @@ impl<'d> Partial<'d> {
         Ok(partial)
     }
 
-    fn commit(mut self, final_name: &str) -> Result<()> {
+    pub(crate) fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub(crate) fn commit(mut self, final_name: &str) -> Result<()> {
         with_caps(STORE, || {
             renameat2(
                 self.dir,
