@@ -27,7 +27,6 @@ mod attach;
 pub mod control;
 pub mod logs;
 mod monitor;
-<<<<<<< HEAD
 // Pull over the OCI distribution API (issue 10, engineer "pull").
 pub mod registry;
 // Issue 9: resource limits, cgroups, stats.
@@ -39,7 +38,5 @@ mod ports;
 pub mod default_image;
 pub mod doctor;
 pub mod generate;
-=======
 // OCI images, layers, image config (issue 10, engineer "oci").
 pub mod oci;
->>>>>>> oci
