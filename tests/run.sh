@@ -163,6 +163,12 @@ else
 package_install
 fi
 
+step "registries: references without a registry go to loopback"
+# Issue 10: `run` of an image not present pulls it (--pull missing). The suite
+# must never reach a registry outside its namespaces: the default registry is
+# a loopback port where nothing listens (the registry tests name theirs).
+printf '\n[registries]\ndefault = "127.0.0.1:5999"\ninsecure = ["127.0.0.1:5999"]\n' >>"$SYSCONF/tupperware.toml"
+
 step "cgroup parents below this run's own cgroups"
 # Issue 9: tupper-cgroup creates user-<uid>/<id> beneath a parent per
 # hierarchy; the suite puts it beneath its own cgroup in each (this host's

@@ -33,7 +33,7 @@ pub fn tarball(name: &str) -> Option<PathBuf> {
     path.is_file().then_some(path)
 }
 
-fn has_image(name: &str) -> Result<bool> {
+pub(crate) fn has_image(name: &str) -> Result<bool> {
     let reply: StorageReply = call_once(Helper::Storage, &StorageRequest::ListImages)?;
     let StorageReply::Images(images) = reply else {
         return Err(Error::user("storage: unexpected reply to ListImages"));

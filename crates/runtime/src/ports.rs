@@ -16,8 +16,18 @@ use crate::run::{NetworkMode, RunOptions};
 
 /// The ports an image exposes. The OCI image work fills this in from the
 /// image configuration's `ExposedPorts`; images without one expose none.
-pub fn exposed_ports(_image: &str) -> Vec<PortSpec> {
-    Vec::new()
+pub fn exposed_ports(image_key: &str) -> Result<Vec<PortSpec>> {
+    let Some(meta) = crate::oci::image_meta(image_key)? else {
+        return Ok(Vec::new());
+    };
+    let mut v = Vec::new();
+    for key in meta.config.exposed_ports.iter().flat_map(|m| m.keys()) {
+        // `80/tcp`, `53/udp`: one container port, published on an ephemeral host port.
+        v.push(PortSpec::parse(key).map_err(|e| {
+            Error::user(format!("the image exposes {key:?}, which is not a port: {e}"))
+        })?);
+    }
+    Ok(v)
 }
 
 /// The ports to publish: `-p` as given, then with `-P` each exposed port on
@@ -28,7 +38,7 @@ pub fn specs(opts: &RunOptions) -> Result<Vec<PortSpec>> {
         v.push(PortSpec::parse(p).map_err(|e| Error::user(e.to_string()))?);
     }
     if opts.publish_all {
-        v.extend(exposed_ports(&opts.image).into_iter().map(|mut p| {
+        v.extend(exposed_ports(&opts.image)?.into_iter().map(|mut p| {
             p.host_port = 0;
             p
         }));

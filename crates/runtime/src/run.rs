@@ -141,9 +141,47 @@ impl RunOptions {
 
 /// Run a container: its monitor does the work (see `monitor.rs`); in the
 /// foreground we attach to it and return the container's exit status, with
+/// The image `run` starts from: a default image the package ships is
+/// imported on first use (issue 12); otherwise, with `--pull missing` (the
+/// default) an image not present, or with `--pull always` any, is pulled
+/// from its registry first (issue 10).
+fn resolve_image(opts: &mut RunOptions) -> Result<()> {
+    // The helpers enforce this; said first, it is the clearest message.
+    tupper_config::subid::mapping_for(proto::Caller::current())
+        .map_err(|e| crate::helpers::wrap(Helper::Ns, proto::Error::Remote(e.to_remote())))?;
+    if opts.pull != crate::registry::PullPolicy::Always
+        && crate::default_image::ensure(&opts.image)?
+    {
+        return Ok(());
+    }
+    let registries = tupper_config::SystemConfig::load()
+        .map(|c| c.registries)
+        .map_err(|e| crate::error::Error::user(e.to_string()))?;
+    let present = |n: &str| match proto::reference::key_of(n) {
+        Ok(key) => crate::default_image::has_image(&key),
+        Err(_) => Ok(false),
+    };
+    // A name that is no valid reference is left to `validate` to refuse.
+    if proto::reference::key_of(&opts.image).is_err() {
+        return Ok(());
+    }
+    let plan = crate::registry::plan_run_image(&opts.image, opts.pull, &registries.default, present)?;
+    if let Some(reference) = &plan.pull {
+        crate::registry::pull_for_run(reference, &plan.local, false).map_err(|e| {
+            crate::error::Error::user(format!(
+                "image {:?} not found here, and pulling {reference} failed: {e}",
+                opts.image
+            ))
+        })?;
+        opts.image = plan.local;
+    }
+    Ok(())
+}
+
 /// `-d` we print its id once the command runs.
 pub fn run(mut opts: RunOptions, signals: &Signals) -> Result<i32> {
     // The image's Cmd, Entrypoint, Env, WorkingDir, User (issue 10).
+    resolve_image(&mut opts)?;
     crate::oci::apply_to_run(&mut opts)?;
     opts.validate()?;
     // Volume sources are opened (as the caller) before anything is created.

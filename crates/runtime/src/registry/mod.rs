@@ -193,13 +193,9 @@ fn pull_image(
 /// build: the layout is checked, and the pull fails with a clear message.
 /// Integration replaces the error with `crate::oci::load(layout, Some(name))`.
 pub fn hand_off(layout: &Path, name: &str) -> Result<String> {
-    proto::validate::name(name)?;
+    proto::reference::key_of(name).map_err(|e| Error::user(e.to_string()))?;
     cache::check_layout(layout)?;
-    Err(Error::user(format!(
-        "pulled the image, but loading pulled images needs the OCI loader, which this \
-         build does not have; `pull --layout DIR` writes it as an OCI layout instead \
-         (would have been loaded as {name:?})"
-    )))
+    crate::oci::load(layout, Some(name))
 }
 
 /// `--layout DIR`: a new directory (0700), or an empty one of the user's;

@@ -105,7 +105,11 @@ impl Reference {
             .unwrap_or(&self.repository);
         // Repository components are `[a-z0-9]+([._-]|__)...`: already a valid
         // local name once cut to its length.
-        last.chars().take(63).collect()
+        let last: String = last.chars().take(63).collect();
+        match self.tag.as_deref() {
+            Some(t) if t != "latest" => format!("{last}:{t}"),
+            _ => last,
+        }
     }
 }
 
