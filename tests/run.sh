@@ -330,7 +330,7 @@ fi
 
 # OCI test images (issue 10): umoci/skopeo layouts and archives built from
 # the busybox tarball, cached under the prefix keyed by their recipe.
-oci_images=$("$repo/tests/make-oci-images.sh" "$PREFIX/cache" "$PREFIX/busybox.tar")
+oci_images=$("$repo/tests/make-oci-images.sh" "$TESTDIR/cache" "$IMAGE_TAR")
 export TUPPER_OCI_IMAGES="$oci_images"
 
 step "end-to-end tests (as $TEST_USER, capabilities only on the helpers)"
