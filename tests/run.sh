@@ -339,7 +339,7 @@ TUPPER_IT=1 TUPPER_PREFIX="$PREFIX" TUPPER_NETNS="$NETNS" TUPPER_OUTSIDE_NETNS="
 TUPPER_NORANGE_USER="$NORANGE_USER" TUPPER_SECOND_USER="$SECOND_USER" TUPPER_STORE="$STORE" TUPPER_STATE_DIR="$STATE" \
 TUPPER_IMAGE_TAR="$IMAGE_TAR" TUPPER_BRIDGE=tupper0 TUPPER_DEBIAN_TAR="$debian_tar" \
 TUPPER_SYSCONFDIR="$SYSCONF" TUPPER_TEST_BIN="$TESTDIR/test-bin" \
-    cargo test -p tupper-integration --locked --tests -- --ignored --test-threads=1 "${debian_skip[@]}" ${TUPPER_E2E_FILTER:-}
+    cargo test -p tupper-integration --locked --no-fail-fast --tests -- --ignored --test-threads=1 "${debian_skip[@]}" ${TUPPER_E2E_FILTER:-}
 
 step "no cgroup left below the suite's parents"
 left=$(cgroup_leftovers)

@@ -87,7 +87,7 @@ fn user_usage(e: &Env, user: &str) -> u64 {
 }
 
 /// Wait (up to 20 s, running `gc` as `user`) until the level-1 groups are
-/// `want` again: the kernel frees a removed root in the background.
+/// at most `want` again: the kernel frees a removed root in the background.
 fn level1_back_to(e: &Env, user: &str, want: &[String]) {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
@@ -101,8 +101,10 @@ fn level1_back_to(e: &Env, user: &str, want: &[String]) {
                 .arg("gc")
                 .output();
         }
+        // Groups of earlier tests' containers may be swept meanwhile (they go
+        // at their user's next rm, run, ps or gc): none may be new.
         let now = level1(e);
-        if now == want {
+        if now.iter().all(|g| want.contains(g)) {
             return;
         }
         assert!(
