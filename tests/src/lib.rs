@@ -152,6 +152,17 @@ impl Env {
         c
     }
 
+    /// `program` as root inside the test netns, with the cgroup hierarchies
+    /// mounted again as in [`Env::as_user`].
+    pub fn as_root_in_netns(&self, program: &str) -> Command {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", &self.netns, "sh", "-c", CGROUP_MOUNTS])
+            .arg(std::process::id().to_string())
+            .arg(program);
+        c.stdin(Stdio::null());
+        c
+    }
+
     /// `tupper-supervisor ARGS` as the test user.
     pub fn tupper(&self, args: &[&str]) -> Command {
         let mut c = self.as_user(&self.user, &self.supervisor().to_string_lossy());

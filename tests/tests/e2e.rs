@@ -734,11 +734,8 @@ fn ps_shows_a_running_container_with_its_address() {
 fn root_gets_a_container_and_an_address_too() {
     let e = env();
     let root = |args: &[&str]| {
-        Command::new("ip")
-            .args(["netns", "exec", &e.netns])
-            .arg(e.supervisor())
+        e.as_root_in_netns(&e.supervisor().to_string_lossy())
             .args(args)
-            .stdin(std::process::Stdio::null())
             .output()
             .unwrap()
     };

@@ -24,7 +24,9 @@ pub fn exposed_ports(image_key: &str) -> Result<Vec<PortSpec>> {
     for key in meta.config.exposed_ports.iter().flat_map(|m| m.keys()) {
         // `80/tcp`, `53/udp`: one container port, published on an ephemeral host port.
         v.push(PortSpec::parse(key).map_err(|e| {
-            Error::user(format!("the image exposes {key:?}, which is not a port: {e}"))
+            Error::user(format!(
+                "the image exposes {key:?}, which is not a port: {e}"
+            ))
         })?);
     }
     Ok(v)

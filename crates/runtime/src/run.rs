@@ -161,11 +161,16 @@ fn resolve_image(opts: &mut RunOptions) -> Result<()> {
         Ok(key) => crate::default_image::has_image(&key),
         Err(_) => Ok(false),
     };
-    // A name that is no valid reference is left to `validate` to refuse.
-    if proto::reference::key_of(&opts.image).is_err() {
+    // A name that is no valid reference is left to `validate` to refuse; an
+    // image present under the name as given (`image load` keeps references
+    // whole) runs as it is.
+    if proto::reference::key_of(&opts.image).is_err()
+        || (opts.pull != crate::registry::PullPolicy::Always && present(&opts.image)?)
+    {
         return Ok(());
     }
-    let plan = crate::registry::plan_run_image(&opts.image, opts.pull, &registries.default, present)?;
+    let plan =
+        crate::registry::plan_run_image(&opts.image, opts.pull, &registries.default, present)?;
     if let Some(reference) = &plan.pull {
         crate::registry::pull_for_run(reference, &plan.local, false).map_err(|e| {
             crate::error::Error::user(format!(
