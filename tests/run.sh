@@ -28,13 +28,18 @@ SECOND_USER=${TUPPER_TEST_SECOND_USER:-${TEST_USER}b}
 HELPER_TEST_USER=${TUPPER_TEST_HELPER_USER:-tupdev}   # the helpers' own privileged tests run as this user
 
 # --- issue 12: what is tested, a prefix install or the .deb -----------------------
-# TUPPER_TEST_INSTALL=prefix (the default): packaging/install.sh into PREFIX, as
-# before, so isolated runs can go side by side. TUPPER_TEST_INSTALL=deb (.ci/run
-# sets it): build the .deb and the .rpm, install the .deb with apt-get, run the
+# TUPPER_TEST_INSTALL=prefix (the default when TUPPER_TEST_PREFIX is set):
+# packaging/install.sh into PREFIX, so isolated runs can go side by side.
+# TUPPER_TEST_INSTALL=deb (the default otherwise: README's command and .ci/run
+# test what users get): build the .deb and the .rpm, install the .deb with apt-get, run the
 # suite against /usr and /etc/tupperware as a freshly created user given a range
 # the README's way, then purge it and check nothing is left. PREFIX then only
 # holds the suite's own files (driver, scratch, cache).
-INSTALL_MODE=${TUPPER_TEST_INSTALL:-prefix}
+if [ -n "${TUPPER_TEST_PREFIX:-}" ]; then
+    INSTALL_MODE=${TUPPER_TEST_INSTALL:-prefix}
+else
+    INSTALL_MODE=${TUPPER_TEST_INSTALL:-deb}
+fi
 TESTDIR=$PREFIX
 case "$INSTALL_MODE" in
     prefix) ;;
