@@ -6,10 +6,9 @@
 //! unprivileged test user pulls. Every pull uses a fresh cache directory so
 //! that nothing one test cached hides what another checks.
 //!
-//! `pull` without `--layout` hands the layout to the OCI loader; in a build
-//! without the loader that is a clear error (checked below), so the pulled
-//! images are checked as layouts (`pull --layout DIR`, then `skopeo`, which
-//! verifies every digest).
+//! `pull` without `--layout` hands the layout to the OCI loader and the
+//! pulled image runs (checked below); pulled layouts are also checked with
+//! `skopeo` (`pull --layout DIR`), which verifies every digest.
 
 use std::fs;
 use std::io::Write;
@@ -471,13 +470,33 @@ fn registry_pull_as_the_test_user_writes_a_verified_layout() {
     assert_eq!(stderr(&out), "");
     assert_eq!(check_layout_with_skopeo(&e, &layout2), digest);
 
-    // Without --layout the layout goes to the loader: in a build without
-    // it, a clear error, and no layout is left in the cache.
+    // Without --layout the layout goes to the OCI loader: the image is
+    // loaded under its local name and runs, and no layout is left in the
+    // cache.
     let out = pull(&e, &dirs, &["--tls-verify=false", &reference]);
-    let text = output_text(&out);
-    if !out.status.success() {
-        assert!(text.contains("OCI loader"), "{text}");
-    }
+    assert_success(&out, &["pull"]);
+    let local = stdout(&out).trim().to_string();
+    let ran = e
+        .tupper(&[
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            &local,
+            "sh",
+            "-c",
+            "echo pulled-and-ran",
+        ])
+        .output()
+        .expect("spawn supervisor");
+    assert_success(&ran, &["run", &local]);
+    assert!(
+        stdout(&ran).contains("pulled-and-ran"),
+        "{}",
+        output_text(&ran)
+    );
+    let removed = e.tupper(&["image", "rm", &local]).output().expect("spawn");
+    assert_success(&removed, &["image", "rm", &local]);
     assert!(
         pulls_left(&dirs).is_empty(),
         "layouts left: {:?}",
