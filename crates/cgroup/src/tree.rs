@@ -18,7 +18,9 @@ use crate::mode::{Hierarchy, Layout};
 /// set for the next request).
 pub fn as_root<T>(caller_uid: u32, f: impl FnOnce() -> Result<T>) -> Result<T> {
     if caller_uid == 0 {
-        return f();
+        // Already uid 0; moving a process into a v1 cpuset still needs
+        // `CAP_SYS_NICE` over it (the hygiene cleared the effective set).
+        return crate::CAPS.with_caps(&[Capability::CAP_SYS_NICE], f);
     }
     crate::CAPS.with_caps(&[Capability::CAP_SETUID, Capability::CAP_SYS_NICE], || {
         // SAFETY: prctl and setresuid on this (single-threaded) process.

@@ -375,10 +375,10 @@ mod tests {
             r.pull.unwrap().to_string(),
             "docker.io/library/busybox:latest"
         );
-        // Missing: pulled under the repository's last component.
+        // Missing: pulled under the repository's last component and its tag.
         let r =
             plan_run_image("127.0.0.1:5000/tools/alpine:3", Missing, hub, present(&[])).unwrap();
-        assert_eq!(r.local, "alpine");
+        assert_eq!(r.local, "alpine:3");
         assert_eq!(r.pull.unwrap().registry, "127.0.0.1:5000");
         // ... unless that name is present.
         let r = plan_run_image("quay.io/x/alpine", Missing, hub, present(&["alpine"])).unwrap();
