@@ -210,7 +210,7 @@ struct PolicyFile {
 
 impl PolicyFile {
     fn set(e: &Env, text: &str) -> PolicyFile {
-        let path = e.prefix.join("etc/policy.toml");
+        let path = e.sysconfdir.join("policy.toml");
         let before = std::fs::read(&path).ok();
         write_readable(&path, text.as_bytes());
         PolicyFile { path, before }

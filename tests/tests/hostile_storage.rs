@@ -244,7 +244,7 @@ struct PolicyFile {
 
 impl PolicyFile {
     fn set(e: &Env, text: &str) -> PolicyFile {
-        let path = e.prefix.join("etc/policy.toml");
+        let path = e.sysconfdir.join("policy.toml");
         let saved = std::fs::read(&path).ok();
         std::fs::write(&path, text).expect("write policy");
         PolicyFile { path, saved }

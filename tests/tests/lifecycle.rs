@@ -42,7 +42,7 @@ fn write_readable(path: &std::path::Path, bytes: &[u8]) {
 
 impl PolicyFile {
     fn set(e: &Env, text: &str) -> PolicyFile {
-        let path = e.prefix.join("etc/policy.toml");
+        let path = e.sysconfdir.join("policy.toml");
         let before = std::fs::read(&path).ok();
         write_readable(&path, text.as_bytes());
         PolicyFile { path, before }

@@ -287,7 +287,7 @@ struct PolicyFile {
 impl PolicyFile {
     fn set(e: &Env, text: &str) -> PolicyFile {
         use std::os::unix::fs::PermissionsExt;
-        let path = e.prefix.join("etc/policy.toml");
+        let path = e.sysconfdir.join("policy.toml");
         let before = std::fs::read(&path).ok();
         std::fs::write(&path, text).unwrap();
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
