@@ -254,7 +254,7 @@ if [ "$QUICK" != 1 ]; then
     helper_env=(TUPPER_PREFIX="$PREFIX" TUPPER_STORE="$STORE" TUPPER_DRIVE="$DRIVE" TUPPER_SCRATCH="$SCRATCH"
         TUPPER_HELPER_USER="$HELPER_TEST_USER" TUPPER_NORANGE_USER="$NORANGE_USER")
     env "${helper_env[@]}" cargo test -p tupper-storage --locked --test helper -- --ignored
-    env "${helper_env[@]}" cargo test -p tupper-ns --locked --test spawn -- --ignored
+    env "${helper_env[@]}" cargo test -p tupper-ns --locked --test spawn -- --ignored --test-threads=1
     # The bridge filter against the kernel, in a scratch network namespace.
     cargo test -p tupper-net --locked -- --ignored
 

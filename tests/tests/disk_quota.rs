@@ -332,7 +332,7 @@ fn disk_quota_the_user_total_stops_imports_and_containers_and_leaves_nothing() {
 
 #[test]
 #[ignore = "privileged end-to-end test: run by tests/run.sh (root, installed helpers)"]
-fn disk_quota_a_nested_subvolume_does_not_escape_and_the_groups_cannot_be_changed() {
+fn disk_quota_no_subvolume_can_be_made_in_a_container_and_the_groups_cannot_be_changed() {
     let e = env();
     let _policy = PolicyFile::set(&e, &policy_for(&e, "disk = \"32M\""));
     // Left over from an earlier, failed run of this test.
@@ -360,25 +360,50 @@ fn disk_quota_a_nested_subvolume_does_not_escape_and_the_groups_cannot_be_change
         c.args(args);
         c.output().expect("btrfs")
     };
-    // The owner of the container makes a subvolume inside its root (from
-    // the host, through the init's root; the ioctl needs no privilege).
-    let out = btrfs_as_user(&["subvolume", "create", &format!("{root}/nested")]);
-    assert!(out.status.success(), "{}", text(&out));
-    // Writing there counts against the container's size all the same.
+    // The owner of the container tries to make a subvolume inside its root
+    // (from the host, through the init's root and working directory; on
+    // btrfs that ioctl needs no privilege and takes a quota-group
+    // inheritance list of the caller's choosing, `-i`, which would put the
+    // subvolume outside the container's and the user's groups, or inside
+    // another user's). The container's root is an overlay: no btrfs ioctl
+    // reaches the store.
+    let mine = format!("2/{}", e.uid(&e.user));
+    for args in [
+        vec!["subvolume", "create", "-i", mine.as_str(), "/NESTED"],
+        vec!["subvolume", "create", "/NESTED"],
+        vec!["subvolume", "snapshot", "-i", mine.as_str(), "/", "/NESTED"],
+    ] {
+        for base in [format!("/proc/{pid}/root"), format!("/proc/{pid}/cwd")] {
+            let args: Vec<String> = args
+                .iter()
+                .map(|a| match *a {
+                    "/NESTED" => format!("{base}/escape"),
+                    "/" => base.clone(),
+                    a => a.to_string(),
+                })
+                .collect();
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            let out = btrfs_as_user(&args);
+            assert!(!out.status.success(), "{args:?}: {}", text(&out));
+        }
+    }
+    let fs = e.run_ok(&["exec", "quota-nest", "stat", "-f", "-c", "%T", "/"]);
+    assert_eq!(fs.trim(), "overlayfs");
+    // Writing past the size fails in the container.
     let out = e
         .tupper(&[
             "exec",
             "quota-nest",
             "sh",
             "-c",
-            "dd if=/dev/zero of=/nested/big bs=1M count=64 2>&1; echo status=$?",
+            "mkdir -p /nested && dd if=/dev/zero of=/nested/big bs=1M count=64 2>&1; echo status=$?",
         ])
         .output()
         .unwrap();
     let t = text(&out);
     assert!(t.contains("Disk quota exceeded"), "{t}");
-    // The kernel refuses to lift or remove a limit without CAP_SYS_ADMIN.
-    let mine = format!("2/{}", e.uid(&e.user));
+    // The kernel refuses to lift or remove a limit without CAP_SYS_ADMIN
+    // (and the overlay is not btrfs in the first place).
     let container_group = level1(&e)
         .into_iter()
         .find(|g| !before.contains(g))
@@ -401,6 +426,6 @@ fn disk_quota_a_nested_subvolume_does_not_escape_and_the_groups_cannot_be_change
     }
     e.run_ok(&["rm", "-f", "quota-nest"]);
     let _ = c.wait();
-    // The nested subvolume went with the root, and so did the group.
+    // The root went, and so did its group.
     level1_back_to(&e, &e.user, &before);
 }

@@ -1,16 +1,17 @@
 //! Is the process a tupperware container of the caller, not just any process
 //! in a user namespace the caller made (`unshare -Urn` would be)?
 //!
-//! The proof: the root of its mount namespace is the caller's container root
-//! in the store, `containers/<uid>/<id>` (a btrfs subvolume). `tupper-ns`
-//! pivots the container init into it before the supervisor sends `Attach`,
-//! and no user can reach the `0700 root` store to build such a namespace by
-//! hand. The store path is computed from the system configuration, the
-//! caller's uid and the validated container id, and opened without following
-//! any symlink; the namespace's root is looked at from a dedicated thread
-//! that enters the namespace (its own filesystem attributes, so nothing else
-//! of the helper moves) and only `statx`es `/`, without asking the
-//! filesystem (a FUSE root cannot make us wait).
+//! The proof (issue 9): the root of its mount namespace is the very mount
+//! `tupper-storage` made of the caller's container root for this start —
+//! its unique mount id (never reused) is the one recorded on the root in the
+//! store (`trusted.tupperware.mount`, which no user and no container can
+//! write). The store path is computed from the system configuration, the
+//! caller's uid and the validated container id, and opened without
+//! following any symlink; the namespace's root is looked at from a
+//! dedicated thread that enters the namespace (its own filesystem
+//! attributes, so nothing else of the helper moves) and only `statx`es `/`
+//! from what the kernel has cached, without asking the filesystem (a FUSE
+//! root cannot make us wait).
 //!
 //! Every way of failing is the caller's uniform refusal, except a capability
 //! missing from the installation, which the administrator has to hear about.
@@ -25,19 +26,11 @@ use crate::capabilities::with_caps;
 use crate::error::{Error, Result};
 use crate::ownership::Container;
 
-/// Device and inode of a directory: for a btrfs subvolume root the device is
-/// the subvolume's own, so the pair names one subvolume.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct FileId {
-    dev: u64,
-    ino: u64,
-}
-
 /// Refuse (`NotYourContainer`) unless `target`'s mount namespace is rooted in
 /// the caller's container root `container`.
 pub fn verify(store: &Path, caller: Caller, container: &str, target: &Container) -> Result<()> {
     let refuse = || Error::NotYourContainer { pid: target.pid };
-    let expected = store_root(store, caller.uid, container)?.ok_or_else(refuse)?;
+    let expected = recorded_mount(store, caller.uid, container)?.ok_or_else(refuse)?;
     let found = namespace_root(&target.mntns)?.ok_or_else(refuse)?;
     // The namespace fd pins the namespace we looked at; the process must
     // still be the one verified, so its netns is that container's too.
@@ -47,25 +40,24 @@ pub fn verify(store: &Path, caller: Caller, container: &str, target: &Container)
     Ok(())
 }
 
-/// `containers/<uid>/<id>` in the store, opened from the host without
-/// following symlinks; `None` whatever the reason it cannot be.
-fn store_root(store: &Path, uid: u32, container: &str) -> Result<Option<FileId>> {
-    with_caps(&[CAP_DAC_OVERRIDE], || {
-        let Ok(fd) = tupper_store::layout::open_container(store, uid, container) else {
-            return Ok(None);
-        };
-        Ok(stat_of(fd.as_raw_fd(), c"", libc::AT_EMPTY_PATH))
+/// The mount id recorded on `containers/<uid>/<id>` in the store; `None`
+/// whatever the reason it cannot be read.
+fn recorded_mount(store: &Path, uid: u32, container: &str) -> Result<Option<u64>> {
+    with_caps(&[CAP_DAC_OVERRIDE, CAP_SYS_ADMIN], || {
+        Ok(tupper_store::layout::recorded_mount(store, uid, container)
+            .ok()
+            .flatten())
     })
 }
 
 /// The root of the mount namespace `mntns`, seen from inside it.
-fn namespace_root(mntns: &OwnedFd) -> Result<Option<FileId>> {
+fn namespace_root(mntns: &OwnedFd) -> Result<Option<u64>> {
     let mntns = mntns
         .try_clone()
         .map_err(|e| Error::sys("duplicate the mount namespace descriptor", e))?;
     let worker = std::thread::Builder::new()
         .name("container-mntns".into())
-        .spawn(move || -> Result<Option<FileId>> {
+        .spawn(move || -> Result<Option<u64>> {
             // SAFETY: gives this thread its own root and cwd (setns into a
             // mount namespace requires it); the other threads keep theirs.
             if unsafe { libc::unshare(libc::CLONE_FS) } != 0 {
@@ -79,7 +71,7 @@ fn namespace_root(mntns: &OwnedFd) -> Result<Option<FileId>> {
                 return Ok(None);
             }
             // setns made the namespace's root our root and cwd.
-            Ok(stat_of(libc::AT_FDCWD, c"/", 0))
+            Ok(mount_of(c"/"))
         })
         .map_err(|e| Error::sys("start the container mount thread", e))?;
     worker
@@ -87,54 +79,24 @@ fn namespace_root(mntns: &OwnedFd) -> Result<Option<FileId>> {
         .map_err(|_| Error::State("the container mount thread failed".into()))?
 }
 
-/// Device and inode by `statx`, from what the kernel has cached (never a
-/// request to the filesystem).
-fn stat_of(dirfd: libc::c_int, path: &std::ffi::CStr, flags: libc::c_int) -> Option<FileId> {
-    // SAFETY: statx writes into a zeroed struct we own.
-    let mut st: libc::statx = unsafe { std::mem::zeroed() };
-    let rc = unsafe {
-        libc::statx(
-            dirfd,
-            path.as_ptr(),
-            flags | libc::AT_STATX_DONT_SYNC | libc::AT_SYMLINK_NOFOLLOW,
-            libc::STATX_INO | libc::STATX_TYPE,
-            &mut st,
-        )
-    };
-    if rc != 0 || u32::from(st.stx_mode) & libc::S_IFMT != libc::S_IFDIR {
-        return None;
-    }
-    Some(FileId {
-        dev: libc::makedev(st.stx_dev_major, st.stx_dev_minor),
-        ino: st.stx_ino,
-    })
+/// The unique id of the mount `path` is on, by `statx` from what the kernel
+/// has cached (never a request to the filesystem).
+fn mount_of(path: &std::ffi::CStr) -> Option<u64> {
+    tupper_sys::fsmount::unique_mount_id(libc::AT_FDCWD, path, libc::AT_SYMLINK_NOFOLLOW)
+        .ok()
+        .flatten()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::ffi::CString;
-    use std::os::unix::ffi::OsStrExt;
 
     #[test]
-    fn a_directory_is_named_by_device_and_inode() {
-        let tmp = tempfile::tempdir().unwrap();
-        let path = CString::new(tmp.path().as_os_str().as_bytes()).unwrap();
-        let id = stat_of(libc::AT_FDCWD, &path, 0).unwrap();
-        use std::os::unix::fs::MetadataExt;
-        let md = std::fs::metadata(tmp.path()).unwrap();
-        assert_eq!(
-            id,
-            FileId {
-                dev: md.dev(),
-                ino: md.ino()
-            }
-        );
-        // Not a directory, or missing: nothing.
-        std::fs::write(tmp.path().join("f"), b"").unwrap();
-        let file = CString::new(tmp.path().join("f").as_os_str().as_bytes()).unwrap();
-        assert!(stat_of(libc::AT_FDCWD, &file, 0).is_none());
-        let gone = CString::new(tmp.path().join("nope").as_os_str().as_bytes()).unwrap();
-        assert!(stat_of(libc::AT_FDCWD, &gone, 0).is_none());
+    fn mounts_are_named_by_their_unique_id() {
+        let root = mount_of(c"/").expect("this kernel names mounts (Linux 6.8)");
+        let proc = mount_of(c"/proc").expect("/proc");
+        assert_ne!(root, proc);
+        assert_eq!(mount_of(c"/"), Some(root));
+        assert!(mount_of(c"/no/such/path").is_none());
     }
 }

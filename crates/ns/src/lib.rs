@@ -10,8 +10,9 @@
 //!    field;
 //! 2. find the caller's subordinate id range (none → `NoSubordinateIds`,
 //!    nothing created; root without one runs without a user namespace);
-//! 3. open the container root `containers/<uid>/<id>` of the store (never a
-//!    path from the request) and make it the current directory;
+//! 3. receive the container root, the detached overlay mount
+//!    `tupper-storage` made of `containers/<uid>/<id>` (a descriptor, never a
+//!    path), refuse anything but an overlay, make it the current directory;
 //! 4. create the sync pipes and clone the init into its namespaces
 //!    (`CLONE_PARENT`: it is the supervisor's child);
 //! 5. write its uid/gid maps, wait for "setup done", reply `Spawned { pid }`
@@ -19,7 +20,8 @@
 //!
 //! Init (see `init/`):
 //! 6. dumpable, "ready", wait for maps, become container root, dumpable again;
-//! 7. private mounts, root bound onto itself, `/proc`, `/sys`, `/dev`, masks;
+//! 7. private mounts, the root's mount moved onto `/`, `/proc`, `/sys`,
+//!    `/dev`, masks;
 //! 8. `pivot_root`, detach the host's tree, enter the working directory;
 //! 9. hostname, `lo` up;
 //! 10. with `-t` a terminal of the container's devpts as stdio; parent-death
@@ -40,7 +42,6 @@ mod rootfs;
 mod sync;
 
 use proto::NsRequest;
-use tupper_config::system::SystemConfig;
 use tupper_helper::{CoreLimit, Served};
 
 pub use crate::capabilities::CAPS;
@@ -64,9 +65,9 @@ pub fn serve() -> Result<Served, tupper_helper::Error> {
         let req = request::spawn_request(req).and_then(request::validate)?;
         // 2. Subordinate ids: checked before anything is created.
         let mapping = tupper_config::subid::mapping_for(caller)?;
-        // 3. The container root, from the store and the caller's uid only.
-        let config = SystemConfig::load()?;
-        let root = rootfs::open(&config, caller, &req.container)?;
+        // 3. The container root: the overlay of the caller's root that
+        //    tupper-storage mounted, sent right after the request.
+        let root = rootfs::receive(chan, &req.container)?;
         rootfs::enter(&root)?;
         drop(root);
         // 4. Sync pipes, then the clone.

@@ -433,6 +433,32 @@ fn hostile_container_ids_are_refused() {
     }
 }
 
+/// Issue 9: the root must be the overlay `tupper-storage` mounts; a plain
+/// directory (a btrfs directory of the store would be one: its subvolume
+/// ioctls let the caller choose quota groups) is refused before anything
+/// is created.
+#[test]
+#[ignore = "needs root, the test prefix and store: run by tests/run.sh"]
+fn a_root_that_is_not_the_storage_overlay_is_refused() {
+    let scratch = setup().scratch.to_string_lossy().into_owned();
+    let o = drive_with(
+        Some(&setup().user),
+        OK,
+        "/",
+        &["true"],
+        &["--root-dir", &scratch],
+    );
+    assert!(
+        o.error()
+            .starts_with("Unsafe the container root must be the overlay tupper-storage mounted"),
+        "{o:#?}"
+    );
+    assert_eq!(o.event("children "), Some("none"));
+    // And the real one is an overlay, as the container sees it.
+    let o = user_run("stat -f -c %T /");
+    assert_eq!(o.stdout.trim(), "overlayfs", "{o:#?}");
+}
+
 #[test]
 #[ignore = "needs root, the test prefix and store: run by tests/run.sh"]
 fn symlinked_mount_target_is_refused() {

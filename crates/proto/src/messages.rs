@@ -56,6 +56,14 @@ pub enum StorageRequest {
     CopyInBegin { container: String },
 
     // --- disk quota (issue 9) ---
+    /// Mount the caller's container root for a start: an overlay whose upper
+    /// layer is the root's subvolume, made detached (never attached in any
+    /// mount namespace by the helper). Answered first with
+    /// [`StorageReply::RootMount`] carrying the mount (`SCM_RIGHTS`), then
+    /// with `Done`; or with one error. The container sees only the overlay,
+    /// so no process of the caller ever holds a directory of the btrfs store
+    /// (whose subvolume ioctls would let it choose its own quota groups).
+    MountRoot { container: String },
     /// `Snapshot` with the container's own disk size (`run --storage-opt
     /// size=`), in bytes; refused above the policy's `disk`. Plain `Snapshot`
     /// takes the policy's value.
@@ -169,10 +177,21 @@ pub enum StorageReply {
     Pruned {
         layers: u64,
     },
+    /// Issue 9: the first answer to [`StorageRequest::MountRoot`], carrying
+    /// the detached overlay mount of the container root (`SCM_RIGHTS`).
+    RootMount,
 }
 
-/// What to run and how; the root filesystem is always the caller's container
-/// root `containers/<uid>/<container>` in the store, never a path from the request.
+/// Issue 9: the frame after [`NsRequest::Spawn`] that carries the container
+/// root (`SCM_RIGHTS`): the detached overlay mount `tupper-storage` made
+/// ([`StorageRequest::MountRoot`]). `tupper-ns` refuses anything but an
+/// overlay mount's root.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContainerRoot;
+
+/// What to run and how; the root filesystem is the caller's container root
+/// as `tupper-storage` mounted it, sent with the next frame
+/// ([`ContainerRoot`]), never a path from the request.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SpawnRequest {
     /// Container id (validated with [`crate::validate::container_id`]).

@@ -115,6 +115,14 @@ impl HelperProcess {
             .map_err(|e| wrap(helper, e))
     }
 
+    /// Issue 9: read one frame and the descriptor that came with it.
+    pub fn recv_with_fd<T: DeserializeOwned>(
+        &mut self,
+    ) -> Result<(T, Option<std::os::fd::OwnedFd>)> {
+        let helper = self.helper;
+        self.channel()?.recv_with_fd().map_err(|e| wrap(helper, e))
+    }
+
     /// Read the reply to a request sent earlier with [`HelperProcess::send`].
     pub fn recv_reply<Rep: DeserializeOwned>(&mut self) -> Result<Rep> {
         let helper = self.helper;

@@ -13,6 +13,8 @@ pub mod images;
 pub mod lifecycle;
 mod process;
 mod records;
+// Issue 9: container roots are overlays tupper-storage mounts for each start.
+mod root_mount;
 pub mod run;
 pub mod security;
 pub mod signals;

@@ -30,7 +30,7 @@ use proto::{
 
 use crate::attach;
 use crate::error::{Error, Result};
-use crate::helpers::{Helper, HelperProcess};
+use crate::helpers::{Helper, HelperProcess, HelperStdio};
 use crate::logs::{LogWriter, Stream};
 use crate::process::{PidFd, ProcessId};
 use crate::records::{Record, Records, Status};
@@ -285,6 +285,8 @@ fn ns_err(e: proto::Error) -> Error {
 impl Monitor<'_> {
     fn set_up(&mut self, rec: &mut Record, launch: Launch, report: &mut Report) -> Result<()> {
         let opts = &launch.opts;
+        // One storage helper: the snapshot (first start) and the root's mount.
+        let mut storage = HelperProcess::spawn(Helper::Storage, HelperStdio::default())?;
         if launch.fresh {
             // Disk quota (issue 9): a size of its own, or the policy's.
             let request = match opts.storage_size {
@@ -298,9 +300,12 @@ impl Monitor<'_> {
                     container: rec.id.clone(),
                 },
             };
-            let _: StorageReply = crate::helpers::call_once(Helper::Storage, &request)?;
+            let _: StorageReply = storage.call(&request)?;
             self.snapshot = true;
         }
+        // Issue 9: the root as an overlay, never a directory of the store.
+        let root = crate::root_mount::mount(&mut storage, &rec.id)?;
+        drop(storage);
         let hostname = opts
             .hostname
             .clone()
@@ -329,7 +334,7 @@ impl Monitor<'_> {
             Some(p) => p.into_parts(),
             None => (Vec::new(), None),
         };
-        let reply = ns.call(&NsRequest::Spawn(Box::new(SpawnRequest {
+        ns.send(&NsRequest::Spawn(Box::new(SpawnRequest {
             container: rec.id.clone(),
             command: opts.command.clone(),
             env: opts.env.clone(),
@@ -340,6 +345,9 @@ impl Monitor<'_> {
             mounts,
             read_only_root: opts.mounts.read_only,
         })))?;
+        ns.send_with_fd(&proto::ContainerRoot, std::os::fd::AsFd::as_fd(&root))?;
+        drop(root);
+        let reply: NsReply = ns.recv_reply()?;
         let NsReply::Spawned { pid } = reply else {
             return Err(Error::user("ns: unexpected reply to Spawn"));
         };

@@ -83,6 +83,14 @@ pub fn hidden_names(dir: impl AsFd) -> Result<Vec<String>> {
         .collect())
 }
 
+/// Every name in `dir` but `.` and `..`, dot names included.
+pub fn all_names(dir: impl AsFd) -> Result<Vec<String>> {
+    Ok(names(dir)?
+        .into_iter()
+        .filter(|n| n != "." && n != "..")
+        .collect())
+}
+
 fn names(dir: impl AsFd) -> Result<Vec<String>> {
     // A new open file (not a dup): its own read position, starting at 0.
     let fresh = open_dir_at(dir, ".", "a store directory")?;

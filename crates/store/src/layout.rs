@@ -43,3 +43,46 @@ pub fn open_container(store: &Path, uid: u32, id: &str) -> io::Result<OwnedFd> {
         libc::RESOLVE_NO_SYMLINKS | libc::RESOLVE_NO_MAGICLINKS,
     )
 }
+
+/// Issue 9: the extended attribute on a container root naming the unique
+/// id of the overlay mount `tupper-storage` made of it for its last start
+/// (8 bytes, little-endian). Only `CAP_SYS_ADMIN` of the initial namespace
+/// reads or writes `trusted.*`, so neither a user nor a container can forge
+/// or read it.
+pub const MOUNT_XATTR: &std::ffi::CStr = c"trusted.tupperware.mount";
+
+/// The mount id recorded on the caller's container root (`None` when there
+/// is no such root or no record). The caller raises what reading it needs
+/// (CAP_DAC_OVERRIDE to reach the store, CAP_SYS_ADMIN for `trusted.*`).
+pub fn recorded_mount(store: &Path, uid: u32, id: &str) -> io::Result<Option<u64>> {
+    let path = CString::new(container(store, uid, id).as_os_str().as_bytes())
+        .map_err(|_| io::Error::from_raw_os_error(libc::ENOENT))?;
+    let dir = match tupper_sys::openat2(
+        libc::AT_FDCWD,
+        &path,
+        libc::O_RDONLY | libc::O_DIRECTORY,
+        libc::RESOLVE_NO_SYMLINKS | libc::RESOLVE_NO_MAGICLINKS,
+    ) {
+        Ok(dir) => dir,
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let mut value = [0u8; 8];
+    // SAFETY: a valid descriptor, name and buffer living across the call.
+    let n = unsafe {
+        libc::fgetxattr(
+            std::os::fd::AsRawFd::as_raw_fd(&dir),
+            MOUNT_XATTR.as_ptr(),
+            value.as_mut_ptr().cast(),
+            value.len(),
+        )
+    };
+    if n < 0 {
+        let e = io::Error::last_os_error();
+        return match e.raw_os_error() {
+            Some(libc::ENODATA | libc::ERANGE) => Ok(None),
+            _ => Err(e),
+        };
+    }
+    Ok((n == 8).then(|| u64::from_le_bytes(value)))
+}

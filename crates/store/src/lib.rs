@@ -23,6 +23,8 @@ mod nested;
 mod quota;
 mod request;
 mod roots;
+// Issue 9: container roots mounted as overlays (the quota's boundary).
+mod root_mount;
 mod store;
 mod subvol;
 mod suggest;

@@ -7,7 +7,7 @@ use tupper_config::system::SystemConfig;
 
 use crate::error::{Error, Result};
 use crate::store::{self, Store};
-use crate::{commit, copy_in, export, images, import, layers, quota, roots};
+use crate::{commit, copy_in, export, images, import, layers, quota, root_mount, roots};
 
 pub struct Context {
     pub caller: Caller,
@@ -43,7 +43,10 @@ pub fn handle(chan: &mut Channel, ctx: &Context, req: StorageRequest) -> Result<
         StorageRequest::Snapshot { image, container } => snapshot(ctx, &image, &container, None),
         StorageRequest::RemoveContainer { container } => {
             validate::container_id(&container)?;
-            roots::remove(&ctx.store()?.user_containers(uid)?, &container, uid)
+            let store = ctx.store()?;
+            let reply = roots::remove(&store.user_containers(uid)?, &container, uid)?;
+            root_mount::forget(&store, uid, &container);
+            Ok(reply)
         }
         StorageRequest::ListContainers => {
             let containers = ctx.store()?.user_containers(uid)?;
@@ -67,6 +70,20 @@ pub fn handle(chan: &mut Channel, ctx: &Context, req: StorageRequest) -> Result<
             copy_in::run(chan, ctx.caller, || ctx.store(), &container)
         }
         // --- disk quota (issue 9) ---
+        StorageRequest::MountRoot { container } => {
+            validate::container_id(&container)?;
+            let mnt = root_mount::mount(&ctx.store()?, uid, &container)?;
+            // The mount travels with its own frame; the reply proper follows.
+            chan.send_with_fd(
+                &Ok::<_, proto::RemoteError>(StorageReply::RootMount),
+                std::os::fd::AsFd::as_fd(&mnt),
+            )
+            .map_err(|e| Error::Other {
+                what: "sending the container root".into(),
+                why: e.to_string(),
+            })?;
+            Ok(StorageReply::Done)
+        }
         StorageRequest::SnapshotSized {
             image,
             container,

@@ -38,6 +38,7 @@ const MKFS: [&str; 2] = ["/usr/sbin/mkfs.btrfs", "/sbin/mkfs.btrfs"];
 
 /// The mounted store with its two top-level directories open.
 pub struct Store {
+    top: OwnedFd,
     images: OwnedFd,
     containers: OwnedFd,
 }
@@ -46,6 +47,19 @@ impl Store {
     /// `images/<uid>/`, created on demand (0700 root:root).
     pub fn user_images(&self, uid: u32) -> Result<OwnedFd> {
         ensure_root_dir_at(&self.images, &uid.to_string(), "the image directory")
+    }
+
+    /// Issue 9: `work/<uid>/`, the overlay work directories of a user's
+    /// container roots, created on demand (0700 root:root).
+    pub fn user_work(&self, uid: u32) -> Result<OwnedFd> {
+        let work = ensure_root_dir_at(&self.top, "work", "the work directory")?;
+        ensure_root_dir_at(&work, &uid.to_string(), "the work directory")
+    }
+
+    /// Issue 9: `lower/`, the empty lower layer of every container root's
+    /// overlay (0700 root:root; nothing is ever put there).
+    pub fn lower(&self) -> Result<OwnedFd> {
+        ensure_root_dir_at(&self.top, "lower", "the empty lower layer")
     }
 
     /// `containers/<uid>/`, created on demand (0700 root:root).
@@ -101,7 +115,11 @@ pub fn ensure(cfg: &StoreConfig, caller: Caller) -> Result<Store> {
     crate::quota::ensure_enabled(&root)?;
     let images = ensure_root_dir_at(&root, "images", "the image directory")?;
     let containers = ensure_root_dir_at(&root, "containers", "the container directory")?;
-    Ok(Store { images, containers })
+    Ok(Store {
+        top: root,
+        images,
+        containers,
+    })
 }
 
 fn open_store(path: &Path) -> Result<OwnedFd> {

@@ -9,9 +9,12 @@
 //! - [`process`]: a process's start time (a pid plus it names one process);
 //! - [`lock`]: `flock` that waits at most a deadline;
 //! - [`atomic`]: replace a file atomically and durably;
-//! - [`random`]: random hex ids.
+//! - [`random`]: random hex ids;
+//! - [`fsmount`]: detached mounts (`fsopen`/`fsconfig`/`fsmount`), unique
+//!   mount ids, the overlay check.
 
 pub mod atomic;
+pub mod fsmount;
 pub mod lock;
 pub mod pidfd;
 pub mod process;

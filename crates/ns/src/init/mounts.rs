@@ -25,7 +25,7 @@ pub fn set_up_root(req: &SpawnRequest) -> Result<(), Error> {
 
 pub(super) fn set_up_root_with(s: &impl MountSys, req: &SpawnRequest) -> Result<(), Error> {
     make_mounts_private(s)?;
-    let root = bind_root_onto_itself(s)?;
+    let root = move_root_into_place(s)?;
     mount_proc(s, &root)?;
     mount_sys(s, &root)?;
     mount_dev(s, &root)?;
@@ -53,24 +53,23 @@ fn make_mounts_private(s: &impl MountSys) -> Result<(), Error> {
     .ctx("make mounts private")
 }
 
-/// Bind the container root (our cwd) onto itself so it is a mount point
-/// `pivot_root` accepts; returns the new mount, which is also the new cwd.
-fn bind_root_onto_itself(s: &impl MountSys) -> Result<OwnedFd, Error> {
+/// Our cwd is the root of the container root's mount, attached nowhere
+/// (`tupper-storage` made it, issue 9): move that very mount (not a copy:
+/// its id is `tupper-net`'s proof) onto `/` of our new mount namespace, on
+/// top of the host's tree that `pivot_root` then detaches, and enter it.
+/// Returns the mount's root, which is also the new cwd.
+fn move_root_into_place(s: &impl MountSys) -> Result<OwnedFd, Error> {
     let tree = s
-        .open_tree(
-            libc::AT_FDCWD,
-            c".",
-            libc::OPEN_TREE_CLONE | libc::AT_RECURSIVE as u32,
-        )
-        .ctx("bind the container root")?;
+        .open_tree(libc::AT_FDCWD, c".", 0)
+        .ctx("open the container root")?;
     s.move_mount(
         tree.as_raw_fd(),
         c"",
         libc::AT_FDCWD,
-        c".",
+        c"/",
         libc::MOVE_MOUNT_F_EMPTY_PATH,
     )
-    .ctx("bind the container root")?;
+    .ctx("attach the container root")?;
     s.fchdir(&tree).ctx("enter the container root")?;
     Ok(tree)
 }
@@ -468,15 +467,16 @@ pub(super) mod tests {
     }
 
     #[test]
-    fn the_root_is_bound_onto_itself_and_entered_before_proc() {
+    fn the_root_mount_itself_is_moved_onto_slash_and_entered_before_proc() {
         let fake = image();
         set_up_root_with(&fake, &req()).unwrap();
         let calls = fake.calls();
+        // No OPEN_TREE_CLONE: the mount tupper-storage made, not a copy.
         let open_tree = position(&calls, "open_tree", |c| {
             *c == Call::OpenTree {
                 dirfd: libc::AT_FDCWD,
                 path: ".".into(),
-                flags: libc::OPEN_TREE_CLONE | libc::AT_RECURSIVE as u32,
+                flags: 0,
             }
         });
         let move_mount = position(&calls, "move_mount", |c| {
@@ -485,7 +485,7 @@ pub(super) mod tests {
                 from_path: String::new(),
                 to_dirfd: libc::AT_FDCWD,
                 to: Target::Path(format!("fd {}", libc::AT_FDCWD)),
-                to_path: ".".into(),
+                to_path: "/".into(),
                 flags: libc::MOVE_MOUNT_F_EMPTY_PATH,
             }
         });

@@ -129,6 +129,7 @@ pub fn request_name(r: &StorageRequest) -> &'static str {
         StorageRequest::StatPath { .. } => "StatPath",
         StorageRequest::CopyInBegin { .. } => "CopyInBegin",
         StorageRequest::SnapshotSized { .. } => "SnapshotSized",
+        StorageRequest::MountRoot { .. } => "MountRoot",
         StorageRequest::LayerBegin { .. } => "LayerBegin",
         StorageRequest::HasLayers { .. } => "HasLayers",
         StorageRequest::CreateImage { .. } => "CreateImage",

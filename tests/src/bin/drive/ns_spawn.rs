@@ -3,8 +3,13 @@
 //! which `CLONE_PARENT` made our child.
 //!
 //! ```text
-//! tupper-drive LIBEXECDIR ns-spawn CONTAINER HOSTNAME WORKDIR [--tty] [--no-start] [--env K=V]... -- COMMAND...
+//! tupper-drive LIBEXECDIR ns-spawn CONTAINER HOSTNAME WORKDIR [--tty] [--no-start] [--env K=V]... [--root-dir DIR] -- COMMAND...
 //! ```
+//! The container root is what the supervisor would send (issue 9): the
+//! overlay mount `tupper-storage` makes (`MountRoot`), asked for as the same
+//! user; when the storage helper refuses, `Spawn` is followed by a
+//! `ContainerRoot` frame without a descriptor. `--root-dir DIR` sends an
+//! open directory `DIR` instead, as a hostile caller would.
 //! Container output goes to our stdout/stderr (with `--tty`, the container's
 //! terminal is copied to our stdout); what happened is reported on stderr as
 //! lines starting with `DRIVE `:
@@ -24,6 +29,7 @@ struct Options {
     tty: bool,
     no_start: bool,
     env: Vec<String>,
+    root_dir: Option<String>,
     command: Vec<String>,
 }
 
@@ -40,6 +46,7 @@ fn parse(args: &[&str]) -> Option<Options> {
         tty: false,
         no_start: false,
         env: Vec::new(),
+        root_dir: None,
         command: command.iter().map(|s| s.to_string()).collect(),
     };
     let mut flags = flags.iter();
@@ -48,6 +55,7 @@ fn parse(args: &[&str]) -> Option<Options> {
             "--tty" => o.tty = true,
             "--no-start" => o.no_start = true,
             "--env" => o.env.push(flags.next()?.to_string()),
+            "--root-dir" => o.root_dir = Some(flags.next()?.to_string()),
             _ => return None,
         }
     }
@@ -63,9 +71,16 @@ pub fn run(libexec: &str, args: &[&str]) -> ExitCode {
     let Some(o) = parse(args) else {
         eprintln!(
             "usage: tupper-drive LIBEXECDIR ns-spawn CONTAINER HOSTNAME WORKDIR \
-             [--tty] [--no-start] [--env K=V]... -- COMMAND..."
+             [--tty] [--no-start] [--env K=V]... [--root-dir DIR] -- COMMAND..."
         );
         return ExitCode::from(2);
+    };
+    let root = match &o.root_dir {
+        Some(dir) => match std::fs::File::open(dir) {
+            Ok(f) => Some(std::os::fd::OwnedFd::from(f)),
+            Err(e) => return fail("open --root-dir", e),
+        },
+        None => mount_root(libexec, &o.container),
     };
     let mut cmd = Command::new(format!("{libexec}/tupper-ns"));
     cmd.stdin(Stdio::null());
@@ -91,6 +106,15 @@ pub fn run(libexec: &str, args: &[&str]) -> ExitCode {
     if let Err(e) = chan.send(&request) {
         return fail("send Spawn", e);
     }
+    let sent = match &root {
+        Some(fd) => chan.send_with_fd(&proto::ContainerRoot, std::os::fd::AsFd::as_fd(fd)),
+        None => chan.send(&proto::ContainerRoot),
+    };
+    // The helper may have answered already (a refused request).
+    if let Err(e) = sent {
+        eprintln!("DRIVE root-not-sent {e}");
+    }
+    drop(root);
     let reply: Result<NsReply, RemoteError> = match chan.recv() {
         Ok(r) => r,
         Err(e) => return fail("reply to Spawn", e),
@@ -167,4 +191,33 @@ pub fn run(libexec: &str, args: &[&str]) -> ExitCode {
         let _ = c.join();
     }
     ExitCode::SUCCESS
+}
+
+/// The container root's overlay from `tupper-storage`, as the supervisor
+/// gets it; `None` when the helper refuses (reported as `DRIVE root-refused`).
+fn mount_root(libexec: &str, container: &str) -> Option<std::os::fd::OwnedFd> {
+    let mut cmd = Command::new(format!("{libexec}/tupper-storage"));
+    cmd.stdin(Stdio::null());
+    let (mut chan, mut child) = proto::spawn::spawn_with_channel(&mut cmd).ok()?;
+    let fd = (|| {
+        chan.handshake().ok()?;
+        chan.send(&proto::StorageRequest::MountRoot {
+            container: container.to_string(),
+        })
+        .ok()?;
+        match chan.recv_with_fd::<Result<proto::StorageReply, RemoteError>>() {
+            Ok((Ok(proto::StorageReply::RootMount), Some(fd))) => Some(fd),
+            Ok((Err(e), _)) => {
+                eprintln!("DRIVE root-refused {:?} {}", e.kind, e.message);
+                None
+            }
+            other => {
+                eprintln!("DRIVE root-refused {other:?}");
+                None
+            }
+        }
+    })();
+    drop(chan);
+    let _ = child.wait();
+    fd
 }

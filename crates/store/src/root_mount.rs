@@ -1,0 +1,136 @@
+//! Issue 9: a container root as its container sees it — an overlay whose
+//! upper layer is the root's subvolume, over an empty lower directory, made
+//! detached and handed to the caller as a descriptor (`MountRoot`).
+//!
+//! Why: a btrfs directory lets anyone who may write to it create a subvolume
+//! with a quota-group inheritance list of their choosing
+//! (`BTRFS_IOC_SUBVOL_CREATE_V2` needs no privilege), which would put the
+//! subvolume outside the container's and the user's groups, or inside
+//! another user's. Through an overlay no btrfs ioctl reaches the store
+//! (overlayfs answers `ENOTTY`), and no process of the caller ever holds a
+//! directory of the store: the container, its init from its first
+//! instruction, `exec` and `/proc/PID/root` all see the overlay.
+//!
+//! Checklist: the root exists (the caller's, found from their uid) → its
+//! work directory (`work/<uid>/<id>`, root-only) → the overlay, every layer
+//! given as a descriptor (no path resolved again), `index=on` so a root is
+//! never mounted twice at once, `nodev` → its unique mount id recorded on
+//! the root (`trusted.tupperware.mount`, which only `CAP_SYS_ADMIN` of the
+//! initial namespace reads or writes) for `tupper-net`'s proof that a
+//! process runs in this container.
+
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+
+use caps::Capability;
+use nix::errno::Errno;
+use tupper_sys::fsmount::{unique_mount_id, FsContext};
+
+use crate::capabilities::{with_caps, ADMIN};
+use crate::error::{Error, Result};
+use crate::fsutil::{ensure_root_dir_at, exists_at, open_dir_at};
+use crate::store::Store;
+
+use crate::layout::MOUNT_XATTR;
+
+/// Mount the caller's container root `container`; the descriptor is the
+/// root of a mount attached nowhere.
+pub fn mount(store: &Store, uid: u32, container: &str) -> Result<OwnedFd> {
+    let containers = store.user_containers(uid)?;
+    if !exists_at(&containers, container)? {
+        return Err(Error::NotFound(format!(
+            "container {container:?} not found"
+        )));
+    }
+    let upper = open_dir_at(&containers, container, "the container root")?;
+    let work = ensure_root_dir_at(
+        store.user_work(uid)?,
+        container,
+        "the container's overlay work directory",
+    )?;
+    let lower = store.lower()?;
+    let mnt = with_caps(ADMIN, || {
+        let overlay = || -> std::io::Result<OwnedFd> {
+            let ctx = FsContext::open(c"overlay")?;
+            ctx.set_fd(c"lowerdir+", lower.as_fd())?;
+            ctx.set_fd(c"upperdir", upper.as_fd())?;
+            ctx.set_fd(c"workdir", work.as_fd())?;
+            ctx.set_string(c"index", c"on")?;
+            ctx.mount(libc::MOUNT_ATTR_NODEV)
+        };
+        overlay().map_err(|e| match e.raw_os_error() {
+            Some(libc::EBUSY) => Error::Busy(format!(
+                "the root of container {container:?} is still mounted for an earlier start \
+                 (a process of it may still be running); try again when it has ended"
+            )),
+            _ => Error::io("cannot mount the container root (overlay)")(e),
+        })
+    })?;
+    let id = unique_mount_id(mnt.as_raw_fd(), c"", libc::AT_EMPTY_PATH)
+        .map_err(Error::io("cannot name the container root's mount"))?
+        .ok_or_else(|| Error::Other {
+            what: "the container root's mount".into(),
+            why: "this kernel gives mounts no unique id (Linux 6.8 or later is needed)".into(),
+        })?;
+    record(&upper, id)?;
+    Ok(mnt)
+}
+
+/// Write the mount id on the root (`CAP_SYS_ADMIN` for `trusted.*`).
+fn record(upper: &OwnedFd, id: u64) -> Result<()> {
+    with_caps(&[Capability::CAP_SYS_ADMIN], || {
+        let value = id.to_le_bytes();
+        // SAFETY: a valid descriptor, name and buffer living across the call.
+        let rc = unsafe {
+            libc::fsetxattr(
+                upper.as_raw_fd(),
+                MOUNT_XATTR.as_ptr(),
+                value.as_ptr().cast(),
+                value.len(),
+                0,
+            )
+        };
+        if rc != 0 {
+            return Err(Error::sys("cannot record the container root's mount")(
+                Errno::last(),
+            ));
+        }
+        Ok(())
+    })
+}
+
+/// Remove a container's work directory (the overlay's `work` and `index`,
+/// empty unless a mount is still alive): best effort, at removal.
+pub fn forget(store: &Store, uid: u32, container: &str) {
+    let Ok(user_work) = store.user_work(uid) else {
+        return;
+    };
+    let _ = with_caps(crate::capabilities::STORE, || {
+        if let Ok(work) = open_dir_at(&user_work, container, "the work directory") {
+            for inner in ["work", "index"] {
+                let _ = remove_tree_at(&work, inner);
+            }
+        }
+        let _ = nix::unistd::unlinkat(&user_work, container, nix::unistd::UnlinkatFlags::RemoveDir);
+        Ok(())
+    });
+}
+
+/// Remove directory `name` of `dir` with what is in it (overlay leaves
+/// empty directories and, at most, whiteouts there).
+fn remove_tree_at(dir: &OwnedFd, name: &str) -> Result<()> {
+    if let Ok(sub) = open_dir_at(dir, name, "a work directory") {
+        for entry in crate::fsutil::all_names(&sub).unwrap_or_default() {
+            if nix::unistd::unlinkat(
+                &sub,
+                entry.as_str(),
+                nix::unistd::UnlinkatFlags::NoRemoveDir,
+            )
+            .is_err()
+            {
+                let _ = remove_tree_at(&sub, &entry);
+            }
+        }
+    }
+    nix::unistd::unlinkat(dir, name, nix::unistd::UnlinkatFlags::RemoveDir)
+        .map_err(Error::sys("cannot remove a work directory"))
+}
