@@ -539,3 +539,77 @@ fn a_tar_from_stdin_with_dot_dot_is_refused_with_nothing_written() {
     assert_eq!(std::fs::read(root.join("in/d/x")).unwrap(), b"x\n");
     cleanup(&e, &["fh-stdin"], &[]);
 }
+
+/// Issue 9: a running container sees its root through an overlay; `cp`
+/// writes through that very mount, so the container sees at once a path it
+/// had just looked up as missing and a file `cp` replaced. The storage
+/// helper writes into a running container only through a process whose
+/// mount namespace's root is the mount recorded on the caller's root.
+#[test]
+#[ignore = "privileged end-to-end test: run by tests/run.sh (root, installed helpers)"]
+fn cp_into_a_running_container_is_seen_at_once() {
+    let e = env();
+    cleanup(&e, &["fcp-run"], &[]);
+    let mut c = e.spawn(&[
+        "run",
+        "--rm",
+        "--name",
+        "fcp-run",
+        "--network",
+        "none",
+        "busybox",
+        "sh",
+        "-c",
+        "echo old > /f; cat /f; cat /new 2>/dev/null; echo ready; sleep 60",
+    ]);
+    read_until(&mut c, "ready");
+    let h = HostDir::new(&e, "cprun");
+    write_as_user(&e, &h.join("new"), b"new path\n");
+    write_as_user(&e, &h.join("f"), b"replaced\n");
+    e.run_ok(&["cp", &h.s("new"), "fcp-run:/new"]);
+    e.run_ok(&["cp", &h.s("f"), "fcp-run:/f"]);
+    let seen = e.run_ok(&["exec", "fcp-run", "cat", "/new", "/f"]);
+    assert_eq!(seen, "new path\nreplaced\n");
+
+    // The helper alone, told to write into this container through a
+    // process that is not in it: the host's init, the user's own process on
+    // the host, no process at all.
+    let id = container_id(&e, "fcp-run");
+    let mut sleeper = e
+        .as_user(&e.user, "/bin/sleep")
+        .arg("30")
+        .spawn()
+        .expect("sleep");
+    let sleeper_pid = sleeper.id().to_string();
+    for pid in ["1", sleeper_pid.as_str(), "999999999"] {
+        let d = e.drive(&e.user, &["storage-copy-in", &id, pid]);
+        let t = output_text(&d);
+        assert!(
+            t.starts_with(&format!(
+                "error: NotFound: process {pid} is not running in this container of yours"
+            )),
+            "pid {pid}: {t}"
+        );
+    }
+    // SAFETY: ending a process this test started, by pid.
+    unsafe { libc::kill(sleeper.id() as i32, libc::SIGKILL) };
+    let _ = sleeper.wait();
+    assert!(
+        e.run_ok(&["exec", "fcp-run", "ls", "/"])
+            .lines()
+            .all(|l| l != "drive-was-here"),
+        "a refused copy wrote into the container"
+    );
+    // Through the container's init it is accepted.
+    let inspect = e.run_ok(&["inspect", "fcp-run"]);
+    let v: serde_json::Value = serde_json::from_str(&inspect).expect("inspect JSON");
+    let pid = v[0]["state"]["pid"].as_u64().expect("init pid").to_string();
+    let d = e.drive(&e.user, &["storage-copy-in", &id, &pid]);
+    assert!(output_text(&d).starts_with("ok: "), "{}", output_text(&d));
+    assert_eq!(
+        e.run_ok(&["exec", "fcp-run", "cat", "/drive-was-here"]),
+        "hi\n"
+    );
+    e.run_ok(&["rm", "-f", "fcp-run"]);
+    let _ = c.wait();
+}

@@ -53,7 +53,15 @@ pub enum StorageRequest {
     /// `ImportEnd`, into the caller's container root (`cp` in), through the
     /// same extractor and refusals as an import. Answered once, after
     /// `ImportEnd`, with [`StorageReply::CopiedIn`].
-    CopyInBegin { container: String },
+    CopyInBegin {
+        container: String,
+        /// Issue 9: the init's pid while the container runs. The tar then
+        /// goes through the container's own root mount (the overlay it
+        /// sees), found in that process's mount namespace and accepted only
+        /// when its mount id is the one recorded on the caller's root, so
+        /// the container sees every file at once.
+        running: Option<i32>,
+    },
 
     // --- disk quota (issue 9) ---
     /// Mount the caller's container root for a start: an overlay whose upper

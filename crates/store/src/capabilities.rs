@@ -21,6 +21,7 @@ pub static CAPS: HelperCaps = HelperCaps {
         Capability::CAP_FOWNER,
         Capability::CAP_FSETID,
         Capability::CAP_SETFCAP,
+        Capability::CAP_SYS_CHROOT,
     ],
     root_extra: &[],
 };
@@ -48,6 +49,10 @@ pub const STORE_CREATE: &[Capability] = &[
     Capability::CAP_CHOWN,
     Capability::CAP_FOWNER,
 ];
+
+/// Issue 9: entering a running container's mount namespace (`setns` needs
+/// both), to write through its own root mount (`cp` in).
+pub const JOIN: &[Capability] = &[Capability::CAP_SYS_ADMIN, Capability::CAP_SYS_CHROOT];
 
 /// mount(2), loop device setup, subvolume destruction.
 pub const ADMIN: &[Capability] = &[Capability::CAP_SYS_ADMIN, Capability::CAP_DAC_OVERRIDE];

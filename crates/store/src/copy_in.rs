@@ -55,8 +55,11 @@ pub fn run(
     caller: Caller,
     store: impl FnOnce() -> Result<Store>,
     container: &str,
+    running: Option<i32>,
 ) -> Result<StorageReply> {
-    crate::import::chunks::receive(chan, |reader| copy_in(reader, caller, store, container))
+    crate::import::chunks::receive(chan, |reader| {
+        copy_in(reader, caller, store, container, running)
+    })
 }
 
 fn copy_in(
@@ -64,11 +67,18 @@ fn copy_in(
     caller: Caller,
     store: impl FnOnce() -> Result<Store>,
     container: &str,
+    running: Option<i32>,
 ) -> Result<StorageReply> {
     // validate
     proto::validate::container_id(container)?;
     let (shift, limit) = Shift::and_limit_for(caller)?;
     let root = open_root(&store()?, caller.uid, container)?;
+    // Issue 9: a running container sees its root through its overlay; write
+    // through that very mount, or it may not see what was written.
+    let root = match running {
+        Some(pid) => crate::root_mount::running_view(&root, pid)?,
+        None => root,
+    };
 
     // act: the extractor sets the owner and mode of the tree it is given;
     // the container's `/` keeps its own.

@@ -66,8 +66,8 @@ pub fn handle(chan: &mut Channel, ctx: &Context, req: StorageRequest) -> Result<
             validate::container_id(&container)?;
             copy_in::stat(&ctx.store()?, uid, &container, &path)
         }
-        StorageRequest::CopyInBegin { container } => {
-            copy_in::run(chan, ctx.caller, || ctx.store(), &container)
+        StorageRequest::CopyInBegin { container, running } => {
+            copy_in::run(chan, ctx.caller, || ctx.store(), &container, running)
         }
         // --- disk quota (issue 9) ---
         StorageRequest::MountRoot { container } => {

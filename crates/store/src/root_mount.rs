@@ -25,7 +25,7 @@ use caps::Capability;
 use nix::errno::Errno;
 use tupper_sys::fsmount::{unique_mount_id, FsContext};
 
-use crate::capabilities::{with_caps, ADMIN};
+use crate::capabilities::{with_caps, ADMIN, JOIN};
 use crate::error::{Error, Result};
 use crate::fsutil::{ensure_root_dir_at, exists_at, open_dir_at};
 use crate::store::Store;
@@ -133,4 +133,101 @@ fn remove_tree_at(dir: &OwnedFd, name: &str) -> Result<()> {
     }
     nix::unistd::unlinkat(dir, name, nix::unistd::UnlinkatFlags::RemoveDir)
         .map_err(Error::sys("cannot remove a work directory"))
+}
+
+/// The mount id recorded on a container root (`None`: never mounted).
+fn recorded(upper: &OwnedFd) -> Result<Option<u64>> {
+    with_caps(&[Capability::CAP_SYS_ADMIN], || {
+        let mut value = [0u8; 8];
+        // SAFETY: a valid descriptor, name and buffer living across the call.
+        let n = unsafe {
+            libc::fgetxattr(
+                upper.as_raw_fd(),
+                MOUNT_XATTR.as_ptr(),
+                value.as_mut_ptr().cast(),
+                value.len(),
+            )
+        };
+        if n < 0 {
+            return match Errno::last() {
+                Errno::ENODATA | Errno::ERANGE => Ok(None),
+                e => Err(Error::sys("cannot read the container root's mount record")(
+                    e,
+                )),
+            };
+        }
+        Ok((n == 8).then(|| u64::from_le_bytes(value)))
+    })
+}
+
+/// `cp` into a running container: a copy (attached nowhere, without the
+/// mounts below it) of the root mount of `pid`'s mount namespace, accepted
+/// only when that mount is the one recorded on the caller's root `upper`
+/// (so it is the overlay of this very root, whichever process `pid` is).
+/// Volumes and other mounts of the container are not in the copy: a path
+/// under one of them is written to the root beneath it, never to the
+/// volume's source. Opened as a directory for the extractor.
+pub fn running_view(upper: &OwnedFd, pid: i32) -> Result<OwnedFd> {
+    let not_running = || {
+        Error::NotFound(format!(
+            "process {pid} is not running in this container of yours"
+        ))
+    };
+    let expected = recorded(upper)?.ok_or_else(not_running)?;
+    if pid <= 0 {
+        return Err(not_running());
+    }
+    // As the caller (our real and filesystem uid): their own processes only.
+    let mntns = std::fs::File::open(format!("/proc/{pid}/ns/mnt")).map_err(|_| not_running())?;
+    let worker = std::thread::Builder::new()
+        .name("container-root".into())
+        .spawn(move || -> Result<Option<OwnedFd>> {
+            // SAFETY: gives this thread its own root and cwd (setns into a
+            // mount namespace requires it); the other threads keep theirs.
+            if unsafe { libc::unshare(libc::CLONE_FS) } != 0 {
+                return Err(Error::sys("cannot unshare the filesystem attributes")(
+                    Errno::last(),
+                ));
+            }
+            let entered = with_caps(JOIN, || {
+                // SAFETY: setns on a namespace fd we own; this thread only.
+                Ok(unsafe { libc::setns(mntns.as_raw_fd(), libc::CLONE_NEWNS) } == 0)
+            })?;
+            if !entered {
+                return Ok(None);
+            }
+            // The namespace's root, opened once: what is checked is what is copied.
+            let Ok(root) = tupper_sys::openat2(
+                libc::AT_FDCWD,
+                c"/",
+                libc::O_PATH | libc::O_DIRECTORY,
+                libc::RESOLVE_NO_SYMLINKS,
+            ) else {
+                return Ok(None);
+            };
+            let id = unique_mount_id(root.as_raw_fd(), c"", libc::AT_EMPTY_PATH)
+                .ok()
+                .flatten();
+            if id != Some(expected) {
+                return Ok(None);
+            }
+            with_caps(&[Capability::CAP_SYS_ADMIN], || {
+                tupper_sys::open_tree(
+                    root.as_raw_fd(),
+                    c"",
+                    libc::OPEN_TREE_CLONE | libc::AT_EMPTY_PATH as u32,
+                )
+                .map(Some)
+                .map_err(Error::io("cannot open the running container's root"))
+            })
+        })
+        .map_err(Error::io("cannot start a thread"))?;
+    let view = worker
+        .join()
+        .map_err(|_| Error::Other {
+            what: "the running container's root".into(),
+            why: "the thread looking for it failed".into(),
+        })??
+        .ok_or_else(not_running)?;
+    open_dir_at(&view, ".", "the running container's root")
 }

@@ -777,6 +777,7 @@ fn export(h: &mut Helper, container: &str, path: Option<&str>) -> Result<Vec<u8>
 fn copy_in(h: &mut Helper, container: &str, data: &[u8]) -> Result<StorageReply, RemoteError> {
     h.chan
         .send(&StorageRequest::CopyInBegin {
+            running: None,
             container: container.into(),
         })
         .unwrap();

@@ -12,7 +12,10 @@
 //! tupper-drive LIBEXECDIR ns-spawn CONTAINER HOSTNAME WORKDIR [--tty] [--no-start] [--env K=V]... -- COMMAND...
 //! tupper-drive LIBEXECDIR storage-export CONTAINER_ID (PATH|-)
 //! tupper-drive LIBEXECDIR storage-commit CONTAINER_ID IMAGE
+//! tupper-drive LIBEXECDIR storage-copy-in CONTAINER_ID PID
 //! ```
+//! `storage-copy-in` sends `CopyInBegin` for a running container naming
+//! `PID`, with a tar of one file `drive-was-here`.
 //! `storage-export` sends `ExportBegin` and reports the final reply (the
 //! tar's bytes are counted, not printed); `storage-commit` sends `Commit`.
 //! `net-attach` and `net-release` print `ok: <reply>` or
@@ -174,6 +177,27 @@ fn main() -> ExitCode {
             let _ = child.wait();
             report(r)
         }
+        // Issue 9: `cp` into a running container, naming any pid.
+        ["storage-copy-in", id, pid] => {
+            let Ok(pid) = pid.parse::<i32>() else {
+                eprintln!("tupper-drive: bad pid {pid:?}");
+                return ExitCode::from(2);
+            };
+            let (mut ch, mut child) = spawn(libexec, "storage");
+            let r = ch.handshake().and_then(|_| {
+                ch.send(&StorageRequest::CopyInBegin {
+                    container: id.to_string(),
+                    running: Some(pid),
+                })?;
+                ch.send(&StorageRequest::ImportChunk(one_file_tar()))?;
+                ch.send(&StorageRequest::ImportEnd)?;
+                ch.recv::<Result<StorageReply, RemoteError>>()
+                    .and_then(|r| r.map_err(proto::Error::Remote))
+            });
+            drop(ch);
+            let _ = child.wait();
+            report(r)
+        }
         ["hold-hostile", helper] => hostile::hold(libexec, helper),
         ["ns-spawn", args @ ..] => ns_spawn::run(libexec, args),
         _ => {
@@ -181,6 +205,17 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+/// A tar holding one file, `drive-was-here`.
+fn one_file_tar() -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    let mut h = tar::Header::new_gnu();
+    h.set_size(3);
+    h.set_mode(0o644);
+    h.set_cksum();
+    let _ = b.append_data(&mut h, "drive-was-here", &b"hi\n"[..]);
+    b.into_inner().unwrap_or_default()
 }
 
 /// A helper's reply (read as that helper's own reply type), in one line.

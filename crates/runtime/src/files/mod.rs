@@ -29,6 +29,19 @@ fn container_id(key: &str) -> Result<String> {
     Ok(state.find(key)?.id)
 }
 
+/// The container's id and, while it runs, its init's pid (issue 9: `cp`
+/// into a running container goes through the root mount it sees).
+fn container_and_init(key: &str) -> Result<(String, Option<i32>)> {
+    let state = Records::open()?;
+    crate::cleanup::collect_garbage(&state);
+    let rec = state.find(key)?;
+    let running = match (&rec.status, rec.init) {
+        (crate::records::Status::Running, Some(init)) if init.alive() => Some(init.pid),
+        _ => None,
+    };
+    Ok((rec.id, running))
+}
+
 pub fn commit(container: &str, image: &str) -> Result<()> {
     proto::validate::name(image)?;
     let id = container_id(container)?;
@@ -253,7 +266,7 @@ fn copy_out(key: &str, path: &str, dest: &str) -> Result<()> {
 }
 
 fn copy_in(src: &str, key: &str, path: &str) -> Result<()> {
-    let id = container_id(key)?;
+    let (id, running) = container_and_init(key)?;
     let kind: StorageReply = call_once(
         Helper::Storage,
         &StorageRequest::StatPath {
@@ -279,6 +292,7 @@ fn copy_in(src: &str, key: &str, path: &str) -> Result<()> {
     let mut helper = HelperProcess::spawn(Helper::Storage, HelperStdio::default())?;
     helper.send(&StorageRequest::CopyInBegin {
         container: id.clone(),
+        running,
     })?;
     let mut sender = ChunkSender {
         helper: &mut helper,
