@@ -599,6 +599,17 @@ fn kernel() -> Vec<Check> {
             "a kernel of version 5.3 or later",
         ),
     });
+    // Issue 9: container roots are overlays named by their unique mount id.
+    out.push(
+        match tupper_sys::fsmount::unique_mount_id(libc::AT_FDCWD, c"/", 0) {
+            Ok(Some(_)) => Check::ok("unique mount ids", "statx names mounts (Linux 6.8)"),
+            _ => Check::fail(
+                "unique mount ids",
+                "statx gives mounts no unique id: container roots cannot be mounted",
+                "a kernel of version 6.13 or later",
+            ),
+        },
+    );
     out
 }
 
