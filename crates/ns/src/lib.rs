@@ -67,9 +67,12 @@ pub fn serve() -> Result<Served, tupper_helper::Error> {
         let mapping = tupper_config::subid::mapping_for(caller)?;
         // 3. The container root: the overlay of the caller's root that
         //    tupper-storage mounted, sent right after the request.
+        //    The descriptor stays open across the clone: a detached mount is
+        //    dissolved when the last descriptor of it closes, and the init
+        //    moves it onto its `/` first (it closes every descriptor before
+        //    it executes the command).
         let root = rootfs::receive(chan, &req.container)?;
         rootfs::enter(&root)?;
-        drop(root);
         // 4. Sync pipes, then the clone.
         let pipes = sync::Pipes::new()?;
         match clone::clone_init(mapping.is_some(), req.security.host_network)? {
@@ -83,6 +86,7 @@ pub fn serve() -> Result<Served, tupper_helper::Error> {
             ),
             // 5. Maps, "setup done", reply.
             Forked::Parent { pid, pidfd } => {
+                drop(root);
                 clone::see_through_setup(pid, &pidfd, pipes.into_parent(), mapping)
             }
         }
