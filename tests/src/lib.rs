@@ -8,7 +8,7 @@
 //! ignored; run with `--ignored` but without `TUPPER_IT=1`, it fails.
 
 use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 
 pub mod tarball;
@@ -176,6 +176,14 @@ impl Env {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
+    /// `run --rm --network none ARGS` as the test user (`ARGS`: the image,
+    /// then the command): a container that leaves nothing behind.
+    pub fn run_offline(&self, args: &[&str]) -> Command {
+        let mut c = self.tupper(&["run", "--rm", "--network", "none"]);
+        c.args(args);
+        c
+    }
+
     /// The test driver talking to a helper directly, as `user`.
     pub fn drive(&self, user: &str, args: &[&str]) -> Output {
         let mut c = self.as_user(user, &self.driver.to_string_lossy());
@@ -276,6 +284,82 @@ impl Env {
         c.stdout(Stdio::piped()).stderr(Stdio::piped());
         c.spawn().expect("spawn supervisor")
     }
+}
+
+// Setup the test files share: the policy file of one test, the clean-up of
+// containers a failing test leaves, the outputs of a finished command.
+
+/// The suite's `policy.toml` (in [`Env::sysconfdir`]) replaced for one test;
+/// dropped, what was there is written back (or the file removed, when there
+/// was none). Written mode 0644: the helpers read it as the test user.
+pub struct PolicyFile {
+    path: PathBuf,
+    before: Option<Vec<u8>>,
+}
+
+impl PolicyFile {
+    pub fn set(e: &Env, text: &str) -> PolicyFile {
+        let path = e.sysconfdir.join("policy.toml");
+        let before = std::fs::read(&path).ok();
+        write_readable(&path, text.as_bytes()).expect("write the policy");
+        PolicyFile { path, before }
+    }
+}
+
+fn write_readable(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, bytes)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o644))
+}
+
+impl Drop for PolicyFile {
+    fn drop(&mut self) {
+        let restored = match &self.before {
+            Some(b) => write_readable(&self.path, b),
+            None => match std::fs::remove_file(&self.path) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+                _ => Ok(()),
+            },
+        };
+        // A test that already fails says why; a second panic would abort.
+        if let Err(e) = restored {
+            if std::thread::panicking() {
+                eprintln!("could not restore {}: {e}", self.path.display());
+            } else {
+                panic!("could not restore {}: {e}", self.path.display());
+            }
+        }
+    }
+}
+
+/// Removes the named containers of the test user (and collects what they
+/// leave) if the test fails half-way, so that the next test starts clean.
+pub struct Tidy<'a>(pub &'a Env, pub Vec<String>);
+
+impl Drop for Tidy<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let mut args = vec!["rm", "-f"];
+            args.extend(self.1.iter().map(String::as_str));
+            let _ = self.0.tupper(&args).output();
+            let _ = self.0.tupper(&["gc"]).output();
+        }
+    }
+}
+
+/// [`Tidy`] of the containers `names`.
+pub fn tidy<'a>(e: &'a Env, names: &[&str]) -> Tidy<'a> {
+    Tidy(e, names.iter().map(|s| s.to_string()).collect())
+}
+
+/// Standard output of a finished command.
+pub fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Standard error of a finished command.
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
 /// Standard output and standard error of a finished command, together.

@@ -10,28 +10,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use tupper_integration::{output_text, Env};
+use tupper_integration::{output_text, tidy, Env};
 
 fn env() -> Env {
     Env::get(env!("CARGO_BIN_EXE_tupper-drive"))
-}
-
-/// Removes the named containers if the test fails half-way.
-struct Tidy<'a>(&'a Env, Vec<String>);
-
-impl Drop for Tidy<'_> {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            let mut args = vec!["rm", "-f"];
-            args.extend(self.1.iter().map(String::as_str));
-            let _ = self.0.tupper(&args).output();
-            let _ = self.0.tupper(&["gc"]).output();
-        }
-    }
-}
-
-fn tidy<'a>(e: &'a Env, names: &[&str]) -> Tidy<'a> {
-    Tidy(e, names.iter().map(|s| s.to_string()).collect())
 }
 
 fn inspect(e: &Env, name: &str) -> serde_json::Value {
@@ -253,16 +235,7 @@ fn cgroup_request_above_the_policy_is_refused_before_anything_is_made() {
     let e = env();
     let before = e.run_ok(&["ps", "-a"]);
     let out = e
-        .tupper(&[
-            "run",
-            "--rm",
-            "--network",
-            "none",
-            "--pids-limit",
-            "100000",
-            "busybox",
-            "true",
-        ])
+        .run_offline(&["--pids-limit", "100000", "busybox", "true"])
         .output()
         .expect("run");
     let text = output_text(&out);

@@ -5,46 +5,13 @@
 //! `btrfs qgroup show`; everything under test runs as the unprivileged users.
 //! The policy values are in this file only.
 
-use std::os::unix::fs::PermissionsExt;
-use std::path::PathBuf;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use tupper_integration::{output_text, read_until, tarball::Tarball, Env};
+use tupper_integration::{output_text, read_until, tarball::Tarball, Env, PolicyFile};
 
 fn env() -> Env {
     Env::get(env!("CARGO_BIN_EXE_tupper-drive"))
-}
-
-/// `<prefix>/etc/policy.toml` replaced for one test, restored when dropped.
-struct PolicyFile {
-    path: PathBuf,
-    before: Option<Vec<u8>>,
-}
-
-impl PolicyFile {
-    fn set(e: &Env, text: &str) -> PolicyFile {
-        let path = e.sysconfdir.join("policy.toml");
-        let before = std::fs::read(&path).ok();
-        write_readable(&path, text.as_bytes());
-        PolicyFile { path, before }
-    }
-}
-
-fn write_readable(path: &std::path::Path, bytes: &[u8]) {
-    std::fs::write(path, bytes).expect("write the policy");
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o644)).expect("chmod policy");
-}
-
-impl Drop for PolicyFile {
-    fn drop(&mut self) {
-        match &self.before {
-            Some(b) => write_readable(&self.path, b),
-            None => {
-                let _ = std::fs::remove_file(&self.path);
-            }
-        }
-    }
 }
 
 /// Quota groups as `btrfs qgroup show --raw`: (id, exclusive bytes).
@@ -133,11 +100,7 @@ fn disk_quota_a_container_cannot_write_past_its_size_and_others_are_unaffected()
     let _policy = PolicyFile::set(&e, &policy_for(&e, "disk = \"32M\""));
     let before = level1(&e);
     let out = e
-        .tupper(&[
-            "run",
-            "--rm",
-            "--network",
-            "none",
+        .run_offline(&[
             "busybox",
             "sh",
             "-c",
@@ -155,11 +118,7 @@ fn disk_quota_a_container_cannot_write_past_its_size_and_others_are_unaffected()
 
     // A smaller size of its own, below the policy, applies too.
     let out = e
-        .tupper(&[
-            "run",
-            "--rm",
-            "--network",
-            "none",
+        .run_offline(&[
             "--storage-opt",
             "size=8M",
             "busybox",
@@ -300,11 +259,7 @@ fn disk_quota_the_user_total_stops_imports_and_containers_and_leaves_nothing() {
         .unwrap();
     assert!(text(&first).contains("status=0"), "{}", text(&first));
     let second = e
-        .tupper(&[
-            "run",
-            "--rm",
-            "--network",
-            "none",
+        .run_offline(&[
             "busybox",
             "sh",
             "-c",

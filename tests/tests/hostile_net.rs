@@ -3,11 +3,11 @@
 //! policy allows, and a stopped helper holding lease locks.
 
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use tupper_integration::{assert_success, inet_address, read_until, Env};
+use tupper_integration::{assert_success, inet_address, read_until, tidy, Env, PolicyFile};
 
 fn env() -> Env {
     Env::get(env!("CARGO_BIN_EXE_tupper-drive"))
@@ -160,7 +160,7 @@ fn a_namespace_that_is_not_a_tupperware_container_is_refused() {
     let e = env();
     // A real container root of the caller exists in the store: the id is
     // right, the process is not that container.
-    let _tidy = Tidy(&e, &["stopped-one"]);
+    let _tidy = tidy(&e, &["stopped-one"]);
     e.run_ok(&[
         "run",
         "--name",
@@ -200,51 +200,6 @@ fn container_init_of(e: &Env, name: &str) -> Option<u32> {
     let text = e.run_ok(&["inspect", name]);
     let v: serde_json::Value = serde_json::from_str(&text).ok()?;
     v[0]["state"]["pid"].as_u64().map(|p| p as u32)
-}
-
-/// `<prefix>/etc/policy.toml` replaced for one test, restored when dropped.
-struct PolicyFile {
-    path: PathBuf,
-    before: Option<Vec<u8>>,
-}
-
-impl PolicyFile {
-    fn set(e: &Env, text: &str) -> PolicyFile {
-        let path = e.sysconfdir.join("policy.toml");
-        let before = std::fs::read(&path).ok();
-        write_readable(&path, text.as_bytes());
-        PolicyFile { path, before }
-    }
-}
-
-fn write_readable(path: &Path, bytes: &[u8]) {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::write(path, bytes).expect("write the policy");
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o644)).expect("chmod policy");
-}
-
-impl Drop for PolicyFile {
-    fn drop(&mut self) {
-        match &self.before {
-            Some(b) => write_readable(&self.path, b),
-            None => {
-                let _ = std::fs::remove_file(&self.path);
-            }
-        }
-    }
-}
-
-/// Removes named containers of the test user if the test fails midway.
-struct Tidy<'a>(&'a Env, &'a [&'a str]);
-
-impl Drop for Tidy<'_> {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            let mut args = vec!["rm", "-f"];
-            args.extend_from_slice(self.1);
-            let _ = self.0.tupper(&args).output();
-        }
-    }
 }
 
 /// A container running until ended (`network`: bridge or none).

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use tupper_integration::{assert_success, read_until, Env};
+use tupper_integration::{assert_success, read_until, Env, PolicyFile};
 
 fn env() -> Env {
     Env::get(env!("CARGO_BIN_EXE_tupper-drive"))
@@ -234,34 +234,6 @@ fn a_stopped_lock_holder_does_not_hang_other_users() {
     assert_success(&out, &["image", "ls"]);
     assert!(is_mounted(&e.store));
     drop(scene);
-}
-
-/// Writes `$PREFIX/etc/policy.toml` for a test and restores what was there.
-struct PolicyFile {
-    path: PathBuf,
-    saved: Option<Vec<u8>>,
-}
-
-impl PolicyFile {
-    fn set(e: &Env, text: &str) -> PolicyFile {
-        let path = e.sysconfdir.join("policy.toml");
-        let saved = std::fs::read(&path).ok();
-        std::fs::write(&path, text).expect("write policy");
-        PolicyFile { path, saved }
-    }
-}
-
-impl Drop for PolicyFile {
-    fn drop(&mut self) {
-        match &self.saved {
-            Some(text) => {
-                let _ = std::fs::write(&self.path, text);
-            }
-            None => {
-                let _ = std::fs::remove_file(&self.path);
-            }
-        }
-    }
 }
 
 /// A scratch directory for root, removed afterwards.

@@ -3,65 +3,10 @@
 
 use std::time::{Duration, Instant};
 
-use tupper_integration::{assert_success, output_text, Env};
+use tupper_integration::{assert_success, output_text, stdout, tidy, Env, PolicyFile, Tidy};
 
 fn env() -> Env {
     Env::get(env!("CARGO_BIN_EXE_tupper-drive"))
-}
-
-/// Removes the named containers if the test fails half-way, so that the
-/// next test starts clean.
-struct Tidy<'a>(&'a Env, Vec<String>);
-
-impl Drop for Tidy<'_> {
-    fn drop(&mut self) {
-        if std::thread::panicking() {
-            let mut args = vec!["rm", "-f"];
-            args.extend(self.1.iter().map(String::as_str));
-            let _ = self.0.tupper(&args).output();
-            let _ = self.0.tupper(&["gc"]).output();
-        }
-    }
-}
-
-fn tidy<'a>(e: &'a Env, names: &[&str]) -> Tidy<'a> {
-    Tidy(e, names.iter().map(|s| s.to_string()).collect())
-}
-
-/// The suite's policy file, replaced for one test.
-struct PolicyFile {
-    path: std::path::PathBuf,
-    before: Option<Vec<u8>>,
-}
-
-fn write_readable(path: &std::path::Path, bytes: &[u8]) {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::write(path, bytes).expect("write the policy");
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o644)).expect("chmod policy");
-}
-
-impl PolicyFile {
-    fn set(e: &Env, text: &str) -> PolicyFile {
-        let path = e.sysconfdir.join("policy.toml");
-        let before = std::fs::read(&path).ok();
-        write_readable(&path, text.as_bytes());
-        PolicyFile { path, before }
-    }
-}
-
-impl Drop for PolicyFile {
-    fn drop(&mut self) {
-        match &self.before {
-            Some(b) => write_readable(&self.path, b),
-            None => {
-                let _ = std::fs::remove_file(&self.path);
-            }
-        }
-    }
-}
-
-fn stdout(out: &std::process::Output) -> String {
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 fn nothing_left(e: &Env) {

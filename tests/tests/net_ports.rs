@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use tupper_integration::{assert_success, Env};
+use tupper_integration::{assert_success, Env, PolicyFile};
 
 const HOST: &str = "192.0.2.1";
 const OUTSIDE: &str = "192.0.2.254";
@@ -156,6 +156,13 @@ impl Drop for Tidy<'_> {
     }
 }
 
+/// `wget URL` in a container of the test user on the bridge.
+fn wget_in_container(e: &Env, url: &str) -> Output {
+    e.tupper(&["run", "--rm", "busybox", "wget", "-q", "-O", "-", url])
+        .output()
+        .unwrap()
+}
+
 fn wget(ns: &str, url: &str) -> Output {
     // (busybox's `wget -T` crashes on this Debian build: `timeout` instead)
     in_ns(
@@ -172,19 +179,7 @@ fn ports_outbound_connections_are_masqueraded_to_the_uplink() {
     let e = env();
     let out_ns = outside();
     let server = Httpd::start(&out_ns, &format!("{OUTSIDE}:9000"), "outside");
-    let out = e
-        .tupper(&[
-            "run",
-            "--rm",
-            "busybox",
-            "wget",
-            "-q",
-            "-O",
-            "-",
-            &format!("http://{OUTSIDE}:9000/"),
-        ])
-        .output()
-        .unwrap();
+    let out = wget_in_container(&e, &format!("http://{OUTSIDE}:9000/"));
     let log = server.stop();
     assert_success(&out, &["run", "wget outside"]);
     assert!(text(&out).contains("hello from outside"), "{}", text(&out));
@@ -228,19 +223,7 @@ fn ports_published_port_keeps_the_client_address_and_hairpins() {
     let r = wget(&out_ns, &format!("http://{HOST}:8081/"));
     assert!(!text(&r).contains("hello from web"), "{}", text(&r));
     // From another container on the bridge, through the host's address.
-    let out = e
-        .tupper(&[
-            "run",
-            "--rm",
-            "busybox",
-            "wget",
-            "-q",
-            "-O",
-            "-",
-            &format!("http://{HOST}:8080/"),
-        ])
-        .output()
-        .unwrap();
+    let out = wget_in_container(&e, &format!("http://{HOST}:8080/"));
     assert!(text(&out).contains("hello from web"), "{}", text(&out));
     let logs = text(&e.tupper(&["logs", "web"]).output().unwrap());
     // busybox httpd logs `[::ffff:ADDRESS]:PORT`.
@@ -276,34 +259,6 @@ fn ports_published_port_keeps_the_client_address_and_hairpins() {
     nothing_left(&e);
     let r = wget(&out_ns, &format!("http://{HOST}:8080/"));
     assert!(!r.status.success(), "{}", text(&r));
-}
-
-/// `<prefix>/etc/policy.toml` replaced for one test, restored when dropped.
-struct PolicyFile {
-    path: PathBuf,
-    before: Option<Vec<u8>>,
-}
-
-impl PolicyFile {
-    fn set(e: &Env, text: &str) -> PolicyFile {
-        use std::os::unix::fs::PermissionsExt;
-        let path = e.sysconfdir.join("policy.toml");
-        let before = std::fs::read(&path).ok();
-        std::fs::write(&path, text).unwrap();
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
-        PolicyFile { path, before }
-    }
-}
-
-impl Drop for PolicyFile {
-    fn drop(&mut self) {
-        match &self.before {
-            Some(b) => std::fs::write(&self.path, b).unwrap(),
-            None => {
-                let _ = std::fs::remove_file(&self.path);
-            }
-        }
-    }
 }
 
 #[test]

@@ -18,18 +18,10 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
-use tupper_integration::{assert_success, output_text, Env};
+use tupper_integration::{assert_success, output_text, stderr, stdout, Env};
 
 fn env() -> Env {
     Env::get(env!("CARGO_BIN_EXE_tupper-drive"))
-}
-
-fn stdout(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
 fn sha256(bytes: &[u8]) -> String {
@@ -305,6 +297,24 @@ fn nix_kill(pid: u32) -> std::io::Result<()> {
     }
 }
 
+/// A registry of this test's own (`name`, as [`Registry::start`]) serving a
+/// layout made for it (see [`make_layout`]) as `tag`: the registry, the
+/// layout and its manifest digest.
+fn serve(
+    e: &Env,
+    name: &str,
+    port: u16,
+    auth: bool,
+    tls: bool,
+    tag: &str,
+) -> (Registry, PathBuf, String) {
+    let reg = Registry::start(e, name, port, auth, tls);
+    let src = scratch(e, &format!("src-{name}"));
+    let digest = make_layout(e, &src, name);
+    reg.push(&src, tag);
+    (reg, src, digest)
+}
+
 /// The test user's fresh cache and config directories for one test.
 struct UserDirs {
     cache: PathBuf,
@@ -340,6 +350,16 @@ fn pull(e: &Env, dirs: &UserDirs, args: &[&str]) -> Output {
         .arg("pull")
         .args(args);
     c.output().expect("spawn supervisor")
+}
+
+/// `pull --tls-verify=false --layout LAYOUT REFERENCE` (see [`pull`]).
+fn pull_into(e: &Env, dirs: &UserDirs, layout: &Path, reference: &str) -> Output {
+    let layout = layout.to_str().expect("a UTF-8 path");
+    pull(
+        e,
+        dirs,
+        &["--tls-verify=false", "--layout", layout, reference],
+    )
 }
 
 /// Write the credentials file with `mode`, owned by the test user.
@@ -389,6 +409,12 @@ fn cached(dirs: &UserDirs) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// No pull left its layout behind in the cache.
+fn assert_no_pulls_left(dirs: &UserDirs) {
+    let left = pulls_left(dirs);
+    assert!(left.is_empty(), "layouts left: {left:?}");
+}
+
 fn pulls_left(dirs: &UserDirs) -> Vec<String> {
     fs::read_dir(dirs.cache.join("tupperware/pulls"))
         .map(|d| {
@@ -403,10 +429,7 @@ fn pulls_left(dirs: &UserDirs) -> Vec<String> {
 #[ignore = "privileged end-to-end test: run by tests/run.sh (root, installed helpers)"]
 fn registry_pull_as_the_test_user_writes_a_verified_layout() {
     let e = env();
-    let reg = Registry::start(&e, "plain", 5000, false, false);
-    let src = scratch(&e, "src-plain");
-    let digest = make_layout(&e, &src, "plain");
-    reg.push(&src, "tools/busybox:1.0");
+    let (reg, _, digest) = serve(&e, "plain", 5000, false, false, "tools/busybox:1.0");
     let dirs = user_dirs(&e, "plain");
     let reference = format!("{}/tools/busybox:1.0", reg.host());
 
@@ -421,16 +444,7 @@ fn registry_pull_as_the_test_user_writes_a_verified_layout() {
 
     // Into a layout: the digest the registry has, every blob verified by skopeo.
     let layout = dirs.out.join("layout");
-    let out = pull(
-        &e,
-        &dirs,
-        &[
-            "--tls-verify=false",
-            "--layout",
-            layout.to_str().unwrap(),
-            &reference,
-        ],
-    );
+    let out = pull_into(&e, &dirs, &layout, &reference);
     assert_success(&out, &["pull", "--layout"]);
     assert_eq!(stdout(&out).trim(), digest);
     // Not a terminal: one line per blob, no bars.
@@ -477,16 +491,7 @@ fn registry_pull_as_the_test_user_writes_a_verified_layout() {
     assert_success(&out, &["pull"]);
     let local = stdout(&out).trim().to_string();
     let ran = e
-        .tupper(&[
-            "run",
-            "--rm",
-            "--network",
-            "none",
-            &local,
-            "sh",
-            "-c",
-            "echo pulled-and-ran",
-        ])
+        .run_offline(&[&local, "sh", "-c", "echo pulled-and-ran"])
         .output()
         .expect("spawn supervisor");
     assert_success(&ran, &["run", &local]);
@@ -497,49 +502,24 @@ fn registry_pull_as_the_test_user_writes_a_verified_layout() {
     );
     let removed = e.tupper(&["image", "rm", &local]).output().expect("spawn");
     assert_success(&removed, &["image", "rm", &local]);
-    assert!(
-        pulls_left(&dirs).is_empty(),
-        "layouts left: {:?}",
-        pulls_left(&dirs)
-    );
+    assert_no_pulls_left(&dirs);
 }
 
 #[test]
 #[ignore = "privileged end-to-end test: run by tests/run.sh (root, installed helpers)"]
 fn registry_pull_by_digest_and_a_missing_tag() {
     let e = env();
-    let reg = Registry::start(&e, "digest", 5000, false, false);
-    let src = scratch(&e, "src-digest");
-    let digest = make_layout(&e, &src, "digest");
-    reg.push(&src, "busybox:latest");
+    let (reg, _, digest) = serve(&e, "digest", 5000, false, false, "busybox:latest");
     let dirs = user_dirs(&e, "digest");
 
     let layout = dirs.out.join("by-digest");
     let by_digest = format!("{}/busybox@{digest}", reg.host());
-    let out = pull(
-        &e,
-        &dirs,
-        &[
-            "--tls-verify=false",
-            "--layout",
-            layout.to_str().unwrap(),
-            &by_digest,
-        ],
-    );
+    let out = pull_into(&e, &dirs, &layout, &by_digest);
     assert_success(&out, &["pull", &by_digest]);
     assert_eq!(check_layout_with_skopeo(&e, &layout), digest);
 
     let missing = format!("{}/busybox:nope", reg.host());
-    let out = pull(
-        &e,
-        &dirs,
-        &[
-            "--tls-verify=false",
-            "--layout",
-            dirs.out.join("x").to_str().unwrap(),
-            &missing,
-        ],
-    );
+    let out = pull_into(&e, &dirs, &dirs.out.join("x"), &missing);
     assert_eq!(out.status.code(), Some(125), "{}", output_text(&out));
     let err = stderr(&out);
     assert!(
@@ -571,10 +551,7 @@ fn registry_pull_by_digest_and_a_missing_tag() {
 #[ignore = "privileged end-to-end test: run by tests/run.sh (root, installed helpers)"]
 fn registry_a_corrupted_blob_is_refused_and_nothing_is_cached() {
     let e = env();
-    let reg = Registry::start(&e, "corrupt", 5000, false, false);
-    let src = scratch(&e, "src-corrupt");
-    make_layout(&e, &src, "corrupt");
-    reg.push(&src, "busybox:latest");
+    let (reg, src, _) = serve(&e, "corrupt", 5000, false, false, "busybox:latest");
     let layer = layer_digests(&src).remove(0);
     // Same size, other bytes: only the digest tells.
     let file = reg.blob_file(&layer);
@@ -612,11 +589,7 @@ fn registry_a_corrupted_blob_is_refused_and_nothing_is_cached() {
             "temporary files left: {names:?}"
         );
         assert!(!layout.exists(), "a failed pull left its layout");
-        assert!(
-            pulls_left(&dirs).is_empty(),
-            "layouts left: {:?}",
-            pulls_left(&dirs)
-        );
+        assert_no_pulls_left(&dirs);
     }
 }
 
@@ -624,10 +597,7 @@ fn registry_a_corrupted_blob_is_refused_and_nothing_is_cached() {
 #[ignore = "privileged end-to-end test: run by tests/run.sh (root, installed helpers)"]
 fn registry_credentials_come_from_a_private_auth_json() {
     let e = env();
-    let reg = Registry::start(&e, "auth", 5001, true, false);
-    let src = scratch(&e, "src-auth");
-    let digest = make_layout(&e, &src, "auth");
-    reg.push(&src, "private/busybox:latest");
+    let (reg, _, digest) = serve(&e, "auth", 5001, true, false, "private/busybox:latest");
     let dirs = user_dirs(&e, "auth");
     let reference = format!("{}/private/busybox", reg.host());
     let layout = dirs.out.join("layout");
@@ -679,10 +649,7 @@ fn registry_credentials_come_from_a_private_auth_json() {
 #[ignore = "privileged end-to-end test: run by tests/run.sh (root, installed helpers)"]
 fn registry_tls_is_verified_unless_told_otherwise() {
     let e = env();
-    let reg = Registry::start(&e, "tls", 5002, false, true);
-    let src = scratch(&e, "src-tls");
-    let digest = make_layout(&e, &src, "tls");
-    reg.push(&src, "busybox:latest");
+    let (reg, _, digest) = serve(&e, "tls", 5002, false, true, "busybox:latest");
     let dirs = user_dirs(&e, "tls");
     let reference = format!("{}/busybox", reg.host());
     let layout = dirs.out.join("layout");
@@ -702,16 +669,7 @@ fn registry_tls_is_verified_unless_told_otherwise() {
     assert!(!layout.exists());
 
     // --tls-verify=false: HTTPS without verification.
-    let out = pull(
-        &e,
-        &dirs,
-        &[
-            "--tls-verify=false",
-            "--layout",
-            layout.to_str().unwrap(),
-            &reference,
-        ],
-    );
+    let out = pull_into(&e, &dirs, &layout, &reference);
     assert_success(&out, &["pull", "--tls-verify=false"]);
     assert_eq!(check_layout_with_skopeo(&e, &layout), digest);
 }

@@ -41,17 +41,16 @@ pub(crate) fn has_image(name: &str) -> Result<bool> {
     Ok(images.iter().any(|i| i.name == name))
 }
 
-/// Make sure the caller has image `name` when the package ships it:
-/// `Ok(true)` when it was imported now, `Ok(false)` when there was nothing to
-/// do (the caller has it, or it is not a default image). Called where `run`
-/// looks up its image, before anything is created.
-pub fn ensure(name: &str) -> Result<bool> {
+/// Import image `name`, which the caller was found not to have, when the
+/// package ships it: `Ok(true)` when it was imported now, `Ok(false)` when
+/// it is not a default image (or another first run of the same user
+/// imported it meanwhile). Called where `run` looks up its image, before
+/// anything is created; `run` looks the image up first (one helper call),
+/// so a present image costs nothing here.
+pub fn import_missing(name: &str) -> Result<bool> {
     let Some(path) = tarball(name) else {
         return Ok(false);
     };
-    if has_image(name)? {
-        return Ok(false);
-    }
     eprintln!(
         "tupper: importing the default image {name} from {} (once)",
         path.display()

@@ -139,20 +139,35 @@ impl RunOptions {
     }
 }
 
-/// Run a container: its monitor does the work (see `monitor.rs`); in the
-/// foreground we attach to it and return the container's exit status, with
-/// The image `run` starts from: a default image the package ships is
-/// imported on first use (issue 12); otherwise, with `--pull missing` (the
-/// default) an image not present, or with `--pull always` any, is pulled
-/// from its registry first (issue 10).
-fn resolve_image(opts: &mut RunOptions) -> Result<()> {
-    // The helpers enforce this; said first, it is the clearest message.
+/// The image `run` starts from, and its metadata (for
+/// [`crate::oci::apply_to_run`]). An image present under the reference as
+/// given runs as it is; else a default image the package ships is imported
+/// (issue 12); otherwise, with `--pull missing` (the default) an image not
+/// present, or with `--pull always` any, is pulled from its registry first
+/// (issue 10). A present image costs one helper call (`GetImageMeta`
+/// answers presence and metadata both).
+fn resolve_image(opts: &mut RunOptions) -> Result<Option<Box<crate::oci::config::ImageMeta>>> {
+    use crate::oci::{lookup, Stored};
+    // The helpers enforce this; said first, before anything is looked up or
+    // created, it is the clearest message.
     tupper_config::subid::mapping_for(proto::Caller::current())
         .map_err(|e| crate::helpers::wrap(Helper::Ns, proto::Error::Remote(e.to_remote())))?;
-    if opts.pull != crate::registry::PullPolicy::Always
-        && crate::default_image::ensure(&opts.image)?
-    {
-        return Ok(());
+    // A name that is no valid reference is refused here, as `validate` would.
+    let key = proto::reference::key_of(&opts.image)?;
+    let meta_of = |key: &str| -> Result<Option<Box<crate::oci::config::ImageMeta>>> {
+        Ok(match lookup(key)? {
+            Stored::Image(meta) => meta,
+            Stored::Missing => None,
+        })
+    };
+    if opts.pull != crate::registry::PullPolicy::Always {
+        if let Stored::Image(meta) = lookup(&key)? {
+            return Ok(meta);
+        }
+        // A default image's name is its key (`validate::name` ⊂ keys).
+        if crate::default_image::import_missing(&opts.image)? {
+            return meta_of(&key);
+        }
     }
     let registries = tupper_config::SystemConfig::load()
         .map(|c| c.registries)
@@ -161,14 +176,6 @@ fn resolve_image(opts: &mut RunOptions) -> Result<()> {
         Ok(key) => crate::default_image::has_image(&key),
         Err(_) => Ok(false),
     };
-    // A name that is no valid reference is left to `validate` to refuse; an
-    // image present under the name as given (`image load` keeps references
-    // whole) runs as it is.
-    if proto::reference::key_of(&opts.image).is_err()
-        || (opts.pull != crate::registry::PullPolicy::Always && present(&opts.image)?)
-    {
-        return Ok(());
-    }
     let plan =
         crate::registry::plan_run_image(&opts.image, opts.pull, &registries.default, present)?;
     if let Some(reference) = &plan.pull {
@@ -180,26 +187,24 @@ fn resolve_image(opts: &mut RunOptions) -> Result<()> {
         })?;
         opts.image = plan.local;
     }
-    Ok(())
+    // A missing image is reported where `run` always reported it, after its
+    // own checks.
+    meta_of(&proto::reference::key_of(&opts.image)?)
 }
 
+/// Run a container: its monitor does the work (see `monitor.rs`); in the
+/// foreground we attach to it and return the container's exit status, with
 /// `-d` we print its id once the command runs.
 pub fn run(mut opts: RunOptions, signals: &Signals) -> Result<i32> {
     // The image's Cmd, Entrypoint, Env, WorkingDir, User (issue 10).
-    resolve_image(&mut opts)?;
-    crate::oci::apply_to_run(&mut opts)?;
+    let meta = resolve_image(&mut opts)?;
+    crate::oci::apply_to_run(&mut opts, meta.as_deref());
     opts.validate()?;
     // Volume sources are opened (as the caller) before anything is created.
     let user_mounts = crate::volumes::resolve(&opts.mounts)?;
     crate::etc_files::validate(&opts.mounts)?;
     // Limits above the policy are refused before anything is created.
     crate::limits::check_early(&opts.limits)?;
-    // The helpers enforce this; checking it here first gives the clearest message
-    // before anything is created.
-    tupper_config::subid::mapping_for(proto::Caller::current())
-        .map_err(|e| crate::helpers::wrap(Helper::Ns, proto::Error::Remote(e.to_remote())))?;
-    // Issue 12: a default image the package ships is imported on first use.
-    crate::default_image::ensure(&opts.image)?;
     let state = Records::open()?;
     cleanup::collect_garbage(&state);
 

@@ -26,24 +26,34 @@ pub fn meta(key: &str) -> Result<Option<ImageMeta>> {
         .transpose()
 }
 
-/// Apply the image's config to `run`, as podman does: a command given
-/// replaces `Cmd`; `--entrypoint` replaces `Entrypoint` and drops `Cmd`; the
-/// image's `Env` comes first and `-e` wins; `-w` and `-u` win over
-/// `WorkingDir` and `User` (a `-w /` is the default and cannot be told
-/// apart from none).
-pub fn apply_to_run(opts: &mut RunOptions) -> Result<()> {
-    // `opts.image` stays the reference as given: `RunOptions::validate`
-    // turns it into its key (a key is not a reference: `a+b` for `a/b`).
-    let meta = match meta(&key_of(&opts.image)?) {
-        Ok(Some(meta)) => meta,
-        Ok(None) => return Ok(()),
-        // A missing image is reported where `run` always reported it, after
-        // its own checks (subordinate ids first).
-        Err(e) if e.remote_kind() == Some(proto::ErrorKind::NotFound) => return Ok(()),
-        Err(e) => return Err(e),
-    };
-    apply(opts, &meta);
-    Ok(())
+/// What the store holds under an image key, as one `GetImageMeta` answers:
+/// no image, or an image and its metadata (`None` for a root filesystem
+/// import).
+pub enum Stored {
+    Missing,
+    Image(Option<Box<ImageMeta>>),
+}
+
+/// Look image `key` up: presence and metadata with one helper call.
+pub fn lookup(key: &str) -> Result<Stored> {
+    match meta(key) {
+        Ok(meta) => Ok(Stored::Image(meta.map(Box::new))),
+        Err(e) if e.remote_kind() == Some(proto::ErrorKind::NotFound) => Ok(Stored::Missing),
+        Err(e) => Err(e),
+    }
+}
+
+/// Apply the image's config (`meta`, from [`lookup`]) to `run`, as podman
+/// does: a command given replaces `Cmd`; `--entrypoint` replaces
+/// `Entrypoint` and drops `Cmd`; the image's `Env` comes first and `-e`
+/// wins; `-w` and `-u` win over `WorkingDir` and `User` (a `-w /` is the
+/// default and cannot be told apart from none). No metadata (a root
+/// filesystem import, or a missing image, which `run` reports after its own
+/// checks): nothing to apply.
+pub fn apply_to_run(opts: &mut RunOptions, meta: Option<&ImageMeta>) {
+    if let Some(meta) = meta {
+        apply(opts, meta);
+    }
 }
 
 fn apply(opts: &mut RunOptions, meta: &ImageMeta) {

@@ -12,5 +12,5 @@ mod image;
 mod load;
 mod source;
 
-pub use image::{apply_to_run, inspect, list, meta as image_meta, prune, tag};
+pub use image::{apply_to_run, inspect, list, lookup, meta as image_meta, prune, tag, Stored};
 pub use load::load;
