@@ -291,6 +291,21 @@ pub fn removing(
         let _ = set_limit(fd, Qgroup::container(root_id), None);
         Ok(())
     })?;
+    removing_within_total(fd, uid, total, destroy)
+}
+
+/// Run `destroy` (a removal of something of the user's: an image, a
+/// container root) so that the user's total cannot stop it: making a
+/// read-only subvolume writable and deleting it write metadata, which a
+/// full group refuses with EDQUOT. On EDQUOT the total is lifted for the
+/// removal only and set back to `total` afterwards.
+pub fn removing_within_total(
+    fd: impl AsFd,
+    uid: u32,
+    total: Option<u64>,
+    destroy: impl Fn() -> Result<()>,
+) -> Result<()> {
+    let fd = fd.as_fd();
     match destroy() {
         Err(Error::Sys {
             errno: Errno::EDQUOT,

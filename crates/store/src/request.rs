@@ -36,9 +36,13 @@ pub fn handle(chan: &mut Channel, ctx: &Context, req: StorageRequest) -> Result<
         StorageRequest::RemoveImage { name } => {
             proto::reference::key(&name)?;
             let images = ctx.store()?.user_images(uid)?;
-            let reply = images::remove(&images, &name)?;
+            // Issue 9: a user at their disk total can still remove an image.
+            let (_, total) = quota::limits_for(ctx.caller, None)?;
+            quota::removing_within_total(&images, uid, total, || {
+                images::remove(&images, &name).map(drop)
+            })?;
             layers::forget(&images, &name)?;
-            Ok(reply)
+            Ok(StorageReply::Done)
         }
         StorageRequest::Snapshot { image, container } => snapshot(ctx, &image, &container, None),
         StorageRequest::RemoveContainer { container } => {
