@@ -54,6 +54,19 @@ pub const STORE_CREATE: &[Capability] = &[
 /// both), to write through its own root mount (`cp` in).
 pub const JOIN: &[Capability] = &[Capability::CAP_SYS_ADMIN, Capability::CAP_SYS_CHROOT];
 
+/// Issue 9: making a container root's overlay. The overlay keeps these as
+/// the credentials it acts on the upper layer with (after the container's
+/// own checks): mounting, plus what an import needs to set owners, modes,
+/// times, setuid bits and file capabilities.
+pub const OVERLAY: &[Capability] = &[
+    Capability::CAP_SYS_ADMIN,
+    Capability::CAP_DAC_OVERRIDE,
+    Capability::CAP_CHOWN,
+    Capability::CAP_FOWNER,
+    Capability::CAP_FSETID,
+    Capability::CAP_SETFCAP,
+];
+
 /// mount(2), loop device setup, subvolume destruction.
 pub const ADMIN: &[Capability] = &[Capability::CAP_SYS_ADMIN, Capability::CAP_DAC_OVERRIDE];
 

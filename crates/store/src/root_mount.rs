@@ -25,7 +25,7 @@ use caps::Capability;
 use nix::errno::Errno;
 use tupper_sys::fsmount::{unique_mount_id, FsContext};
 
-use crate::capabilities::{with_caps, ADMIN, JOIN};
+use crate::capabilities::{with_caps, JOIN, OVERLAY};
 use crate::error::{Error, Result};
 use crate::fsutil::{ensure_root_dir_at, exists_at, open_dir_at};
 use crate::store::Store;
@@ -48,7 +48,11 @@ pub fn mount(store: &Store, uid: u32, container: &str) -> Result<OwnedFd> {
         "the container's overlay work directory",
     )?;
     let lower = store.lower()?;
-    let mnt = with_caps(ADMIN, || {
+    // The overlay acts on the upper layer with the credentials it was made
+    // with, once the container's own permission checks passed: a container
+    // root changing owners, modes, times and file capabilities of its files
+    // needs what an import needs.
+    let mnt = with_caps(OVERLAY, || {
         let overlay = || -> std::io::Result<OwnedFd> {
             let ctx = FsContext::open(c"overlay")?;
             ctx.set_fd(c"lowerdir+", lower.as_fd())?;

@@ -213,6 +213,9 @@ fn one_file_tar() -> Vec<u8> {
     let mut h = tar::Header::new_gnu();
     h.set_size(3);
     h.set_mode(0o644);
+    h.set_uid(0);
+    h.set_gid(0);
+    h.set_mtime(0);
     h.set_cksum();
     let _ = b.append_data(&mut h, "drive-was-here", &b"hi\n"[..]);
     b.into_inner().unwrap_or_default()
