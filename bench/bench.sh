@@ -33,10 +33,11 @@ RUNS=20
 WARMUP=3
 PEERS_ONLY=0
 IMAGES_ONLY=0 # issue 10: only the image block
+NO_IMAGES=0   # issue 11: skip the image block (the start-up table only)
 
 usage() {
     cat <<EOF
-usage: $prog [--prefix P] [--user U] [--runs N] [--warmup N] [--peers-only] [--images-only]
+usage: $prog [--prefix P] [--user U] [--runs N] [--warmup N] [--peers-only] [--images-only] [--no-images]
 
   --prefix P     where this script installs tupperware (default /opt/tw-bench);
                  removed on exit, so never an installation of your own
@@ -48,6 +49,8 @@ usage: $prog [--prefix P] [--user U] [--runs N] [--warmup N] [--peers-only] [--i
   --peers-only   only crun, runc and bwrap (no build, no tupperware)
   --images-only  only the image block (issue 10): OCI import against tar -x,
                  start from a 1 GB image against a 5 MB one, second import
+  --no-images    skip the image block (minutes of 1 GB imports): only the
+                 start-up table
 EOF
 }
 
@@ -65,6 +68,7 @@ while [ $# -gt 0 ]; do
             ;;
         --peers-only) PEERS_ONLY=1; shift ;;
         --images-only) IMAGES_ONLY=1; shift ;;
+        --no-images) NO_IMAGES=1; shift ;;
         -h | --help) usage; exit 0 ;;
         *) usage >&2; die "unknown argument: $1" ;;
     esac
@@ -72,6 +76,7 @@ done
 [[ "$RUNS" =~ ^[1-9][0-9]*$ ]] || die "--runs must be a positive number"
 [[ "$WARMUP" =~ ^[0-9]+$ ]] || die "--warmup must be a number"
 [ "$IMAGES_ONLY" = 0 ] || [ "$PEERS_ONLY" = 0 ] || die "--images-only and --peers-only exclude each other"
+[ "$IMAGES_ONLY" = 0 ] || [ "$NO_IMAGES" = 0 ] || die "--images-only and --no-images exclude each other"
 [ "$(id -u)" = 0 ] ||
     die "run as root (it installs packages and tupperware, creates a network namespace and runs crun/runc as root)"
 case "$PREFIX" in
@@ -135,6 +140,17 @@ remove_store() {
     rm -rf "$STATE"
 }
 
+CG_NAME=tw-bench-cgroups
+CG_DIRS=()
+cgroup_cleanup() {
+    local d
+    for d in "${CG_DIRS[@]}"; do
+        [ -d "$d" ] || continue
+        find "$d" -mindepth 1 -depth -type d -exec rmdir {} \; 2>/dev/null || true
+        rmdir "$d" 2>/dev/null || note "could not remove cgroup $d"
+    done
+}
+
 cleanup() {
     local rt id pid
     # A process still in our network namespace was started by this script (a
@@ -151,6 +167,7 @@ cleanup() {
         done
     done
     ip netns del "$NETNS" 2>/dev/null || true
+    cgroup_cleanup
     if [ "$installed" = 1 ]; then
         remove_store
         "$repo/packaging/uninstall.sh" --prefix "$PREFIX" --sysconfdir "$SYSCONF" >/dev/null || true
@@ -186,6 +203,29 @@ if [ "$PEERS_ONLY" = 0 ]; then
     "$repo/packaging/install.sh" --prefix "$PREFIX" --sysconfdir "$SYSCONF" --store "$STORE" \
         --state-dir "$STATE" --image-size 4G --user "$BENCH_USER" --force-config >/dev/null
     [ -x "$SUPERVISOR" ] || die "install.sh left no $SUPERVISOR"
+    # Issue 9: every run creates its container's cgroups beneath a parent per
+    # hierarchy; put the parents beneath this script's own cgroup in each
+    # (the memory cgroup of a hybrid host need not be "/"), removed on exit.
+    {
+        printf '\n[cgroups]\nparent = "/%s"\n[cgroups.parents]\n' "$CG_NAME"
+        while IFS=: read -r _ ctrls path; do
+            case "$ctrls" in
+                "") name=unified mnt=/sys/fs/cgroup/unified ;;
+                memory | pids | cpu | cpuacct | cpuset | freezer) name=$ctrls mnt=/sys/fs/cgroup/$ctrls ;;
+                *) continue ;;
+            esac
+            [ -d "$mnt" ] || continue
+            parent=${path%/}/$CG_NAME
+            printf '%s = "%s"\n' "$name" "$parent"
+            dir=$mnt$parent
+            mkdir -p "$dir"
+            if [ "$name" = cpuset ]; then
+                cat "$mnt${path%/}/cpuset.cpus" >"$dir/cpuset.cpus"
+                cat "$mnt${path%/}/cpuset.mems" >"$dir/cpuset.mems"
+            fi
+            CG_DIRS+=("$dir")
+        done </proc/self/cgroup
+    } >>"$SYSCONF/tupperware.toml"
 fi
 
 # --- the rootfs ------------------------------------------------------------------
@@ -235,7 +275,7 @@ bench() { # bench NAME NOTE RUNNER... :: COMMAND
 # 4 MiB layer (about 5 MB), and "big", the busybox layer and four 256 MiB
 # layers (about 1 GB). Layer data is random: nothing becomes a hole.
 images_summary=()
-if [ "$PEERS_ONLY" = 0 ]; then
+if [ "$PEERS_ONLY" = 0 ] && [ "$NO_IMAGES" = 0 ]; then
     printf '\n== images (issue 10)\n'
     median() { sort -n | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
     now_ns() { date +%s%N; }
