@@ -34,10 +34,11 @@ WARMUP=3
 PEERS_ONLY=0
 IMAGES_ONLY=0 # issue 10: only the image block
 NO_IMAGES=0   # issue 11: skip the image block (the start-up table only)
+TRACE_DIR=""  # issue 11: where to keep a timed strace of one bridge run
 
 usage() {
     cat <<EOF
-usage: $prog [--prefix P] [--user U] [--runs N] [--warmup N] [--peers-only] [--images-only] [--no-images]
+usage: $prog [--prefix P] [--user U] [--runs N] [--warmup N] [--peers-only] [--images-only] [--no-images] [--trace DIR]
 
   --prefix P     where this script installs tupperware (default /opt/tw-bench);
                  removed on exit, so never an installation of your own
@@ -51,18 +52,21 @@ usage: $prog [--prefix P] [--user U] [--runs N] [--warmup N] [--peers-only] [--i
                  start from a 1 GB image against a 5 MB one, second import
   --no-images    skip the image block (minutes of 1 GB imports): only the
                  start-up table
+  --trace DIR    also write DIR/tupper-bridge.strace: \`strace -f -tt -T\` of one
+                 \`run --rm --network bridge busybox true\` (where its time goes)
 EOF
 }
 
 while [ $# -gt 0 ]; do
     case "$1" in
-        --prefix | --user | --runs | --warmup)
+        --prefix | --user | --runs | --warmup | --trace)
             [ $# -ge 2 ] || die "$1 needs a value"
             case "$1" in
                 --prefix) PREFIX=${2%/} ;;
                 --user) BENCH_USER=$2 ;;
                 --runs) RUNS=$2 ;;
                 --warmup) WARMUP=$2 ;;
+                --trace) TRACE_DIR=$2 ;;
             esac
             shift 2
             ;;
@@ -195,6 +199,11 @@ user_cmd=(env -i PATH=/usr/local/bin:/usr/bin:/bin XDG_RUNTIME_DIR="$xdg"
 as_user() { in_netns "${user_cmd[@]}" "$@"; }
 
 # --- tupperware, in the benchmark's own prefix ---------------------------------------
+
+if [ -n "$TRACE_DIR" ]; then
+    mkdir -p "$TRACE_DIR" || die "--trace: cannot create $TRACE_DIR"
+    TRACE_DIR=$(cd "$TRACE_DIR" && pwd)
+fi
 
 if [ "$PEERS_ONLY" = 0 ]; then
     installed=1
@@ -559,6 +568,18 @@ user + system time of the command and the children it waited for (work the
 kernel defers to its own threads, such as tearing down a network namespace, is
 not in it); on a busy machine it moves much less than the wall time.
 EOF
+
+if [ -n "$TRACE_DIR" ] && [ "$PEERS_ONLY" = 0 ]; then
+    # Issue 11: where one bridge run's time goes (every thread, with the time
+    # spent in each system call). strace runs as root, so the helpers keep
+    # their file capabilities under it.
+    if in_netns strace -f -tt -T -o "$TRACE_DIR/tupper-bridge.strace" -- \
+        "${user_cmd[@]}" "$SUPERVISOR" run --rm --network bridge busybox true; then
+        note "trace of one bridge run: $TRACE_DIR/tupper-bridge.strace"
+    else
+        note "the traced bridge run failed"
+    fi
+fi
 
 if [ -n "$monitor_rss" ]; then
     printf '\nper-container monitor: median VmRSS %s kB with its container running (goal: at most 1024 kB)\n' \
