@@ -33,10 +33,12 @@ RUNS=20
 WARMUP=3
 PEERS_ONLY=0
 IMAGES_ONLY=0 # issue 10: only the image block
+NO_IMAGES=0   # issue 11: skip the image block (the start-up table only)
+TRACE_DIR=""  # issue 11: where to keep a timed strace of one bridge run
 
 usage() {
     cat <<EOF
-usage: $prog [--prefix P] [--user U] [--runs N] [--warmup N] [--peers-only] [--images-only]
+usage: $prog [--prefix P] [--user U] [--runs N] [--warmup N] [--peers-only] [--images-only] [--no-images] [--trace DIR]
 
   --prefix P     where this script installs tupperware (default /opt/tw-bench);
                  removed on exit, so never an installation of your own
@@ -48,23 +50,29 @@ usage: $prog [--prefix P] [--user U] [--runs N] [--warmup N] [--peers-only] [--i
   --peers-only   only crun, runc and bwrap (no build, no tupperware)
   --images-only  only the image block (issue 10): OCI import against tar -x,
                  start from a 1 GB image against a 5 MB one, second import
+  --no-images    skip the image block (minutes of 1 GB imports): only the
+                 start-up table
+  --trace DIR    also write DIR/tupper-bridge.strace: \`strace -f -tt -T\` of one
+                 \`run --rm --network bridge busybox true\` (where its time goes)
 EOF
 }
 
 while [ $# -gt 0 ]; do
     case "$1" in
-        --prefix | --user | --runs | --warmup)
+        --prefix | --user | --runs | --warmup | --trace)
             [ $# -ge 2 ] || die "$1 needs a value"
             case "$1" in
                 --prefix) PREFIX=${2%/} ;;
                 --user) BENCH_USER=$2 ;;
                 --runs) RUNS=$2 ;;
                 --warmup) WARMUP=$2 ;;
+                --trace) TRACE_DIR=$2 ;;
             esac
             shift 2
             ;;
         --peers-only) PEERS_ONLY=1; shift ;;
         --images-only) IMAGES_ONLY=1; shift ;;
+        --no-images) NO_IMAGES=1; shift ;;
         -h | --help) usage; exit 0 ;;
         *) usage >&2; die "unknown argument: $1" ;;
     esac
@@ -72,6 +80,7 @@ done
 [[ "$RUNS" =~ ^[1-9][0-9]*$ ]] || die "--runs must be a positive number"
 [[ "$WARMUP" =~ ^[0-9]+$ ]] || die "--warmup must be a number"
 [ "$IMAGES_ONLY" = 0 ] || [ "$PEERS_ONLY" = 0 ] || die "--images-only and --peers-only exclude each other"
+[ "$IMAGES_ONLY" = 0 ] || [ "$NO_IMAGES" = 0 ] || die "--images-only and --no-images exclude each other"
 [ "$(id -u)" = 0 ] ||
     die "run as root (it installs packages and tupperware, creates a network namespace and runs crun/runc as root)"
 case "$PREFIX" in
@@ -135,6 +144,17 @@ remove_store() {
     rm -rf "$STATE"
 }
 
+CG_NAME=tw-bench-cgroups
+CG_DIRS=()
+cgroup_cleanup() {
+    local d
+    for d in "${CG_DIRS[@]}"; do
+        [ -d "$d" ] || continue
+        find "$d" -mindepth 1 -depth -type d -exec rmdir {} \; 2>/dev/null || true
+        rmdir "$d" 2>/dev/null || note "could not remove cgroup $d"
+    done
+}
+
 cleanup() {
     local rt id pid
     # A process still in our network namespace was started by this script (a
@@ -151,6 +171,7 @@ cleanup() {
         done
     done
     ip netns del "$NETNS" 2>/dev/null || true
+    cgroup_cleanup
     if [ "$installed" = 1 ]; then
         remove_store
         "$repo/packaging/uninstall.sh" --prefix "$PREFIX" --sysconfdir "$SYSCONF" >/dev/null || true
@@ -179,6 +200,11 @@ as_user() { in_netns "${user_cmd[@]}" "$@"; }
 
 # --- tupperware, in the benchmark's own prefix ---------------------------------------
 
+if [ -n "$TRACE_DIR" ]; then
+    mkdir -p "$TRACE_DIR" || die "--trace: cannot create $TRACE_DIR"
+    TRACE_DIR=$(cd "$TRACE_DIR" && pwd)
+fi
+
 if [ "$PEERS_ONLY" = 0 ]; then
     installed=1
     remove_store # a fresh store every time (install.sh creates it)
@@ -186,6 +212,29 @@ if [ "$PEERS_ONLY" = 0 ]; then
     "$repo/packaging/install.sh" --prefix "$PREFIX" --sysconfdir "$SYSCONF" --store "$STORE" \
         --state-dir "$STATE" --image-size 4G --user "$BENCH_USER" --force-config >/dev/null
     [ -x "$SUPERVISOR" ] || die "install.sh left no $SUPERVISOR"
+    # Issue 9: every run creates its container's cgroups beneath a parent per
+    # hierarchy; put the parents beneath this script's own cgroup in each
+    # (the memory cgroup of a hybrid host need not be "/"), removed on exit.
+    {
+        printf '\n[cgroups]\nparent = "/%s"\n[cgroups.parents]\n' "$CG_NAME"
+        while IFS=: read -r _ ctrls path; do
+            case "$ctrls" in
+                "") name=unified mnt=/sys/fs/cgroup/unified ;;
+                memory | pids | cpu | cpuacct | cpuset | freezer) name=$ctrls mnt=/sys/fs/cgroup/$ctrls ;;
+                *) continue ;;
+            esac
+            [ -d "$mnt" ] || continue
+            parent=${path%/}/$CG_NAME
+            printf '%s = "%s"\n' "$name" "$parent"
+            dir=$mnt$parent
+            mkdir -p "$dir"
+            if [ "$name" = cpuset ]; then
+                cat "$mnt${path%/}/cpuset.cpus" >"$dir/cpuset.cpus"
+                cat "$mnt${path%/}/cpuset.mems" >"$dir/cpuset.mems"
+            fi
+            CG_DIRS+=("$dir")
+        done </proc/self/cgroup
+    } >>"$SYSCONF/tupperware.toml"
 fi
 
 # --- the rootfs ------------------------------------------------------------------
@@ -235,7 +284,7 @@ bench() { # bench NAME NOTE RUNNER... :: COMMAND
 # 4 MiB layer (about 5 MB), and "big", the busybox layer and four 256 MiB
 # layers (about 1 GB). Layer data is random: nothing becomes a hole.
 images_summary=()
-if [ "$PEERS_ONLY" = 0 ]; then
+if [ "$PEERS_ONLY" = 0 ] && [ "$NO_IMAGES" = 0 ]; then
     printf '\n== images (issue 10)\n'
     median() { sort -n | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
     now_ns() { date +%s%N; }
@@ -519,6 +568,18 @@ user + system time of the command and the children it waited for (work the
 kernel defers to its own threads, such as tearing down a network namespace, is
 not in it); on a busy machine it moves much less than the wall time.
 EOF
+
+if [ -n "$TRACE_DIR" ] && [ "$PEERS_ONLY" = 0 ]; then
+    # Issue 11: where one bridge run's time goes (every thread, with the time
+    # spent in each system call). strace runs as root, so the helpers keep
+    # their file capabilities under it.
+    if in_netns strace -f -tt -T -o "$TRACE_DIR/tupper-bridge.strace" -- \
+        "${user_cmd[@]}" "$SUPERVISOR" run --rm --network bridge busybox true; then
+        note "trace of one bridge run: $TRACE_DIR/tupper-bridge.strace"
+    else
+        note "the traced bridge run failed"
+    fi
+fi
 
 if [ -n "$monitor_rss" ]; then
     printf '\nper-container monitor: median VmRSS %s kB with its container running (goal: at most 1024 kB)\n' \

@@ -191,8 +191,38 @@ impl Env {
         c.output().expect("spawn driver")
     }
 
-    /// Host interfaces in the test netns whose names start with `tw`.
+    /// Host interfaces in the test netns whose names start with `tw`, once
+    /// the kernel has removed the released ones: a released container's host
+    /// end goes with its network namespace, asynchronously (issue 11), so
+    /// this waits (at most 3 s) until every `tw` interface is one a lease
+    /// names, then lists them; after the wait, whatever is left.
     pub fn veths(&self) -> Vec<String> {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+        loop {
+            let now = self.veths_now();
+            let leased = self.leased_interfaces();
+            if now.iter().all(|n| leased.contains(n)) || std::time::Instant::now() >= deadline {
+                return now;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+
+    /// The host interfaces the lease records name.
+    pub fn leased_interfaces(&self) -> Vec<String> {
+        self.lease_records()
+            .iter()
+            .filter_map(|(_, text)| {
+                let rest = text.split("\"host_interface\"").nth(1)?;
+                let value = rest.split('"').nth(1)?;
+                Some(value.to_string())
+            })
+            .collect()
+    }
+
+    /// Host interfaces in the test netns whose names start with `tw`, as
+    /// they are now (released ones the kernel is still removing included).
+    pub fn veths_now(&self) -> Vec<String> {
         let out = Command::new("ip")
             .args(["-n", &self.netns, "-o", "link", "show"])
             .output()

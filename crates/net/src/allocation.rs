@@ -83,7 +83,7 @@ pub fn claim(
 
 /// Best effort: a leftover interface (and its bridge port filter) must not
 /// block every later attach.
-fn delete_interfaces<'a>(names: impl IntoIterator<Item = &'a str>) {
+pub(crate) fn delete_interfaces<'a>(names: impl IntoIterator<Item = &'a str>) {
     let names: Vec<&str> = names.into_iter().collect();
     let links = names.clone();
     let cleanup = session(|h| async move {

@@ -29,8 +29,13 @@ pub fn attach(settings: &Settings, caller: Caller, pid: i32, container: &str) ->
     let target = ownership::verify(pid, caller.uid)?;
     crate::container_root::verify(&settings.store, caller, container, &target)?;
     let limit = Policy::load()?.limits_for_current(caller).interfaces;
-    let host_if = names::host_interface(container);
-    let peer = names::peer_temp(container);
+    // Issue 11: fresh names per lease (a released end may still be dying),
+    // and the ends no lease names any more go first.
+    let names::VethNames {
+        host: host_if,
+        peer,
+    } = names::fresh()?;
+    crate::sweep::sweep_best_effort(&settings.state_dir);
 
     // 3–4. Under the caller's own lock (only their helpers contend for it):
     // reclaim stale leases, refuse duplicates, apply the caller's limit, make

@@ -24,6 +24,8 @@ mod publish;
 mod release;
 mod settings;
 mod state_dir;
+// Issue 11: released host ends left to the kernel, and orphans.
+mod sweep;
 mod sysctl;
 
 use proto::{Caller, NetReply, NetRequest, RemoteError};
