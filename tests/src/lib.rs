@@ -191,6 +191,16 @@ impl Env {
         c.output().expect("spawn driver")
     }
 
+    /// `tupper-drive` started in the background (stdout piped), as [`Env::drive`].
+    pub fn drive_spawn(&self, user: &str, args: &[&str]) -> Child {
+        let mut c = self.as_user(user, &self.driver.to_string_lossy());
+        c.arg(self.libexec())
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        c.spawn().expect("spawn driver")
+    }
+
     /// Host interfaces in the test netns whose names start with `tw`, once
     /// the kernel has removed the released ones: a released container's host
     /// end goes with its network namespace, asynchronously (issue 11), so

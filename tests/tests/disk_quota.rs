@@ -385,3 +385,38 @@ fn disk_quota_no_subvolume_can_be_made_in_a_container_and_the_groups_cannot_be_c
     // The root went, and so did its group.
     level1_back_to(&e, &e.user, &before);
 }
+
+/// Issue 9: a container root is never removed while an overlay of it lives
+/// (its owner holding the mount `MountRoot` gave them): writes through it
+/// would land in a deleted subvolume whose quota groups go with it. Nor is
+/// it mounted a second time meanwhile.
+#[test]
+#[ignore = "privileged end-to-end test: run by tests/run.sh (root, installed helpers)"]
+fn disk_quota_a_root_whose_mount_is_held_is_not_removed() {
+    let e = env();
+    let _ = e.tupper(&["rm", "-f", "quota-held"]).output();
+    e.run_ok(&[
+        "run",
+        "--name",
+        "quota-held",
+        "--network",
+        "none",
+        "busybox",
+        "true",
+    ]);
+    let inspect = e.run_ok(&["inspect", "quota-held"]);
+    let v: serde_json::Value = serde_json::from_str(&inspect).expect("inspect JSON");
+    let id = v[0]["id"].as_str().expect("the container's id").to_string();
+    let mut holder = e.drive_spawn(&e.user, &["storage-hold-root", &id, "60"]);
+    read_until(&mut holder, "held");
+    let out = e.tupper(&["rm", "quota-held"]).output().unwrap();
+    assert!(!out.status.success(), "removed while held: {}", text(&out));
+    assert!(text(&out).contains("is still in use"), "{}", text(&out));
+    let out = e.tupper(&["start", "quota-held"]).output().unwrap();
+    assert!(!out.status.success(), "mounted twice: {}", text(&out));
+    assert!(text(&out).contains("still mounted"), "{}", text(&out));
+    // SAFETY: ending a process this test started, by pid.
+    unsafe { libc::kill(holder.id() as i32, libc::SIGKILL) };
+    let _ = holder.wait();
+    e.run_ok(&["rm", "quota-held"]);
+}

@@ -48,6 +48,7 @@ pub fn handle(chan: &mut Channel, ctx: &Context, req: StorageRequest) -> Result<
         StorageRequest::RemoveContainer { container } => {
             validate::container_id(&container)?;
             let store = ctx.store()?;
+            root_mount::ensure_unused(&store, uid, &container)?;
             let reply = roots::remove(&store.user_containers(uid)?, &container, uid)?;
             root_mount::forget(&store, uid, &container);
             Ok(reply)

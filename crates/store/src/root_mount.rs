@@ -35,13 +35,62 @@ use crate::layout::MOUNT_XATTR;
 /// Mount the caller's container root `container`; the descriptor is the
 /// root of a mount attached nowhere.
 pub fn mount(store: &Store, uid: u32, container: &str) -> Result<OwnedFd> {
+    let upper = open_upper(store, uid, container)?;
+    let mnt = overlay(store, uid, container, &upper)?.map_err(|e| match e.raw_os_error() {
+        Some(libc::EBUSY) => Error::Busy(format!(
+            "the root of container {container:?} is still mounted for an earlier start \
+             (a process of it may still be running); try again when it has ended"
+        )),
+        _ => Error::io("cannot mount the container root (overlay)")(e),
+    })?;
+    let id = unique_mount_id(mnt.as_raw_fd(), c"", libc::AT_EMPTY_PATH)
+        .map_err(Error::io("cannot name the container root's mount"))?
+        .ok_or_else(|| Error::Other {
+            what: "the container root's mount".into(),
+            why: "this kernel gives mounts no unique id (Linux 6.8 or later is needed)".into(),
+        })?;
+    record(&upper, id)?;
+    Ok(mnt)
+}
+
+/// Before a root is removed: refuse while any overlay of it lives (a
+/// process of the caller holds its mount, or one of the container's
+/// processes is still there). Writes through such a mount would land in a
+/// deleted subvolume whose quota groups go away with it. Asked the kernel's
+/// way: `index=on` refuses a second overlay over an upper layer in use.
+pub fn ensure_unused(store: &Store, uid: u32, container: &str) -> Result<()> {
+    let Ok(upper) = open_upper(store, uid, container) else {
+        return Ok(());
+    };
+    match overlay(store, uid, container, &upper)? {
+        Err(e) if e.raw_os_error() == Some(libc::EBUSY) => Err(Error::Busy(format!(
+            "the root of container {container:?} is still in use (a process of yours holds \
+             it, or one of the container's is still running); end it and remove again"
+        ))),
+        // Made and, with its only descriptor, gone again; or not makeable
+        // for another reason, which does not keep a removal from going on.
+        _ => Ok(()),
+    }
+}
+
+fn open_upper(store: &Store, uid: u32, container: &str) -> Result<OwnedFd> {
     let containers = store.user_containers(uid)?;
     if !exists_at(&containers, container)? {
         return Err(Error::NotFound(format!(
             "container {container:?} not found"
         )));
     }
-    let upper = open_dir_at(&containers, container, "the container root")?;
+    open_dir_at(&containers, container, "the container root")
+}
+
+/// The overlay of `upper` (the outer `Result`: the store's own steps; the
+/// inner one: the kernel's answer to the mount).
+fn overlay(
+    store: &Store,
+    uid: u32,
+    container: &str,
+    upper: &OwnedFd,
+) -> Result<std::io::Result<OwnedFd>> {
     let work = ensure_root_dir_at(
         store.user_work(uid)?,
         container,
@@ -52,8 +101,8 @@ pub fn mount(store: &Store, uid: u32, container: &str) -> Result<OwnedFd> {
     // with, once the container's own permission checks passed: a container
     // root changing owners, modes, times and file capabilities of its files
     // needs what an import needs.
-    let mnt = with_caps(OVERLAY, || {
-        let overlay = || -> std::io::Result<OwnedFd> {
+    with_caps(OVERLAY, || {
+        let make = || -> std::io::Result<OwnedFd> {
             let ctx = FsContext::open(c"overlay")?;
             ctx.set_fd(c"lowerdir+", lower.as_fd())?;
             ctx.set_fd(c"upperdir", upper.as_fd())?;
@@ -61,22 +110,8 @@ pub fn mount(store: &Store, uid: u32, container: &str) -> Result<OwnedFd> {
             ctx.set_string(c"index", c"on")?;
             ctx.mount(libc::MOUNT_ATTR_NODEV)
         };
-        overlay().map_err(|e| match e.raw_os_error() {
-            Some(libc::EBUSY) => Error::Busy(format!(
-                "the root of container {container:?} is still mounted for an earlier start \
-                 (a process of it may still be running); try again when it has ended"
-            )),
-            _ => Error::io("cannot mount the container root (overlay)")(e),
-        })
-    })?;
-    let id = unique_mount_id(mnt.as_raw_fd(), c"", libc::AT_EMPTY_PATH)
-        .map_err(Error::io("cannot name the container root's mount"))?
-        .ok_or_else(|| Error::Other {
-            what: "the container root's mount".into(),
-            why: "this kernel gives mounts no unique id (Linux 6.8 or later is needed)".into(),
-        })?;
-    record(&upper, id)?;
-    Ok(mnt)
+        Ok(make())
+    })
 }
 
 /// Write the mount id on the root (`CAP_SYS_ADMIN` for `trusted.*`).

@@ -13,7 +13,10 @@
 //! tupper-drive LIBEXECDIR storage-export CONTAINER_ID (PATH|-)
 //! tupper-drive LIBEXECDIR storage-commit CONTAINER_ID IMAGE
 //! tupper-drive LIBEXECDIR storage-copy-in CONTAINER_ID PID
+//! tupper-drive LIBEXECDIR storage-hold-root CONTAINER_ID SECONDS
 //! ```
+//! `storage-hold-root` asks for the root's mount, prints `held` and keeps
+//! the descriptor for `SECONDS`.
 //! `storage-copy-in` sends `CopyInBegin` for a running container naming
 //! `PID`, with a tar of one file `drive-was-here`.
 //! `storage-export` sends `ExportBegin` and reports the final reply (the
@@ -197,6 +200,34 @@ fn main() -> ExitCode {
             drop(ch);
             let _ = child.wait();
             report(r)
+        }
+        // Issue 9: hold a container root's mount, as a caller keeping the
+        // descriptor `MountRoot` gave them.
+        ["storage-hold-root", id, secs] => {
+            let Ok(secs) = secs.parse::<u64>() else {
+                eprintln!("tupper-drive: bad seconds {secs:?}");
+                return ExitCode::from(2);
+            };
+            let (mut ch, mut child) = spawn(libexec, "storage");
+            let r = ch.handshake().and_then(|_| {
+                ch.send(&StorageRequest::MountRoot {
+                    container: id.to_string(),
+                })?;
+                let (first, fd) = ch.recv_with_fd::<Result<StorageReply, RemoteError>>()?;
+                first.map_err(proto::Error::Remote)?;
+                fd.ok_or(proto::Error::Closed)
+            });
+            drop(ch);
+            let _ = child.wait();
+            match r {
+                Ok(fd) => {
+                    println!("held");
+                    std::thread::sleep(std::time::Duration::from_secs(secs));
+                    drop(fd);
+                    ExitCode::SUCCESS
+                }
+                Err(e) => report::<()>(Err(e)),
+            }
         }
         ["hold-hostile", helper] => hostile::hold(libexec, helper),
         ["ns-spawn", args @ ..] => ns_spawn::run(libexec, args),
