@@ -215,26 +215,9 @@ if [ "$PEERS_ONLY" = 0 ]; then
     # Issue 9: every run creates its container's cgroups beneath a parent per
     # hierarchy; put the parents beneath this script's own cgroup in each
     # (the memory cgroup of a hybrid host need not be "/"), removed on exit.
-    {
-        printf '\n[cgroups]\nparent = "/%s"\n[cgroups.parents]\n' "$CG_NAME"
-        while IFS=: read -r _ ctrls path; do
-            case "$ctrls" in
-                "") name=unified mnt=/sys/fs/cgroup/unified ;;
-                memory | pids | cpu | cpuacct | cpuset | freezer) name=$ctrls mnt=/sys/fs/cgroup/$ctrls ;;
-                *) continue ;;
-            esac
-            [ -d "$mnt" ] || continue
-            parent=${path%/}/$CG_NAME
-            printf '%s = "%s"\n' "$name" "$parent"
-            dir=$mnt$parent
-            mkdir -p "$dir"
-            if [ "$name" = cpuset ]; then
-                cat "$mnt${path%/}/cpuset.cpus" >"$dir/cpuset.cpus"
-                cat "$mnt${path%/}/cpuset.mems" >"$dir/cpuset.mems"
-            fi
-            CG_DIRS+=("$dir")
-        done </proc/self/cgroup
-    } >>"$SYSCONF/tupperware.toml"
+    # shellcheck source=tests/cgroup-parents.sh
+    . "$repo/tests/cgroup-parents.sh"
+    cgroup_parents "$CG_NAME" >>"$SYSCONF/tupperware.toml"
 fi
 
 # --- the rootfs ------------------------------------------------------------------

@@ -180,26 +180,9 @@ step "cgroup parents below this run's own cgroups"
 # memory cgroup is not "/"), and removes all of it at the end (trap).
 CG_NAME=${NETNS}-cgroups
 CG_DIRS=()
-{
-    printf '\n[cgroups]\nparent = "/%s"\n[cgroups.parents]\n' "$CG_NAME"
-    while IFS=: read -r _ ctrls path; do
-        case "$ctrls" in
-            "") name=unified mnt=/sys/fs/cgroup/unified ;;
-            memory | pids | cpu | cpuacct | cpuset | freezer) name=$ctrls mnt=/sys/fs/cgroup/$ctrls ;;
-            *) continue ;;
-        esac
-        [ -d "$mnt" ] || continue
-        parent=${path%/}/$CG_NAME
-        printf '%s = "%s"\n' "$name" "$parent"
-        dir=$mnt$parent
-        mkdir -p "$dir"
-        if [ "$name" = cpuset ]; then
-            cat "$mnt${path%/}/cpuset.cpus" >"$dir/cpuset.cpus"
-            cat "$mnt${path%/}/cpuset.mems" >"$dir/cpuset.mems"
-        fi
-        CG_DIRS+=("$dir")
-    done </proc/self/cgroup
-} >>"$SYSCONF/tupperware.toml"
+# shellcheck source=tests/cgroup-parents.sh
+. "$repo/tests/cgroup-parents.sh"
+cgroup_parents "$CG_NAME" >>"$SYSCONF/tupperware.toml"
 cgroup_cleanup() {
     local d
     for d in "${CG_DIRS[@]}"; do
