@@ -17,7 +17,7 @@ fn print_caps_is_the_specs_setcap_string() {
     // The string install.sh and the README's table carry.
     assert_eq!(
         printed.trim_end(),
-        "cap_sys_admin,cap_dac_override,cap_chown,cap_fowner,cap_fsetid,cap_setfcap=p"
+        "cap_sys_admin,cap_dac_override,cap_chown,cap_fowner,cap_fsetid,cap_setfcap,cap_sys_chroot=p"
     );
 }
 
