@@ -88,7 +88,10 @@ fn uplinks() -> Result<Vec<String>> {
 pub fn ensure(settings: &Settings) -> Result<()> {
     let (msgs, shape) = ruleset::fixed(&settings.bridge, settings.outbound);
     // What cannot be read is rewritten, never trusted.
-    let seen = with_caps(&[CAP_NET_ADMIN], || Ok(observe()))?.ok();
+    let seen = with_caps(&[CAP_NET_ADMIN], || {
+        Ok(observe(NFPROTO_IPV4, ruleset::TABLE))
+    })?
+    .ok();
     match seen {
         Some(seen) if shape.holds_in(&seen) => {}
         Some(seen) => apply(&rewrite(msgs, &shape, &seen))?,
@@ -147,20 +150,19 @@ fn attr_be32(v: &[u8]) -> Option<u32> {
     Some(u32::from_be_bytes(v.get(0..4)?.try_into().ok()?))
 }
 
-/// The table as the kernel holds it: its chains and the tags of their
-/// rules (a rule without userdata gets an empty tag). Needs CAP_NET_ADMIN.
-fn observe() -> std::result::Result<ruleset::Shape, FilterError> {
+/// Table `table` of `family` as the kernel holds it: its chains and the
+/// tags of their rules (a rule without userdata gets an empty tag). Needs
+/// CAP_NET_ADMIN.
+pub(crate) fn observe(family: u8, table: &str) -> std::result::Result<ruleset::Shape, FilterError> {
     use crate::filter::nfnl::{parse_attrs, Attrs};
     let malformed = || FilterError::Protocol("a malformed nf_tables object".into());
     let mut shape = ruleset::Shape::default();
     let mut filter = Attrs::new();
-    filter.put_str(NFTA_CHAIN_TABLE, ruleset::TABLE);
-    for (family, body) in dump(NFT_MSG_GETCHAIN, NFPROTO_IPV4, filter.bytes())? {
+    filter.put_str(NFTA_CHAIN_TABLE, table);
+    for (fam, body) in dump(NFT_MSG_GETCHAIN, family, filter.bytes())? {
         let attrs = parse_attrs(&body).ok_or_else(malformed)?;
         let get = |t: u16| attrs.iter().find(|(ty, _)| *ty == t).map(|(_, v)| *v);
-        if family != NFPROTO_IPV4
-            || get(NFTA_CHAIN_TABLE).map(attr_str).as_deref() != Some(ruleset::TABLE)
-        {
+        if fam != family || get(NFTA_CHAIN_TABLE).map(attr_str).as_deref() != Some(table) {
             continue;
         }
         let name = get(NFTA_CHAIN_NAME).map(attr_str).ok_or_else(malformed)?;
@@ -186,13 +188,11 @@ fn observe() -> std::result::Result<ruleset::Shape, FilterError> {
         shape.chains.push(ruleset::ChainShape { name, base });
     }
     let mut filter = Attrs::new();
-    filter.put_str(NFTA_RULE_TABLE, ruleset::TABLE);
-    for (family, body) in dump(NFT_MSG_GETRULE, NFPROTO_IPV4, filter.bytes())? {
+    filter.put_str(NFTA_RULE_TABLE, table);
+    for (fam, body) in dump(NFT_MSG_GETRULE, family, filter.bytes())? {
         let attrs = parse_attrs(&body).ok_or_else(malformed)?;
         let get = |t: u16| attrs.iter().find(|(ty, _)| *ty == t).map(|(_, v)| *v);
-        if family != NFPROTO_IPV4
-            || get(NFTA_RULE_TABLE).map(attr_str).as_deref() != Some(ruleset::TABLE)
-        {
+        if fam != family || get(NFTA_RULE_TABLE).map(attr_str).as_deref() != Some(table) {
             continue;
         }
         let chain = get(NFTA_RULE_CHAIN).map(attr_str).ok_or_else(malformed)?;
