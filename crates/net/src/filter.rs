@@ -88,7 +88,14 @@ pub fn install_port(host_if: &str, ip: Ipv4Addr) -> Result<()> {
         mac: container_mac(ip),
         ip,
     };
-    let msgs = ruleset::install_port(host_if, &id);
+    // Issue 11: the shared base chain is rewritten (a flush, so a wait for
+    // the kernel's grace period) only when it is not exactly ours; what
+    // cannot be read is rewritten, never trusted.
+    let msgs = with_caps(&[CAP_NET_ADMIN], || {
+        let seen = crate::nat::observe(libc::NFPROTO_BRIDGE as u8, ruleset::TABLE).ok();
+        let intact = seen.is_some_and(|s| ruleset::base_shape().holds_in(&s));
+        Ok(ruleset::install_port_with(host_if, &id, !intact))
+    })?;
     let error = match with_caps(&[CAP_NET_ADMIN], || Ok(transact(&msgs)))? {
         Ok(Outcome::Applied) => return Ok(()),
         Ok(Outcome::Refused { what, errno }) => {
@@ -250,5 +257,72 @@ mod kernel_tests {
         removed.unwrap();
         assert!(!listed.contains("tw0123456789ab"), "{listed}");
         assert!(listed.contains("chain port-twfedcba987654"), "{listed}");
+    }
+
+    fn nft(args: &[&str]) -> String {
+        let out = Command::new("ip")
+            .args(["netns", "exec", NETNS_BASE, "nft"])
+            .args(args)
+            .output()
+            .expect("run nft");
+        assert!(out.status.success(), "{args:?}: {out:?}");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    const NETNS_BASE: &str = "tw-nft-base-unit";
+
+    fn install_in_netns(host_if: &'static str, last: u8) -> Result<()> {
+        std::thread::spawn(move || {
+            let ns = std::fs::File::open(format!("/run/netns/{NETNS_BASE}")).unwrap();
+            // SAFETY: setns on this thread only, with a namespace fd we own.
+            assert_eq!(
+                unsafe { libc::setns(std::os::fd::AsRawFd::as_raw_fd(&ns), libc::CLONE_NEWNET) },
+                0
+            );
+            install_port(host_if, Ipv4Addr::new(10, 88, 0, last))
+        })
+        .join()
+        .unwrap()
+    }
+
+    #[test]
+    #[ignore = "needs root and nf_tables; run with --ignored"]
+    fn the_base_chain_is_kept_when_intact_and_rewritten_when_altered() {
+        let _ = Command::new("ip")
+            .args(["netns", "del", NETNS_BASE])
+            .status();
+        assert!(Command::new("ip")
+            .args(["netns", "add", NETNS_BASE])
+            .status()
+            .unwrap()
+            .success());
+        let result = std::panic::catch_unwind(|| {
+            let base = || nft(&["-a", "list", "chain", "bridge", "tupperware", "prerouting"]);
+            install_in_netns("tw0123456789ab", 2).unwrap();
+            let first = base();
+            assert!(first.contains("comment \"tupperware:"), "{first}");
+            // Intact: left as it is (same handles), the port added all the same.
+            install_in_netns("twfedcba987654", 3).unwrap();
+            assert_eq!(base(), first);
+            let table = nft(&["list", "table", "bridge", "tupperware"]);
+            assert!(table.contains("chain port-twfedcba987654"), "{table}");
+            // Hostile: an administrator's rule before ours goes at the next attach.
+            nft(&[
+                "insert",
+                "rule",
+                "bridge",
+                "tupperware",
+                "prerouting",
+                "accept",
+            ]);
+            install_in_netns("tw111111111111", 4).unwrap();
+            let again = base();
+            assert!(!again.contains("\t\taccept"), "{again}");
+            assert_ne!(again, first, "rewritten");
+        });
+        let _ = Command::new("ip")
+            .args(["netns", "del", NETNS_BASE])
+            .status();
+        result.unwrap();
     }
 }

@@ -23,8 +23,8 @@ use rtnetlink::RouteMessageBuilder;
 
 use crate::capabilities::with_caps;
 use crate::error::{Error, Result};
-use crate::filter::nfnl::Message;
-use crate::filter::socket::{transact, Outcome};
+use crate::filter::nfnl::{Message, NFPROTO_IPV4};
+use crate::filter::socket::{dump, transact, Outcome};
 use crate::filter::FilterError;
 use crate::netlink::session;
 use crate::settings::Settings;
@@ -79,8 +79,24 @@ fn uplinks() -> Result<Vec<String>> {
 /// Install (idempotently) the table, forwarding for the bridge and its
 /// uplinks, and the masquerade if the configuration asks for it. Called on
 /// every attach, after the bridge exists: uplinks may have changed since.
+///
+/// Issue 11: the fixed part is read back first and written only when it is
+/// not exactly what this build writes (missing after `nft flush ruleset` or
+/// an uninstall, altered by an administrator, another configuration): a
+/// rewrite flushes chains, and a batch that deletes makes the helper wait
+/// for the kernel's RCU grace period.
 pub fn ensure(settings: &Settings) -> Result<()> {
-    apply(&ruleset::setup(&settings.bridge, settings.outbound))?;
+    let (msgs, shape) = ruleset::fixed(&settings.bridge, settings.outbound);
+    // What cannot be read is rewritten, never trusted.
+    let seen = with_caps(&[CAP_NET_ADMIN], || {
+        Ok(observe(NFPROTO_IPV4, ruleset::TABLE))
+    })?
+    .ok();
+    match seen {
+        Some(seen) if shape.holds_in(&seen) => {}
+        Some(seen) => apply(&rewrite(msgs, &shape, &seen))?,
+        None => apply(&msgs)?,
+    }
     crate::sysctl::set_ipv4(&settings.bridge, "forwarding", "1")?;
     // Connections to a port published on 127.0.0.1 leave through the bridge.
     crate::sysctl::set_ipv4(&settings.bridge, "route_localnet", "1")?;
@@ -96,6 +112,97 @@ pub fn ensure(settings: &Settings) -> Result<()> {
         crate::sysctl::set_ipv4(&uplink, "forwarding", "1")?;
     }
     Ok(())
+}
+
+/// The setup batch, with the base chains whose hook, priority or type
+/// differ deleted first (an update cannot change those).
+fn rewrite(msgs: Vec<Message>, shape: &ruleset::Shape, seen: &ruleset::Shape) -> Vec<Message> {
+    let mut out = Vec::with_capacity(msgs.len() + 8);
+    let mut msgs = msgs.into_iter();
+    // The table first: the deletions need it.
+    out.extend(msgs.next());
+    for name in shape.rehooked(seen) {
+        out.extend(ruleset::drop_chain(name));
+    }
+    out.extend(msgs);
+    out
+}
+
+// nf_tables message types and attributes read back.
+const NFT_MSG_GETCHAIN: u16 = 4;
+const NFT_MSG_GETRULE: u16 = 7;
+const NFTA_CHAIN_TABLE: u16 = 1;
+const NFTA_CHAIN_NAME: u16 = 3;
+const NFTA_CHAIN_HOOK: u16 = 4;
+const NFTA_CHAIN_POLICY: u16 = 5;
+const NFTA_CHAIN_TYPE: u16 = 7;
+const NFTA_HOOK_HOOKNUM: u16 = 1;
+const NFTA_HOOK_PRIORITY: u16 = 2;
+const NFTA_RULE_TABLE: u16 = 1;
+const NFTA_RULE_CHAIN: u16 = 2;
+const NFTA_RULE_USERDATA: u16 = 7;
+
+fn attr_str(v: &[u8]) -> String {
+    String::from_utf8_lossy(v.split(|b| *b == 0).next().unwrap_or(&[])).into_owned()
+}
+
+fn attr_be32(v: &[u8]) -> Option<u32> {
+    Some(u32::from_be_bytes(v.get(0..4)?.try_into().ok()?))
+}
+
+/// Table `table` of `family` as the kernel holds it: its chains and the
+/// tags of their rules (a rule without userdata gets an empty tag). Needs
+/// CAP_NET_ADMIN.
+pub(crate) fn observe(family: u8, table: &str) -> std::result::Result<ruleset::Shape, FilterError> {
+    use crate::filter::nfnl::{parse_attrs, Attrs};
+    let malformed = || FilterError::Protocol("a malformed nf_tables object".into());
+    let mut shape = ruleset::Shape::default();
+    let mut filter = Attrs::new();
+    filter.put_str(NFTA_CHAIN_TABLE, table);
+    for (fam, body) in dump(NFT_MSG_GETCHAIN, family, filter.bytes())? {
+        let attrs = parse_attrs(&body).ok_or_else(malformed)?;
+        let get = |t: u16| attrs.iter().find(|(ty, _)| *ty == t).map(|(_, v)| *v);
+        if fam != family || get(NFTA_CHAIN_TABLE).map(attr_str).as_deref() != Some(table) {
+            continue;
+        }
+        let name = get(NFTA_CHAIN_NAME).map(attr_str).ok_or_else(malformed)?;
+        let base = match get(NFTA_CHAIN_HOOK) {
+            None => None,
+            Some(hook) => {
+                let hook = parse_attrs(hook).ok_or_else(malformed)?;
+                let hget = |t: u16| {
+                    hook.iter()
+                        .find(|(ty, _)| *ty == t)
+                        .and_then(|(_, v)| attr_be32(v))
+                };
+                Some((
+                    hget(NFTA_HOOK_HOOKNUM).ok_or_else(malformed)?,
+                    hget(NFTA_HOOK_PRIORITY).ok_or_else(malformed)? as i32,
+                    get(NFTA_CHAIN_POLICY)
+                        .and_then(attr_be32)
+                        .ok_or_else(malformed)?,
+                    get(NFTA_CHAIN_TYPE).map(attr_str).ok_or_else(malformed)?,
+                ))
+            }
+        };
+        shape.chains.push(ruleset::ChainShape { name, base });
+    }
+    let mut filter = Attrs::new();
+    filter.put_str(NFTA_RULE_TABLE, table);
+    for (fam, body) in dump(NFT_MSG_GETRULE, family, filter.bytes())? {
+        let attrs = parse_attrs(&body).ok_or_else(malformed)?;
+        let get = |t: u16| attrs.iter().find(|(ty, _)| *ty == t).map(|(_, v)| *v);
+        if fam != family || get(NFTA_RULE_TABLE).map(attr_str).as_deref() != Some(table) {
+            continue;
+        }
+        let chain = get(NFTA_RULE_CHAIN).map(attr_str).ok_or_else(malformed)?;
+        let tag = get(NFTA_RULE_USERDATA).unwrap_or(&[]).to_vec();
+        match shape.rules.last_mut() {
+            Some((c, tags)) if *c == chain => tags.push(tag),
+            _ => shape.rules.push((chain, vec![tag])),
+        }
+    }
+    Ok(shape)
 }
 
 /// DNAT `port` to `container`, replacing whatever the port's chain held.
@@ -118,4 +225,113 @@ pub fn unpublish(protocol: Protocol, host_port: u16) -> Result<()> {
         }
         Ok(())
     })
+}
+
+/// Against the running kernel, as root, in a network namespace of the test's
+/// own: `cargo test -p tupper-net -- --ignored` (reported ignored otherwise).
+#[cfg(test)]
+mod kernel_tests {
+    use super::*;
+    use std::process::Command;
+
+    const NETNS: &str = "tw-nat-unit";
+
+    fn ip_netns(args: &[&str]) -> String {
+        let out = Command::new("ip")
+            .args(["netns", "exec", NETNS])
+            .args(args)
+            .output()
+            .expect("run a command in the scratch netns");
+        assert!(out.status.success(), "{args:?}: {out:?}");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn listed() -> String {
+        ip_netns(&["nft", "-a", "list", "table", "ip", "tupperware"])
+    }
+
+    fn in_netns(settings: &Settings) -> Result<()> {
+        let settings = settings.clone();
+        std::thread::spawn(move || {
+            let ns = std::fs::File::open(format!("/run/netns/{NETNS}")).unwrap();
+            // SAFETY: setns on this thread only, with a namespace fd we own.
+            assert_eq!(
+                unsafe { libc::setns(std::os::fd::AsRawFd::as_raw_fd(&ns), libc::CLONE_NEWNET) },
+                0
+            );
+            ensure(&settings)
+        })
+        .join()
+        .unwrap()
+    }
+
+    #[test]
+    #[ignore = "needs root and nf_tables; run with --ignored"]
+    fn ensure_writes_once_and_rewrites_what_was_altered() {
+        let _ = Command::new("ip").args(["netns", "del", NETNS]).status();
+        assert!(Command::new("ip")
+            .args(["netns", "add", NETNS])
+            .status()
+            .unwrap()
+            .success());
+        ip_netns(&["ip", "link", "add", "tupper0", "type", "bridge"]);
+        let settings = Settings {
+            bridge: "tupper0".into(),
+            subnet: crate::ipam::Subnet {
+                network: std::net::Ipv4Addr::new(10, 88, 0, 0),
+                prefix: 16,
+                gateway: std::net::Ipv4Addr::new(10, 88, 0, 1),
+            },
+            state_dir: "/nonexistent".into(),
+            store: "/nonexistent".into(),
+            outbound: true,
+        };
+        let result = std::panic::catch_unwind(|| {
+            in_netns(&settings).unwrap();
+            let first = listed();
+            assert!(first.contains("comment \"tupperware:"), "{first}");
+            // Unchanged: not rewritten (the rules keep their handles).
+            in_netns(&settings).unwrap();
+            assert_eq!(listed(), first);
+            // Hostile: an administrator's rule before ours goes.
+            ip_netns(&[
+                "nft",
+                "insert",
+                "rule",
+                "ip",
+                "tupperware",
+                "forward",
+                "accept",
+            ]);
+            in_netns(&settings).unwrap();
+            let again = listed();
+            assert!(!again.contains("\t\taccept"), "{again}");
+            assert_ne!(again, first, "rewritten");
+            // Hostile: the forward chain's policy turned to drop.
+            ip_netns(&[
+                "nft",
+                "chain",
+                "ip",
+                "tupperware",
+                "forward",
+                "{ policy drop ; }",
+            ]);
+            in_netns(&settings).unwrap();
+            assert!(listed().contains("policy accept"), "{}", listed());
+            assert!(!listed().contains("policy drop"), "{}", listed());
+            // After `nft flush ruleset`: written again.
+            ip_netns(&["nft", "flush", "ruleset"]);
+            in_netns(&settings).unwrap();
+            assert!(listed().contains("masquerade"), "{}", listed());
+            // Another configuration: rewritten.
+            let off = Settings {
+                outbound: false,
+                ..settings.clone()
+            };
+            in_netns(&off).unwrap();
+            assert!(listed().contains("ct state new drop"), "{}", listed());
+        });
+        let _ = Command::new("ip").args(["netns", "del", NETNS]).status();
+        result.unwrap();
+    }
 }

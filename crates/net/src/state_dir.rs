@@ -247,6 +247,55 @@ impl StateDir {
         })
     }
 
+    /// Replace `name` with `bytes` like [`StateDir::write_atomic`] (a reader
+    /// sees the old or the new content, never a part), but without the
+    /// fsyncs: for records whose loss in a crash is safe (issue 11: the
+    /// tombstones; a lost one makes the sweep treat its end as an orphan).
+    pub fn write_unsynced(&self, name: &str, bytes: &[u8]) -> Result<()> {
+        use std::io::Write;
+        let temp = format!("{name}.tmp");
+        let (ctemp, cname) = (c(&temp)?, c(name)?);
+        // SAFETY: unlinkat on our directory with a NUL-terminated name.
+        let gone = StateDir::privileged(self.mode, || {
+            if unsafe { libc::unlinkat(self.dir.as_raw_fd(), ctemp.as_ptr(), 0) } != 0
+                && errno() != libc::ENOENT
+            {
+                return Err(Error::last_os(format!("remove {temp}")));
+            }
+            Ok(())
+        });
+        gone?;
+        let Some(fd) = self.open_file(&temp, libc::O_WRONLY, true)? else {
+            return Err(Error::State(format!("{temp} vanished")));
+        };
+        let mut file = std::fs::File::from(fd);
+        file.write_all(bytes)
+            .map_err(|e| Error::sys(format!("write {temp}"), e))?;
+        drop(file);
+        StateDir::privileged(self.mode, || {
+            // SAFETY: renameat within our directory, NUL-terminated names.
+            let dir = self.dir.as_raw_fd();
+            if unsafe { libc::renameat(dir, ctemp.as_ptr(), dir, cname.as_ptr()) } != 0 {
+                return Err(Error::last_os(format!("replace {name}")));
+            }
+            Ok(())
+        })
+    }
+
+    /// Remove `name` (a missing one is fine) without making the removal durable.
+    pub fn remove_unsynced(&self, name: &str) -> Result<()> {
+        let cname = c(name)?;
+        StateDir::privileged(self.mode, || {
+            // SAFETY: unlinkat on our directory with a NUL-terminated name.
+            if unsafe { libc::unlinkat(self.dir.as_raw_fd(), cname.as_ptr(), 0) } != 0
+                && errno() != libc::ENOENT
+            {
+                return Err(Error::last_os(format!("remove {name}")));
+            }
+            Ok(())
+        })
+    }
+
     /// Remove `name` (a missing one is fine) and make the removal durable.
     pub fn remove(&self, name: &str) -> Result<()> {
         StateDir::privileged(self.mode, || {

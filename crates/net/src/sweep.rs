@@ -86,7 +86,9 @@ impl Dying {
         };
         let bytes = serde_json::to_vec(&stone)
             .map_err(|e| Error::State(format!("cannot encode a tombstone: {e}")))?;
-        self.0.write_atomic(host_if, &bytes)
+        // Issue 11: no fsync. A tombstone lost in a crash is safe: the
+        // sweep then sees an end no lease names, an orphan, and deletes it.
+        self.0.write_unsynced(host_if, &bytes)
     }
 
     /// Every tombstone with its age; `None` for one of another boot or
@@ -114,7 +116,8 @@ impl Dying {
     }
 
     fn forget(&self, host_if: &str) -> Result<()> {
-        self.0.remove(host_if)
+        // A forgotten tombstone back after a crash names an end already gone.
+        self.0.remove_unsynced(host_if)
     }
 }
 

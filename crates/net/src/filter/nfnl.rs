@@ -19,6 +19,9 @@ pub const NLA_F_NESTED: u16 = 0x8000;
 
 pub const NLMSG_HDRLEN: usize = 16;
 pub const NLMSG_ERROR: u16 = 2;
+pub const NLMSG_DONE: u16 = 3;
+/// NLM_F_ROOT | NLM_F_MATCH.
+pub const NLM_F_DUMP: u16 = 0x300;
 
 /// Address families of nf_tables tables.
 pub const NFPROTO_UNSPEC: u8 = 0;
@@ -120,7 +123,7 @@ impl Message {
 }
 
 /// Append one netlink message: header, nfgenmsg, attributes.
-fn push_message(
+pub(crate) fn push_message(
     out: &mut Vec<u8>,
     ty: u16,
     flags: u16,
@@ -223,6 +226,52 @@ pub fn parse_acks(mut data: &[u8]) -> Option<Vec<Ack>> {
                 errno: code.checked_neg().unwrap_or(i32::MAX),
             });
         }
+        let next = align4(len).min(data.len());
+        data = &data[next..];
+    }
+    Some(out)
+}
+
+/// One netlink message of a datagram: its type, sequence number, and what
+/// follows its header.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Received<'a> {
+    pub ty: u16,
+    pub seq: u32,
+    pub payload: &'a [u8],
+}
+
+/// Split one datagram into its netlink messages; `None` if malformed.
+pub fn parse_messages(mut data: &[u8]) -> Option<Vec<Received<'_>>> {
+    let mut out = Vec::new();
+    while data.len() >= NLMSG_HDRLEN {
+        let len = u32::from_ne_bytes(data[0..4].try_into().ok()?) as usize;
+        let ty = u16::from_ne_bytes(data[4..6].try_into().ok()?);
+        let seq = u32::from_ne_bytes(data[8..12].try_into().ok()?);
+        if len < NLMSG_HDRLEN || len > data.len() {
+            return None;
+        }
+        out.push(Received {
+            ty,
+            seq,
+            payload: &data[NLMSG_HDRLEN..len],
+        });
+        let next = align4(len).min(data.len());
+        data = &data[next..];
+    }
+    Some(out)
+}
+
+/// The attributes in `data` as (type without flags, payload); `None` if malformed.
+pub fn parse_attrs(mut data: &[u8]) -> Option<Vec<(u16, &[u8])>> {
+    let mut out = Vec::new();
+    while data.len() >= 4 {
+        let len = u16::from_ne_bytes(data[0..2].try_into().ok()?) as usize;
+        let ty = u16::from_ne_bytes(data[2..4].try_into().ok()?) & 0x3fff;
+        if len < 4 || len > data.len() {
+            return None;
+        }
+        out.push((ty, &data[4..len]));
         let next = align4(len).min(data.len());
         data = &data[next..];
     }

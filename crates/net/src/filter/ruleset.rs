@@ -47,6 +47,7 @@ pub(crate) const NFTA_HOOK_PRIORITY: u16 = 2;
 pub(crate) const NFTA_RULE_TABLE: u16 = 1;
 pub(crate) const NFTA_RULE_CHAIN: u16 = 2;
 pub(crate) const NFTA_RULE_EXPRESSIONS: u16 = 4;
+pub(crate) const NFTA_RULE_USERDATA: u16 = 7;
 pub(crate) const NFTA_SET_TABLE: u16 = 1;
 pub(crate) const NFTA_SET_NAME: u16 = 2;
 pub(crate) const NFTA_SET_FLAGS: u16 = 3;
@@ -331,16 +332,55 @@ pub fn port_rules(id: &PortIdentity) -> Vec<Vec<Expr>> {
 /// Table, map and base chain (created if missing, base rules replaced), then
 /// the port's chain (created if missing, rules replaced) and its map element.
 /// One batch: the kernel applies all of it or nothing, one batch at a time.
+#[cfg(test)]
 pub fn install_port(host_if: &str, id: &PortIdentity) -> Vec<Message> {
+    install_port_with(host_if, id, true)
+}
+
+/// The base chain's rules, each with its tag (see `crate::nat::ruleset::rule_tag`).
+fn tagged_base_rules() -> Vec<(Message, Vec<u8>)> {
+    base_rules()
+        .iter()
+        .enumerate()
+        .map(|(n, r)| {
+            let mut m = rule_msg(BASE_CHAIN, n + 1, r);
+            let tag = crate::nat::ruleset::rule_tag(n + 1, m.attrs.bytes());
+            m.attrs.put(NFTA_RULE_USERDATA, &tag);
+            (m, tag)
+        })
+        .collect()
+}
+
+/// What the table's shared part (the base chain and its rules) looks like
+/// when this build wrote it.
+pub fn base_shape() -> crate::nat::ruleset::Shape {
+    use crate::nat::ruleset::{ChainShape, Shape};
+    Shape {
+        chains: vec![ChainShape {
+            name: BASE_CHAIN.to_string(),
+            base: Some((
+                HOOK_PREROUTING,
+                PRIORITY_FILTER,
+                super::expr::NF_ACCEPT as u32,
+                "filter".to_string(),
+            )),
+        }],
+        rules: vec![(
+            BASE_CHAIN.to_string(),
+            tagged_base_rules().into_iter().map(|(_, t)| t).collect(),
+        )],
+    }
+}
+
+/// [`install_port`]; with `rewrite_base` false the base chain's rules are
+/// left as they are (issue 11: the caller read them back and found them
+/// exactly as [`base_shape`] says, so nothing is deleted on this path).
+pub fn install_port_with(host_if: &str, id: &PortIdentity, rewrite_base: bool) -> Vec<Message> {
     let chain = port_chain(host_if);
-    let mut msgs = vec![
-        table_msg(),
-        ports_map_msg(),
-        base_chain_msg(),
-        flush_msg(BASE_CHAIN),
-    ];
-    for (n, r) in base_rules().iter().enumerate() {
-        msgs.push(rule_msg(BASE_CHAIN, n + 1, r));
+    let mut msgs = vec![table_msg(), ports_map_msg(), base_chain_msg()];
+    if rewrite_base {
+        msgs.push(flush_msg(BASE_CHAIN));
+        msgs.extend(tagged_base_rules().into_iter().map(|(m, _)| m));
     }
     msgs.push(chain_msg(
         MsgType::NewChain,

@@ -70,6 +70,98 @@ const UPLINKS_ID: u32 = 1;
 const TCP_ID: u32 = 2;
 const UDP_ID: u32 = 3;
 
+/// The base chains of the fixed part: name, type, hook, priority.
+const BASE_CHAINS: [(&str, &str, u32, i32); 4] = [
+    ("prerouting", "nat", HOOK_PREROUTING, PRIO_DSTNAT),
+    ("output", "nat", HOOK_OUTPUT, PRIO_DSTNAT),
+    ("postrouting", "nat", HOOK_POSTROUTING, PRIO_SRCNAT),
+    ("forward", "filter", HOOK_FORWARD, PRIO_FILTER),
+];
+const NF_ACCEPT_POLICY: u32 = crate::filter::expr::NF_ACCEPT as u32;
+const NFTA_RULE_USERDATA: u16 = 7;
+/// NFTNL_UDATA_RULE_COMMENT: `nft list` shows the tag as the rule's comment.
+const UDATA_RULE_COMMENT: u8 = 0;
+
+/// The userdata of rule `n` of the fixed part, built from its message's
+/// attributes (table, chain, expressions): the comment
+/// `tupperware:<FNV-1a 64 of them>` in nftnl's userdata format. A rule whose
+/// tag is not what this build would write was not written by it (an
+/// administrator's, an older build's, or a replaced one).
+pub fn rule_tag(n: usize, attrs: &[u8]) -> Vec<u8> {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in (n as u64).to_le_bytes().iter().chain(attrs) {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    let mut comment = format!("tupperware:{h:016x}").into_bytes();
+    comment.push(0);
+    let mut v = vec![UDATA_RULE_COMMENT, comment.len() as u8];
+    v.extend_from_slice(&comment);
+    v
+}
+
+/// A chain of the fixed part: its name and, for a base chain, its hook,
+/// priority, policy and type.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChainShape {
+    pub name: String,
+    pub base: Option<(u32, i32, u32, String)>,
+}
+
+/// What the fixed part of the table looks like: its chains, and the tags of
+/// each fixed chain's rules in order. Built from what [`setup`] writes, or
+/// read back from the kernel (`crate::nat::observe`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Shape {
+    pub chains: Vec<ChainShape>,
+    pub rules: Vec<(String, Vec<Vec<u8>>)>,
+}
+
+impl Shape {
+    /// Whether `seen` (the table as read from the kernel) holds this fixed
+    /// part exactly: every chain with its hook, priority, policy and type,
+    /// and in every fixed chain exactly these rules in this order, nothing
+    /// more. Other chains (the published ports') are not looked at.
+    pub fn holds_in(&self, seen: &Shape) -> bool {
+        let chains_ok = self
+            .chains
+            .iter()
+            .all(|want| seen.chains.iter().any(|c| c == want));
+        let rules_ok = self.rules.iter().all(|(chain, tags)| {
+            let got: Vec<&Vec<u8>> = seen
+                .rules
+                .iter()
+                .filter(|(c, _)| c == chain)
+                .flat_map(|(_, t)| t)
+                .collect();
+            got.len() == tags.len() && got.iter().zip(tags).all(|(a, b)| *a == b)
+        });
+        chains_ok && rules_ok
+    }
+
+    /// The base chains of `seen` whose hook, priority or type differ from
+    /// ours: an update cannot change those, they are deleted and made again.
+    pub fn rehooked<'a>(&'a self, seen: &Shape) -> Vec<&'a str> {
+        let fixed = |b: &Option<(u32, i32, u32, String)>| {
+            b.as_ref().map(|(h, p, _, t)| (*h, *p, t.clone()))
+        };
+        self.chains
+            .iter()
+            .filter(|want| {
+                seen.chains
+                    .iter()
+                    .any(|c| c.name == want.name && fixed(&c.base) != fixed(&want.base))
+            })
+            .map(|c| c.name.as_str())
+            .collect()
+    }
+}
+
+/// Flush and delete chain `name` (before it is made again).
+pub fn drop_chain(name: &str) -> [Message; 2] {
+    [flush_msg(name), chain_msg(MsgType::DelChain, name)]
+}
+
 fn ports_map(p: Protocol) -> (&'static str, u32, u8) {
     match p {
         Protocol::Tcp => ("tcp-ports", TCP_ID, IPPROTO_TCP),
@@ -158,6 +250,14 @@ fn rule_msg(chain: &str, n: usize, exprs: &[Expr]) -> Message {
     m
 }
 
+/// A rule of the fixed part, carrying its [`rule_tag`] as its userdata.
+fn tagged_rule_msg(chain: &str, n: usize, exprs: &[Expr]) -> (Message, Vec<u8>) {
+    let mut m = rule_msg(chain, n, exprs);
+    let tag = rule_tag(n, m.attrs.bytes());
+    m.attrs.put(NFTA_RULE_USERDATA, &tag);
+    (m, tag)
+}
+
 fn elem_msg(ty: MsgType, set: &str, key: &[u8], data: Option<Verdict>, what: String) -> Message {
     let mut m = msg(ty, what);
     m.attrs
@@ -206,23 +306,43 @@ fn masquerade(parts: &[&[Expr]]) -> Vec<Expr> {
 /// maps and chains, in one batch. `outbound` adds the masquerade of traffic
 /// leaving through the uplinks; without it, containers start no connection
 /// beyond the bridge (replies to published ports still pass).
+#[cfg(test)]
 pub fn setup(bridge: &str, outbound: bool) -> Vec<Message> {
+    fixed(bridge, outbound).0
+}
+
+/// [`setup`]'s messages and the [`Shape`] they give the table.
+pub fn fixed(bridge: &str, outbound: bool) -> (Vec<Message>, Shape) {
+    let mut shape = Shape::default();
+    for (name, kind, hook, priority) in BASE_CHAINS {
+        shape.chains.push(ChainShape {
+            name: name.to_string(),
+            base: Some((hook, priority, NF_ACCEPT_POLICY, kind.to_string())),
+        });
+    }
+    shape.chains.push(ChainShape {
+        name: PUBLISHED.to_string(),
+        base: None,
+    });
     let mut msgs = vec![
         table_msg(),
         set_msg(UPLINKS, UPLINKS_ID, TYPE_IFNAME, IFNAMSIZ, false),
         set_msg("tcp-ports", TCP_ID, TYPE_INET_SERVICE, 2, true),
         set_msg("udp-ports", UDP_ID, TYPE_INET_SERVICE, 2, true),
         chain_msg(MsgType::NewChain, PUBLISHED),
-        base_chain_msg("prerouting", "nat", HOOK_PREROUTING, PRIO_DSTNAT),
-        base_chain_msg("output", "nat", HOOK_OUTPUT, PRIO_DSTNAT),
-        base_chain_msg("postrouting", "nat", HOOK_POSTROUTING, PRIO_SRCNAT),
-        base_chain_msg("forward", "filter", HOOK_FORWARD, PRIO_FILTER),
     ];
+    for (name, kind, hook, priority) in BASE_CHAINS {
+        msgs.push(base_chain_msg(name, kind, hook, priority));
+    }
     let mut chain = |name: &str, rules: Vec<Vec<Expr>>| {
         msgs.push(flush_msg(name));
+        let mut tags = Vec::new();
         for (n, r) in rules.iter().enumerate() {
-            msgs.push(rule_msg(name, n + 1, r));
+            let (m, tag) = tagged_rule_msg(name, n + 1, r);
+            msgs.push(m);
+            tags.push(tag);
         }
+        shape.rules.push((name.to_string(), tags));
     };
     let dispatch = |p: Protocol| {
         let (set, set_id, proto) = ports_map(p);
@@ -283,7 +403,7 @@ pub fn setup(bridge: &str, outbound: bool) -> Vec<Message> {
         ));
     }
     chain("forward", forward);
-    msgs
+    (msgs, shape)
 }
 
 /// Add `uplink` to the set of interfaces whose forwarding tupper-net turned on.
@@ -369,6 +489,110 @@ mod tests {
         assert!(off
             .iter()
             .any(|m| m.what == "add rule 2 of chain ip tupperware forward"));
+    }
+
+    /// What the kernel would show after applying `setup`.
+    fn as_written(bridge: &str, outbound: bool) -> Shape {
+        fixed(bridge, outbound).1
+    }
+
+    #[test]
+    fn the_table_as_written_is_left_alone() {
+        let (msgs, want) = fixed("tupper0", true);
+        assert!(want.holds_in(&as_written("tupper0", true)));
+        assert!(want.rehooked(&as_written("tupper0", true)).is_empty());
+        // Every rule carries its tag, and the tags differ.
+        let rules: Vec<_> = msgs.iter().filter(|m| m.ty == MsgType::NewRule).collect();
+        let tags: Vec<_> = want.rules.iter().flat_map(|(_, t)| t).collect();
+        assert_eq!(rules.len(), tags.len());
+        let mut unique = tags.clone();
+        unique.sort();
+        unique.dedup();
+        assert_eq!(unique.len(), tags.len());
+        // Published ports' chains are not the fixed part's business.
+        let mut seen = as_written("tupper0", true);
+        seen.chains.push(ChainShape {
+            name: port_chain(Protocol::Tcp, 8080),
+            base: None,
+        });
+        seen.rules
+            .push((port_chain(Protocol::Tcp, 8080), vec![vec![]]));
+        assert!(want.holds_in(&seen));
+    }
+
+    #[test]
+    fn hostile_a_missing_or_altered_table_is_rewritten() {
+        let want = as_written("tupper0", true);
+        // After `nft flush ruleset` or an uninstall: nothing.
+        assert!(!want.holds_in(&Shape::default()));
+        // Another configuration (outbound off, another bridge).
+        assert!(!want.holds_in(&as_written("tupper0", false)));
+        assert!(!want.holds_in(&as_written("tupper1", true)));
+        // An administrator's rule put before ours (nft writes no tag, or its comment).
+        let mut seen = as_written("tupper0", true);
+        let fwd = seen.rules.iter_mut().find(|(c, _)| c == "forward").unwrap();
+        fwd.1.insert(0, Vec::new());
+        assert!(!want.holds_in(&seen));
+        // A rule of ours replaced by another (its tag is gone) or removed.
+        let mut seen = as_written("tupper0", true);
+        let post = seen
+            .rules
+            .iter_mut()
+            .find(|(c, _)| c == "postrouting")
+            .unwrap();
+        post.1[0] = b"\0\x05other".to_vec();
+        assert!(!want.holds_in(&seen));
+        let mut seen = as_written("tupper0", true);
+        seen.rules
+            .iter_mut()
+            .find(|(c, _)| c == "forward")
+            .unwrap()
+            .1
+            .pop();
+        assert!(!want.holds_in(&seen));
+        // The forward chain's policy turned to drop, or the chain hooked elsewhere.
+        let mut seen = as_written("tupper0", true);
+        let fwd = seen
+            .chains
+            .iter_mut()
+            .find(|c| c.name == "forward")
+            .unwrap();
+        fwd.base.as_mut().unwrap().2 = 0;
+        assert!(!want.holds_in(&seen));
+        assert!(
+            want.rehooked(&seen).is_empty(),
+            "a policy is updated in place"
+        );
+        let mut seen = as_written("tupper0", true);
+        let fwd = seen
+            .chains
+            .iter_mut()
+            .find(|c| c.name == "forward")
+            .unwrap();
+        fwd.base.as_mut().unwrap().1 = 10;
+        assert!(!want.holds_in(&seen));
+        assert_eq!(want.rehooked(&seen), ["forward"]);
+        // The published chain made a base chain.
+        let mut seen = as_written("tupper0", true);
+        let p = seen
+            .chains
+            .iter_mut()
+            .find(|c| c.name == PUBLISHED)
+            .unwrap();
+        p.base = Some((HOOK_PREROUTING, 0, 1, "nat".into()));
+        assert!(!want.holds_in(&seen));
+        assert_eq!(want.rehooked(&seen), [PUBLISHED]);
+    }
+
+    #[test]
+    fn tags_are_nft_comments() {
+        let t = rule_tag(1, b"abc");
+        assert_eq!(t[0], UDATA_RULE_COMMENT);
+        assert_eq!(t[1] as usize, t.len() - 2);
+        assert_eq!(t.last(), Some(&0));
+        assert!(t[2..].starts_with(b"tupperware:"));
+        assert_ne!(rule_tag(1, b"abc"), rule_tag(2, b"abc"));
+        assert_ne!(rule_tag(1, b"abc"), rule_tag(1, b"abd"));
     }
 
     #[test]
