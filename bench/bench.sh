@@ -175,7 +175,8 @@ cleanup() {
     if [ "$installed" = 1 ]; then
         remove_store
         "$repo/packaging/uninstall.sh" --prefix "$PREFIX" --sysconfdir "$SYSCONF" >/dev/null || true
-        rmdir "$PREFIX/bin" "$PREFIX/libexec" "$PREFIX" 2>/dev/null || true
+        # What uninstall.sh leaves: empty directories of our own prefix.
+        [ -d "$PREFIX" ] && find "$PREFIX" -depth -type d -empty -delete 2>/dev/null || true
     fi
     rm -rf "$work"
 }
