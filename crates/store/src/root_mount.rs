@@ -58,20 +58,38 @@ pub fn mount(store: &Store, uid: u32, container: &str) -> Result<OwnedFd> {
 /// processes is still there). Writes through such a mount would land in a
 /// deleted subvolume whose quota groups go away with it. Asked the kernel's
 /// way: `index=on` refuses a second overlay over an upper layer in use.
+///
+/// A container's last processes (an `exec`'d one that joined its mount
+/// namespace from outside its pid namespace, say) can still be exiting
+/// when its monitor removes it: the answer is awaited for a bounded time
+/// ([`IN_USE_WAIT`]) before the removal is refused.
 pub fn ensure_unused(store: &Store, uid: u32, container: &str) -> Result<()> {
     let Ok(upper) = open_upper(store, uid, container) else {
         return Ok(());
     };
-    match overlay(store, uid, container, &upper)? {
-        Err(e) if e.raw_os_error() == Some(libc::EBUSY) => Err(Error::Busy(format!(
-            "the root of container {container:?} is still in use (a process of yours holds \
-             it, or one of the container's is still running); end it and remove again"
-        ))),
-        // Made and, with its only descriptor, gone again; or not makeable
-        // for another reason, which does not keep a removal from going on.
-        _ => Ok(()),
+    let deadline = std::time::Instant::now() + IN_USE_WAIT;
+    loop {
+        match overlay(store, uid, container, &upper)? {
+            Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {
+                if std::time::Instant::now() >= deadline {
+                    return Err(Error::Busy(format!(
+                        "the root of container {container:?} is still in use (a process of \
+                         yours holds it, or one of the container's is still running); end it \
+                         and remove again"
+                    )));
+                }
+                std::thread::sleep(std::time::Duration::from_millis(25));
+            }
+            // Made and, with its only descriptor, gone again; or not
+            // makeable for another reason, which does not keep a removal
+            // from going on.
+            _ => return Ok(()),
+        }
     }
 }
+
+/// How long a removal waits for a root's last overlay to go.
+const IN_USE_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
 
 fn open_upper(store: &Store, uid: u32, container: &str) -> Result<OwnedFd> {
     let containers = store.user_containers(uid)?;
