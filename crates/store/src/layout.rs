@@ -50,11 +50,17 @@ pub fn recorded_mount(store: &Path, uid: u32, id: &str) -> io::Result<Option<u64
         Err(e) if e.raw_os_error() == Some(libc::ENOENT) => return Ok(None),
         Err(e) => return Err(e),
     };
+    read_mount_record(&dir)
+}
+
+/// The mount id recorded on an open container root (`None`: no record).
+/// Needs CAP_SYS_ADMIN for `trusted.*`.
+pub fn read_mount_record(root: &impl std::os::fd::AsRawFd) -> io::Result<Option<u64>> {
     let mut value = [0u8; 8];
     // SAFETY: a valid descriptor, name and buffer living across the call.
     let n = unsafe {
         libc::fgetxattr(
-            std::os::fd::AsRawFd::as_raw_fd(&dir),
+            root.as_raw_fd(),
             MOUNT_XATTR.as_ptr(),
             value.as_mut_ptr().cast(),
             value.len(),

@@ -27,7 +27,7 @@ use tupper_sys::fsmount::{unique_mount_id, FsContext};
 
 use crate::capabilities::{with_caps, JOIN, OVERLAY};
 use crate::error::{Error, Result};
-use crate::fsutil::{ensure_root_dir_at, exists_at, open_dir_at};
+use crate::fsutil::{ensure_root_dir_at, open_dir_at};
 use crate::store::Store;
 
 use crate::layout::MOUNT_XATTR;
@@ -92,13 +92,7 @@ pub fn ensure_unused(store: &Store, uid: u32, container: &str) -> Result<()> {
 const IN_USE_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
 
 fn open_upper(store: &Store, uid: u32, container: &str) -> Result<OwnedFd> {
-    let containers = store.user_containers(uid)?;
-    if !exists_at(&containers, container)? {
-        return Err(Error::NotFound(format!(
-            "container {container:?} not found"
-        )));
-    }
-    open_dir_at(&containers, container, "the container root")
+    crate::copy_in::open_root(store, uid, container)
 }
 
 /// The overlay of `upper` (the outer `Result`: the store's own steps; the
@@ -195,25 +189,8 @@ fn remove_tree_at(dir: &OwnedFd, name: &str) -> Result<()> {
 /// The mount id recorded on a container root (`None`: never mounted).
 fn recorded(upper: &OwnedFd) -> Result<Option<u64>> {
     with_caps(&[Capability::CAP_SYS_ADMIN], || {
-        let mut value = [0u8; 8];
-        // SAFETY: a valid descriptor, name and buffer living across the call.
-        let n = unsafe {
-            libc::fgetxattr(
-                upper.as_raw_fd(),
-                MOUNT_XATTR.as_ptr(),
-                value.as_mut_ptr().cast(),
-                value.len(),
-            )
-        };
-        if n < 0 {
-            return match Errno::last() {
-                Errno::ENODATA | Errno::ERANGE => Ok(None),
-                e => Err(Error::sys("cannot read the container root's mount record")(
-                    e,
-                )),
-            };
-        }
-        Ok((n == 8).then(|| u64::from_le_bytes(value)))
+        crate::layout::read_mount_record(upper)
+            .map_err(Error::io("cannot read the container root's mount record"))
     })
 }
 
