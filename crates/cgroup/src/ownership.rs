@@ -54,9 +54,28 @@ impl Process {
 /// Check that `pid` runs in a user namespace owned by `uid` other than ours.
 /// Root's containers may share our user namespace: for root, any live
 /// process other than init qualifies (root can move processes anyway).
+///
+/// Issue 11: a container init is placed while it sets itself up. Changing
+/// its credentials there makes it briefly not dumpable (the kernel resets
+/// that on every change; the init sets it again at once), and then its
+/// namespaces cannot be read: a live process whose namespace cannot be read
+/// is asked again for at most [`UNREADABLE_WAIT`]. Any other answer is final.
 pub fn verify(pid: i32, uid: u32) -> Result<Process> {
-    check(pid, uid).ok_or(Error::NotYourContainer { pid })
+    let deadline = std::time::Instant::now() + UNREADABLE_WAIT;
+    loop {
+        match look(pid, uid) {
+            Look::Ours(p) => return Ok(p),
+            Look::Unreadable if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_micros(500));
+            }
+            Look::Unreadable | Look::NotOurs => return Err(Error::NotYourContainer { pid }),
+        }
+    }
 }
+
+/// How long [`verify`] asks again about a live process whose namespace it
+/// may not read.
+const UNREADABLE_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// For `Join` (`exec`): a container process of the caller as [`verify`]
 /// says, or a process all of whose uids are the caller's — the `exec`
@@ -87,25 +106,58 @@ fn own_process(pid: i32, uid: u32) -> Option<Process> {
 }
 
 fn check(pid: i32, uid: u32) -> Option<Process> {
-    if pid <= 1 {
-        return None;
+    match look(pid, uid) {
+        Look::Ours(p) => Some(p),
+        _ => None,
     }
-    let pidfd = pidfd::open(pid).ok()?;
+}
+
+/// What [`look`] found.
+enum Look {
+    Ours(Process),
+    NotOurs,
+    /// Alive, but its user namespace cannot be read (not dumpable).
+    Unreadable,
+}
+
+fn look(pid: i32, uid: u32) -> Look {
+    if pid <= 1 {
+        return Look::NotOurs;
+    }
+    let Ok(pidfd) = pidfd::open(pid) else {
+        return Look::NotOurs;
+    };
     if uid != 0 {
-        let userns = user_ns(&pidfd, pid)?;
-        let mine = OwnedFd::from(std::fs::File::open("/proc/self/ns/user").ok()?);
-        if ino(&userns)? == ino(&mine)? {
-            return None;
+        let Some(userns) = user_ns(&pidfd, pid) else {
+            return if pidfd::is_alive(&pidfd) {
+                Look::Unreadable
+            } else {
+                Look::NotOurs
+            };
+        };
+        let Some(mine) = std::fs::File::open("/proc/self/ns/user")
+            .ok()
+            .map(OwnedFd::from)
+        else {
+            return Look::NotOurs;
+        };
+        match (ino(&userns), ino(&mine)) {
+            (Some(theirs), Some(ours)) if theirs != ours => {}
+            _ => return Look::NotOurs,
         }
         let mut owner: libc::uid_t = u32::MAX;
         // SAFETY: NS_GET_OWNER_UID writes one uid_t.
         if unsafe { libc::ioctl(userns.as_raw_fd(), NS_GET_OWNER_UID as _, &mut owner) } != 0
             || owner != uid
         {
-            return None;
+            return Look::NotOurs;
         }
     }
-    pidfd::is_alive(&pidfd).then_some(Process { pid, pidfd })
+    if pidfd::is_alive(&pidfd) {
+        Look::Ours(Process { pid, pidfd })
+    } else {
+        Look::NotOurs
+    }
 }
 
 #[cfg(test)]

@@ -76,9 +76,12 @@ pub fn clone_init(user_namespace: bool, host_network: bool) -> Result<Forked, Er
     Ok(Forked::Parent { pid, pidfd })
 }
 
-/// Helper side: write the id maps when the init is ready for them, wait for
-/// its setup, and kill it if anything fails.
+/// Helper side: once the init is ready (it made itself dumpable, so the
+/// other helpers' checks of it work), tell the supervisor its pid (issue
+/// 11: its cgroups are joined while it sets itself up); write the id maps,
+/// wait for its setup, and kill it if anything fails.
 pub fn see_through_setup(
+    chan: &mut proto::Channel,
     pid: i32,
     pidfd: &OwnedFd,
     mut sync: ParentEnd,
@@ -86,6 +89,7 @@ pub fn see_through_setup(
 ) -> Result<NsReply, Error> {
     let result = (|| {
         sync.wait_ready()?;
+        chan.send(&Ok::<NsReply, proto::RemoteError>(NsReply::Cloned { pid }))?;
         if let Some(mapping) = &mapping {
             idmap::write(pid, pidfd, mapping)?;
         }

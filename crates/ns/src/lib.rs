@@ -15,8 +15,11 @@
 //!    path), refuse anything but an overlay, make it the current directory;
 //! 4. create the sync pipes and clone the init into its namespaces
 //!    (`CLONE_PARENT`: it is the supervisor's child);
-//! 5. write its uid/gid maps, wait for "setup done", reply `Spawned { pid }`
-//!    (or the error, killing the init) and exit.
+//! 5. once it is ready (dumpable: other helpers may look at it), tell its
+//!    pid (`Cloned { pid }`: issue 11, the supervisor has it join its
+//!    cgroups while it sets itself up), write its uid/gid maps, wait for
+//!    "setup done", reply `Spawned { pid }` (or the error, killing the init)
+//!    and exit.
 //!
 //! Init (see `init/`):
 //! 6. dumpable, "ready", wait for maps, become container root, dumpable again;
@@ -84,10 +87,11 @@ pub fn serve() -> Result<Served, tupper_helper::Error> {
                 mapping.is_some(),
                 &caller_limits,
             ),
-            // 5. Maps, "setup done", reply.
+            // 5. "Cloned" once the init is ready (the supervisor has it
+            //    join its cgroups meanwhile), then maps, "setup done", reply.
             Forked::Parent { pid, pidfd } => {
                 drop(root);
-                clone::see_through_setup(pid, &pidfd, pipes.into_parent(), mapping)
+                clone::see_through_setup(chan, pid, &pidfd, pipes.into_parent(), mapping)
             }
         }
     })

@@ -165,9 +165,22 @@ impl Channel {
 
     /// Send our `Hello` and check the peer's.
     pub fn handshake(&mut self) -> Result<(), Error> {
+        self.greet()?;
+        self.expect_greeting()
+    }
+
+    /// The first half of [`Channel::handshake`]: our `Hello`. A supervisor
+    /// that starts a helper before it needs it (issue 11) says it at once
+    /// and reads the answer with [`Channel::expect_greeting`] when it first
+    /// talks to the helper, so the helper's start-up overlaps its own work.
+    pub fn greet(&mut self) -> Result<(), Error> {
         self.send(&Hello {
             version: PROTOCOL_VERSION,
-        })?;
+        })
+    }
+
+    /// The second half of [`Channel::handshake`]: their `Hello`, of our version.
+    pub fn expect_greeting(&mut self) -> Result<(), Error> {
         let theirs: Hello = self.recv()?;
         if theirs.version != PROTOCOL_VERSION {
             return Err(Error::VersionMismatch {

@@ -71,7 +71,15 @@ pub enum StorageRequest {
     /// with `Done`; or with one error. The container sees only the overlay,
     /// so no process of the caller ever holds a directory of the btrfs store
     /// (whose subvolume ioctls would let it choose its own quota groups).
-    MountRoot { container: String },
+    MountRoot {
+        container: String,
+        /// Issue 11: the container is removed when it ends (`run --rm`).
+        /// Its overlay is mounted `volatile`: nothing inside it reaches the
+        /// disk by `fsync`, and its end does not sync the whole store (which
+        /// costs a start and stop milliseconds, more with other containers
+        /// writing). A root discarded at its end needs neither.
+        transient: bool,
+    },
     /// `Snapshot` with the container's own disk size (`run --storage-opt
     /// size=`), in bytes; refused above the policy's `disk`. Plain `Snapshot`
     /// takes the policy's value.
@@ -229,8 +237,11 @@ pub struct SpawnRequest {
 
 /// Requests to `tupper-ns`.
 ///
-/// `Spawn` is answered by the helper with `NsReply::Spawned` once the
-/// container init sits in its namespaces, pivoted into its root, waiting.
+/// `Spawn` is answered by the helper first with `NsReply::Cloned` as soon as
+/// the container init exists (issue 11: the supervisor has it join its
+/// cgroups while it sets itself up), then with `NsReply::Spawned` once the
+/// init sits in its namespaces, pivoted into its root, waiting (or with the
+/// error, the init killed).
 /// The helper then exits; the container init (a child of the supervisor)
 /// keeps the channel and waits for `Start`. On `Start` it executes the
 /// command: success closes the channel (close-on-exec) with no reply; a
@@ -244,7 +255,10 @@ pub enum NsRequest {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum NsReply {
-    /// Host pid of the container init.
+    /// Issue 11: the container init was cloned (host pid); its setup goes
+    /// on, and `Spawned` or an error follows.
+    Cloned { pid: i32 },
+    /// Host pid of the container init, set up and waiting for `Start`.
     Spawned { pid: i32 },
     /// With `tty`: the first answer to `Start`, carrying the master side of
     /// the terminal the init made in the container's own devpts (the

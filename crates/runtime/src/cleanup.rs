@@ -1,10 +1,11 @@
 //! Giving back what a container took: its lease and (with `--rm`) its root.
 //! Also run at the start of every `run` for containers whose supervisor died.
 
+use proto::cgroup::{CgroupReply, CgroupRequest};
 use proto::{ErrorKind, NetReply, NetRequest, StorageReply, StorageRequest};
 
 use crate::error::Error;
-use crate::helpers::{call_once, Helper};
+use crate::helpers::{call_once, Helper, HelperProcess, HelperStdio};
 use crate::records::{Record, Records, Status};
 
 fn already_gone(e: &Error) -> bool {
@@ -32,16 +33,48 @@ pub fn settle(
 
 /// Release the lease and, for `--rm` containers, the snapshot. Returns whether
 /// everything was released.
+///
+/// Issue 11: the helpers that give things back are independent of each
+/// other: they are started together and asked at once, then answered in turn,
+/// so their start-up and their waits in the kernel overlap.
 fn release(rec: &mut Record, snapshot_exists: bool) -> bool {
-    let mut ok = true;
     // Issue 9: the container's cgroups, and whether the OOM killer struck.
-    if rec.cgroups {
-        match crate::limits::remove(&rec.id) {
-            Ok(oom) => {
-                if oom {
+    let cgroup = rec.cgroups.then(|| {
+        ask(
+            Helper::Cgroup,
+            &CgroupRequest::Remove {
+                container: rec.id.clone(),
+            },
+        )
+    });
+    let net = rec.network_attached.then(|| {
+        ask(
+            Helper::Net,
+            &NetRequest::Release {
+                container: rec.id.clone(),
+            },
+        )
+    });
+    let root = (rec.remove_on_exit && snapshot_exists).then(|| {
+        ask(
+            Helper::Storage,
+            &StorageRequest::RemoveContainer {
+                container: rec.id.clone(),
+            },
+        )
+    });
+    let mut ok = true;
+    if let Some(asked) = cgroup {
+        match answer::<CgroupReply>(asked) {
+            Ok(CgroupReply::Removed { oom_kills, .. }) => {
+                if oom_kills > 0 {
                     rec.oom_killed = Some(true);
                 }
                 rec.cgroups = false;
+            }
+            Ok(_) => {
+                eprintln!("tupper: cgroup: unexpected reply to Remove");
+                ok = false;
             }
             Err(e) => {
                 eprintln!("tupper: {e}");
@@ -49,14 +82,8 @@ fn release(rec: &mut Record, snapshot_exists: bool) -> bool {
             }
         }
     }
-    if rec.network_attached {
-        let r: Result<NetReply, _> = call_once(
-            Helper::Net,
-            &NetRequest::Release {
-                container: rec.id.clone(),
-            },
-        );
-        match r {
+    if let Some(asked) = net {
+        match answer::<NetReply>(asked) {
             Err(e) if !already_gone(&e) => {
                 eprintln!("tupper: {e}");
                 ok = false;
@@ -68,20 +95,27 @@ fn release(rec: &mut Record, snapshot_exists: bool) -> bool {
             }
         }
     }
-    if rec.remove_on_exit && snapshot_exists {
-        ok &= remove_root(&rec.id);
+    if let Some(asked) = root {
+        ok &= removed(answer::<StorageReply>(asked));
     }
     ok
 }
 
-/// Remove a container's root filesystem; a missing one counts as removed.
-pub fn remove_root(id: &str) -> bool {
-    let r: Result<StorageReply, _> = call_once(
-        Helper::Storage,
-        &StorageRequest::RemoveContainer {
-            container: id.to_string(),
-        },
-    );
+/// A helper started and asked, its answer still to come.
+fn ask<Req: serde::Serialize>(helper: Helper, req: &Req) -> Result<HelperProcess, Error> {
+    let mut p = HelperProcess::start(helper, HelperStdio::default())?;
+    p.send(req)?;
+    Ok(p)
+}
+
+fn answer<Rep: serde::de::DeserializeOwned>(
+    asked: Result<HelperProcess, Error>,
+) -> Result<Rep, Error> {
+    asked?.recv_reply()
+}
+
+/// Whether a removal of a root counts as done: a missing root does.
+fn removed(r: Result<StorageReply, Error>) -> bool {
     match r {
         Ok(_) => true,
         Err(e) if already_gone(&e) => true,
@@ -90,6 +124,16 @@ pub fn remove_root(id: &str) -> bool {
             false
         }
     }
+}
+
+/// Remove a container's root filesystem; a missing one counts as removed.
+pub fn remove_root(id: &str) -> bool {
+    removed(call_once(
+        Helper::Storage,
+        &StorageRequest::RemoveContainer {
+            container: id.to_string(),
+        },
+    ))
 }
 
 /// Reclaim containers whose monitor is gone (killed, crashed, rebooted): the

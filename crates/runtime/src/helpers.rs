@@ -59,11 +59,23 @@ pub struct HelperProcess {
     pub helper: Helper,
     /// `None` only after [`HelperProcess::into_channel`] took it.
     channel: Option<Channel>,
+    /// Whether the helper's `Hello` was read (see [`HelperProcess::start`]).
+    greeted: bool,
     child: Child,
 }
 
 impl HelperProcess {
+    /// Start a helper and greet it, ready for requests.
     pub fn spawn(helper: Helper, stdio: HelperStdio) -> Result<HelperProcess> {
+        let mut p = HelperProcess::start(helper, stdio)?;
+        p.channel()?;
+        Ok(p)
+    }
+
+    /// Issue 11: start a helper and say our `Hello` without waiting for its
+    /// answer, which is read when we first talk to it: its start-up (exec,
+    /// the helper runtime's hygiene) runs while we do something else.
+    pub fn start(helper: Helper, stdio: HelperStdio) -> Result<HelperProcess> {
         let mut cmd = Command::new(helper.binary());
         cmd.env_clear()
             .stdin(stdio.stdin)
@@ -76,20 +88,37 @@ impl HelperProcess {
             ),
             e => wrap(helper, e),
         })?;
-        let mut p = HelperProcess {
+        let mut channel = channel;
+        channel.greet().map_err(|e| wrap(helper, e))?;
+        Ok(HelperProcess {
             helper,
             channel: Some(channel),
+            greeted: false,
             child,
-        };
-        p.channel()?.handshake().map_err(|e| wrap(helper, e))?;
-        Ok(p)
+        })
     }
 
-    fn channel(&mut self) -> Result<&mut Channel> {
+    /// The channel to send on: a request may follow our `Hello` before the
+    /// helper's answer came (it reads them in order).
+    fn outgoing(&mut self) -> Result<&mut Channel> {
         let helper = self.helper;
         self.channel
             .as_mut()
             .ok_or_else(|| wrap(helper, proto::Error::Closed))
+    }
+
+    /// The channel, once the helper's `Hello` was read and checked.
+    fn channel(&mut self) -> Result<&mut Channel> {
+        let helper = self.helper;
+        let channel = self
+            .channel
+            .as_mut()
+            .ok_or_else(|| wrap(helper, proto::Error::Closed))?;
+        if !self.greeted {
+            channel.expect_greeting().map_err(|e| wrap(helper, e))?;
+            self.greeted = true;
+        }
+        Ok(channel)
     }
 
     /// One request, one reply.
@@ -100,7 +129,7 @@ impl HelperProcess {
 
     pub fn send<Req: Serialize>(&mut self, req: &Req) -> Result<()> {
         let helper = self.helper;
-        self.channel()?.send(req).map_err(|e| wrap(helper, e))
+        self.outgoing()?.send(req).map_err(|e| wrap(helper, e))
     }
 
     /// Issue 11: one frame with a descriptor (SCM_RIGHTS).
@@ -110,7 +139,7 @@ impl HelperProcess {
         fd: std::os::fd::BorrowedFd<'_>,
     ) -> Result<()> {
         let helper = self.helper;
-        self.channel()?
+        self.outgoing()?
             .send_with_fd(req, fd)
             .map_err(|e| wrap(helper, e))
     }

@@ -6,7 +6,7 @@ use proto::cgroup::{CgroupLimits, CgroupReply, CgroupRequest};
 use tupper_config::cgroup_policy::{millicpus, show, Unit};
 
 use crate::error::{Error, Result};
-use crate::helpers::{call_once, Helper};
+use crate::helpers::{call_once, Helper, HelperProcess, HelperStdio};
 
 #[derive(Debug, Clone, Default, clap::Args, serde::Serialize, serde::Deserialize)]
 pub struct LimitFlags {
@@ -120,16 +120,31 @@ fn wrap(e: proto::Error) -> Error {
     crate::helpers::wrap(Helper::Cgroup, e)
 }
 
-/// Put the container init `pid` into its cgroups; the limits in force.
-pub fn create(id: &str, pid: i32, flags: &LimitFlags) -> Result<CgroupLimits> {
-    match call_once::<_, CgroupReply>(
-        Helper::Cgroup,
-        &CgroupRequest::Create {
-            container: id.to_string(),
-            pid,
-            limits: flags.request(),
-        },
-    )? {
+/// Issue 11: the cgroup helper, started before the container init exists
+/// (its start-up overlaps the snapshot and the spawn).
+pub fn start() -> Result<HelperProcess> {
+    HelperProcess::start(Helper::Cgroup, HelperStdio::default())
+}
+
+/// Ask `helper` to put the container init `pid` into its cgroups; the
+/// answer is read by [`created`], so the kernel's work (a move between
+/// cgroups waits for an RCU grace period) overlaps the init's own setup.
+pub fn ask_create(
+    helper: &mut HelperProcess,
+    id: &str,
+    pid: i32,
+    flags: &LimitFlags,
+) -> Result<()> {
+    helper.send(&CgroupRequest::Create {
+        container: id.to_string(),
+        pid,
+        limits: flags.request(),
+    })
+}
+
+/// The answer to [`ask_create`]: the limits in force.
+pub fn created(helper: &mut HelperProcess) -> Result<CgroupLimits> {
+    match helper.recv_reply::<CgroupReply>()? {
         CgroupReply::Created { limits } => Ok(limits),
         _ => Err(Error::user("cgroup: unexpected reply to Create")),
     }
@@ -145,19 +160,6 @@ pub fn join(id: &str, pid: i32) -> Result<()> {
         },
     )
     .map(|_| ())
-}
-
-/// Remove the container's cgroups; whether the OOM killer struck there.
-pub fn remove(id: &str) -> Result<bool> {
-    match call_once::<_, CgroupReply>(
-        Helper::Cgroup,
-        &CgroupRequest::Remove {
-            container: id.to_string(),
-        },
-    )? {
-        CgroupReply::Removed { oom_kills, .. } => Ok(oom_kills > 0),
-        _ => Err(Error::user("cgroup: unexpected reply to Remove")),
-    }
 }
 
 /// The one line `run` prints for a container the OOM killer ended.

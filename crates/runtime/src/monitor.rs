@@ -285,6 +285,13 @@ fn ns_err(e: proto::Error) -> Error {
 impl Monitor<'_> {
     fn set_up(&mut self, rec: &mut Record, launch: Launch, report: &mut Report) -> Result<()> {
         let opts = &launch.opts;
+        // Issue 11: the cgroup helper starts first; it is asked once the
+        // init exists, and works while the init sets itself up.
+        let mut cgroup = if crate::limits::enabled() {
+            Some(crate::limits::start()?)
+        } else {
+            None
+        };
         // One storage helper: the snapshot (first start) and the root's mount.
         let mut storage = HelperProcess::spawn(Helper::Storage, HelperStdio::default())?;
         if launch.fresh {
@@ -304,7 +311,7 @@ impl Monitor<'_> {
             self.snapshot = true;
         }
         // Issue 9: the root as an overlay, never a directory of the store.
-        let root = crate::root_mount::mount(&mut storage, &rec.id)?;
+        let root = crate::root_mount::mount(&mut storage, &rec.id, rec.remove_on_exit)?;
         drop(storage);
         let hostname = opts
             .hostname
@@ -347,11 +354,22 @@ impl Monitor<'_> {
         })))?;
         ns.send_with_fd(&proto::ContainerRoot, std::os::fd::AsFd::as_fd(&root))?;
         drop(root);
-        let reply: NsReply = ns.recv_reply()?;
-        let NsReply::Spawned { pid } = reply else {
+        let NsReply::Cloned { pid } = ns.recv_reply()? else {
             return Err(Error::user("ns: unexpected reply to Spawn"));
         };
         rec.init = ProcessId::of(pid);
+        // Issue 9: the init joins its cgroups before it executes anything;
+        // issue 11: asked now, done while the init sets itself up.
+        if let Some(helper) = cgroup.as_mut() {
+            rec.cgroups = true;
+            rec.oom_killed = None;
+            self.save(rec)?;
+            crate::limits::ask_create(helper, &rec.id, pid, &opts.limits)?;
+        }
+        match ns.recv_reply()? {
+            NsReply::Spawned { pid: spawned } if spawned == pid => {}
+            _ => return Err(Error::user("ns: unexpected reply to Spawn")),
+        }
         let mut channel = ns.into_channel()?;
         let pidfd = PidFd::open(pid).map_err(|e| Error::io("open the container process", e))?;
         rec.status = Status::Running;
@@ -384,12 +402,9 @@ impl Monitor<'_> {
             crate::etc_files::refresh_neighbours(self.state);
         }
 
-        // Issue 9: the init joins its cgroups before it executes anything.
-        if crate::limits::enabled() {
-            rec.cgroups = true;
-            rec.oom_killed = None;
-            self.save(rec)?;
-            rec.limits = Some(Box::new(crate::limits::create(&rec.id, pid, &opts.limits)?));
+        // Issue 9: in its cgroups before `Start`.
+        if let Some(mut helper) = cgroup.take() {
+            rec.limits = Some(Box::new(crate::limits::created(&mut helper)?));
             self.save(rec)?;
         }
 

@@ -13,9 +13,12 @@ use crate::helpers::{wrap, Helper, HelperProcess};
 
 /// Ask `storage` (a storage helper session) to mount container `id`'s root;
 /// the descriptor is the root of a mount attached nowhere.
-pub fn mount(storage: &mut HelperProcess, id: &str) -> Result<OwnedFd> {
+/// `transient`: the container is removed when it ends (`--rm`; see
+/// [`StorageRequest::MountRoot`]).
+pub fn mount(storage: &mut HelperProcess, id: &str, transient: bool) -> Result<OwnedFd> {
     storage.send(&StorageRequest::MountRoot {
         container: id.to_string(),
+        transient,
     })?;
     let (first, fd) = storage.recv_with_fd::<std::result::Result<StorageReply, RemoteError>>()?;
     let fd = match (first, fd) {

@@ -75,9 +75,12 @@ pub fn handle(chan: &mut Channel, ctx: &Context, req: StorageRequest) -> Result<
             copy_in::run(chan, ctx.caller, || ctx.store(), &container, running)
         }
         // --- disk quota (issue 9) ---
-        StorageRequest::MountRoot { container } => {
+        StorageRequest::MountRoot {
+            container,
+            transient,
+        } => {
             validate::container_id(&container)?;
-            let mnt = root_mount::mount(&ctx.store()?, uid, &container)?;
+            let mnt = root_mount::mount(&ctx.store()?, uid, &container, transient)?;
             // The mount travels with its own frame; the reply proper follows.
             chan.send_with_fd(
                 &Ok::<_, proto::RemoteError>(StorageReply::RootMount),

@@ -34,15 +34,16 @@ use crate::layout::MOUNT_XATTR;
 
 /// Mount the caller's container root `container`; the descriptor is the
 /// root of a mount attached nowhere.
-pub fn mount(store: &Store, uid: u32, container: &str) -> Result<OwnedFd> {
+pub fn mount(store: &Store, uid: u32, container: &str, transient: bool) -> Result<OwnedFd> {
     let upper = open_upper(store, uid, container)?;
-    let mnt = overlay(store, uid, container, &upper)?.map_err(|e| match e.raw_os_error() {
-        Some(libc::EBUSY) => Error::Busy(format!(
-            "the root of container {container:?} is still mounted for an earlier start \
+    let mnt =
+        overlay(store, uid, container, &upper, transient)?.map_err(|e| match e.raw_os_error() {
+            Some(libc::EBUSY) => Error::Busy(format!(
+                "the root of container {container:?} is still mounted for an earlier start \
              (a process of it may still be running); try again when it has ended"
-        )),
-        _ => Error::io("cannot mount the container root (overlay)")(e),
-    })?;
+            )),
+            _ => Error::io("cannot mount the container root (overlay)")(e),
+        })?;
     let id = unique_mount_id(mnt.as_raw_fd(), c"", libc::AT_EMPTY_PATH)
         .map_err(Error::io("cannot name the container root's mount"))?
         .ok_or_else(|| Error::Other {
@@ -69,7 +70,8 @@ pub fn ensure_unused(store: &Store, uid: u32, container: &str) -> Result<()> {
     };
     let deadline = std::time::Instant::now() + IN_USE_WAIT;
     loop {
-        match overlay(store, uid, container, &upper)? {
+        // Volatile: this probe's end must not sync the store either.
+        match overlay(store, uid, container, &upper, true)? {
             Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {
                 if std::time::Instant::now() >= deadline {
                     return Err(Error::Busy(format!(
@@ -96,18 +98,27 @@ fn open_upper(store: &Store, uid: u32, container: &str) -> Result<OwnedFd> {
 }
 
 /// The overlay of `upper` (the outer `Result`: the store's own steps; the
-/// inner one: the kernel's answer to the mount).
+/// inner one: the kernel's answer to the mount). `volatile` (issue 11): no
+/// sync reaches the store through it, and its end syncs nothing.
 fn overlay(
     store: &Store,
     uid: u32,
     container: &str,
     upper: &OwnedFd,
+    volatile: bool,
 ) -> Result<std::io::Result<OwnedFd>> {
     let work = ensure_root_dir_at(
         store.user_work(uid)?,
         container,
         "the container's overlay work directory",
     )?;
+    // A volatile overlay leaves a mark in its work directory that makes the
+    // kernel refuse every later overlay with it (after a crash its upper
+    // layer may lack what was never synced). The marks of earlier mounts go
+    // first: a root mounted again is either still in use, which the
+    // kernel's `index=on` check answers with EBUSY whatever the marks, or
+    // consistent as btrfs keeps it (a transient root is removed at its end).
+    clear_volatile_mark(&work)?;
     let lower = store.lower()?;
     // The overlay acts on the upper layer with the credentials it was made
     // with, once the container's own permission checks passed: a container
@@ -120,9 +131,26 @@ fn overlay(
             ctx.set_fd(c"upperdir", upper.as_fd())?;
             ctx.set_fd(c"workdir", work.as_fd())?;
             ctx.set_string(c"index", c"on")?;
+            if volatile {
+                ctx.set_flag(c"volatile")?;
+            }
             ctx.mount(libc::MOUNT_ATTR_NODEV)
         };
         Ok(make())
+    })
+}
+
+/// Remove `work/incompat` of an overlay work directory: the mark a
+/// volatile overlay leaves (`work/incompat/volatile`).
+fn clear_volatile_mark(work: &OwnedFd) -> Result<()> {
+    with_caps(crate::capabilities::STORE, || {
+        match open_dir_at(work, "work", "the overlay's work directory") {
+            Ok(inner) => match remove_tree_at(&inner, "incompat") {
+                Err(Error::Sys { errno, .. }) if errno == Errno::ENOENT => Ok(()),
+                r => r,
+            },
+            Err(_) => Ok(()),
+        }
     })
 }
 

@@ -12,6 +12,7 @@ use crate::check;
 
 const FSOPEN_CLOEXEC: libc::c_uint = 1;
 const FSMOUNT_CLOEXEC: libc::c_uint = 1;
+const FSCONFIG_SET_FLAG: libc::c_uint = 0;
 const FSCONFIG_SET_STRING: libc::c_uint = 1;
 const FSCONFIG_SET_FD: libc::c_uint = 5;
 const FSCONFIG_CMD_CREATE: libc::c_uint = 6;
@@ -46,6 +47,11 @@ impl FsContext {
     /// `fsconfig(FSCONFIG_SET_STRING, key, value)`.
     pub fn set_string(&self, key: &CStr, value: &CStr) -> io::Result<()> {
         self.config(FSCONFIG_SET_STRING, Some(key), Some(value), 0)
+    }
+
+    /// `fsconfig(FSCONFIG_SET_FLAG, key)`: a parameter without a value.
+    pub fn set_flag(&self, key: &CStr) -> io::Result<()> {
+        self.config(FSCONFIG_SET_FLAG, Some(key), None, 0)
     }
 
     /// `fsconfig(FSCONFIG_SET_FD, key, fd)`.

@@ -212,6 +212,7 @@ fn main() -> ExitCode {
             let r = ch.handshake().and_then(|_| {
                 ch.send(&StorageRequest::MountRoot {
                     container: id.to_string(),
+                    transient: false,
                 })?;
                 let (first, fd) = ch.recv_with_fd::<Result<StorageReply, RemoteError>>()?;
                 first.map_err(proto::Error::Remote)?;

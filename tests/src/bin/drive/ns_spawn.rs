@@ -115,10 +115,18 @@ pub fn run(libexec: &str, args: &[&str]) -> ExitCode {
         eprintln!("DRIVE root-not-sent {e}");
     }
     drop(root);
-    let reply: Result<NsReply, RemoteError> = match chan.recv() {
+    let mut reply: Result<NsReply, RemoteError> = match chan.recv() {
         Ok(r) => r,
         Err(e) => return fail("reply to Spawn", e),
     };
+    // Issue 11: the init's pid comes first, then the outcome of its setup.
+    if let Ok(NsReply::Cloned { pid }) = reply {
+        eprintln!("DRIVE cloned {pid}");
+        reply = match chan.recv() {
+            Ok(r) => r,
+            Err(e) => return fail("reply to Spawn", e),
+        };
+    }
     match child.wait() {
         Ok(status) => eprintln!("DRIVE helper-exit {}", status.code().unwrap_or(-1)),
         Err(e) => return fail("wait for tupper-ns", e),
@@ -203,6 +211,7 @@ fn mount_root(libexec: &str, container: &str) -> Option<std::os::fd::OwnedFd> {
         chan.handshake().ok()?;
         chan.send(&proto::StorageRequest::MountRoot {
             container: container.to_string(),
+            transient: false,
         })
         .ok()?;
         match chan.recv_with_fd::<Result<proto::StorageReply, RemoteError>>() {
