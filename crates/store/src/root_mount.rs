@@ -146,7 +146,10 @@ fn clear_volatile_mark(work: &OwnedFd) -> Result<()> {
     with_caps(crate::capabilities::STORE, || {
         match open_dir_at(work, "work", "the overlay's work directory") {
             Ok(inner) => match remove_tree_at(&inner, "incompat") {
-                Err(Error::Sys { errno, .. }) if errno == Errno::ENOENT => Ok(()),
+                Err(Error::Sys {
+                    errno: Errno::ENOENT,
+                    ..
+                }) => Ok(()),
                 r => r,
             },
             Err(_) => Ok(()),
