@@ -178,10 +178,16 @@ cleanup() {
         # What uninstall.sh leaves: empty directories of our own prefix.
         [ -d "$PREFIX" ] && find "$PREFIX" -depth -type d -empty -delete 2>/dev/null || true
     fi
+    if findmnt -n "$work/xdg" >/dev/null 2>&1; then umount "$work/xdg" || note "cannot unmount $work/xdg"; fi
     rm -rf "$work"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
+# Issue 11: a login session's runtime directory (/run/user/UID) is a tmpfs of
+# the user's own; so is this one (on a disk, each record written costs a
+# journal commit that no user's session pays). Unmounted with the work dir.
+mount -t tmpfs -o "mode=0700,uid=$(id -u "$BENCH_USER"),gid=$(id -g "$BENCH_USER"),size=64m" \
+    tw-bench-xdg "$xdg"
 
 if ip netns list | awk '{print $1}' | grep -qx "$NETNS"; then
     note "removing a leftover network namespace $NETNS"

@@ -200,6 +200,7 @@ fn start_one(
         user_mounts,
         fresh: false,
         attach_first: attach,
+        storage: None,
     };
     use std::os::fd::AsRawFd;
     let started = crate::monitor::start(state, rec, launch, &[lock.as_raw_fd()])?;

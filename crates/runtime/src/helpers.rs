@@ -160,6 +160,13 @@ impl HelperProcess {
         reply.map_err(|r| wrap(helper, proto::Error::Remote(r)))
     }
 
+    /// Issue 11: close our end of the channel, which a forked process of
+    /// ours goes on using (the helper stays our child: dropping this waits
+    /// for it to end, which it does when that process is done with it).
+    pub fn hand_over(&mut self) {
+        self.channel = None;
+    }
+
     /// Wait for the helper to exit and keep our end of the channel: the
     /// container init started by the ns helper goes on talking on it.
     pub fn into_channel(mut self) -> Result<Channel> {

@@ -46,6 +46,9 @@ pub struct Launch {
     /// Wait for the first attach client before starting the command, so
     /// that it sees all of the output (foreground `run`, `start -a`).
     pub attach_first: bool,
+    /// Issue 11: a storage helper session the monitor goes on with (`run`
+    /// looked the image up with it): one helper fewer per start.
+    pub storage: Option<HelperProcess>,
 }
 
 /// A container whose command runs, as the starting supervisor sees it.
@@ -63,7 +66,7 @@ const ATTACH_WAIT: Duration = Duration::from_secs(30);
 pub fn start(
     state: &Records,
     rec: Record,
-    launch: Launch,
+    mut launch: Launch,
     close_in_child: &[RawFd],
 ) -> Result<Started> {
     let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
@@ -91,6 +94,11 @@ pub fn start(
         }
         Ok(nix::unistd::ForkResult::Parent { child }) => {
             drop(w);
+            // The storage session is the monitor's now: our end of its
+            // channel closes (the helper, our child, is reaped when it ends).
+            if let Some(storage) = launch.storage.as_mut() {
+                storage.hand_over();
+            }
             let _ = nix::sys::wait::waitpid(child, None);
             read_report(state, &rec, r, launch.attach_first)
         }
@@ -292,8 +300,12 @@ impl Monitor<'_> {
         } else {
             None
         };
-        // One storage helper: the snapshot (first start) and the root's mount.
-        let mut storage = HelperProcess::spawn(Helper::Storage, HelperStdio::default())?;
+        // One storage helper: the snapshot (first start) and the root's
+        // mount; `run` started it (issue 11).
+        let mut storage = match launch.storage {
+            Some(storage) => storage,
+            None => HelperProcess::spawn(Helper::Storage, HelperStdio::default())?,
+        };
         if launch.fresh {
             // Disk quota (issue 9): a size of its own, or the policy's.
             let request = match opts.storage_size {

@@ -5,7 +5,7 @@ use std::os::fd::AsRawFd;
 
 use crate::cleanup;
 use crate::error::{Error, Result};
-use crate::helpers::Helper;
+use crate::helpers::{Helper, HelperProcess, HelperStdio};
 use crate::process::ProcessId;
 use crate::records::{Record, Records, Status, RECORD_VERSION};
 use crate::signals::Signals;
@@ -145,9 +145,13 @@ impl RunOptions {
 /// (issue 12); otherwise, with `--pull missing` (the default) an image not
 /// present, or with `--pull always` any, is pulled from its registry first
 /// (issue 10). A present image costs one helper call (`GetImageMeta`
-/// answers presence and metadata both).
-fn resolve_image(opts: &mut RunOptions) -> Result<Option<Box<crate::oci::config::ImageMeta>>> {
-    use crate::oci::{lookup, Stored};
+/// answers presence and metadata both), asked of `storage`, the session the
+/// container's monitor goes on with.
+fn resolve_image(
+    opts: &mut RunOptions,
+    storage: &mut HelperProcess,
+) -> Result<Option<Box<crate::oci::config::ImageMeta>>> {
+    use crate::oci::{lookup, lookup_with, Stored};
     // The helpers enforce this; said first, before anything is looked up or
     // created, it is the clearest message.
     tupper_config::subid::mapping_for(proto::Caller::current())
@@ -161,7 +165,7 @@ fn resolve_image(opts: &mut RunOptions) -> Result<Option<Box<crate::oci::config:
         })
     };
     if opts.pull != crate::registry::PullPolicy::Always {
-        if let Stored::Image(meta) = lookup(&key)? {
+        if let Stored::Image(meta) = lookup_with(storage, &key)? {
             return Ok(meta);
         }
         // A default image's name is its key (`validate::name` ⊂ keys).
@@ -196,8 +200,11 @@ fn resolve_image(opts: &mut RunOptions) -> Result<Option<Box<crate::oci::config:
 /// foreground we attach to it and return the container's exit status, with
 /// `-d` we print its id once the command runs.
 pub fn run(mut opts: RunOptions, signals: &Signals) -> Result<i32> {
+    // Issue 11: one storage helper session from the image's lookup to the
+    // container root's mount, which the monitor asks for.
+    let mut storage = HelperProcess::spawn(Helper::Storage, HelperStdio::default())?;
     // The image's Cmd, Entrypoint, Env, WorkingDir, User (issue 10).
-    let meta = resolve_image(&mut opts)?;
+    let meta = resolve_image(&mut opts, &mut storage)?;
     crate::oci::apply_to_run(&mut opts, meta.as_deref());
     opts.validate()?;
     // Volume sources are opened (as the caller) before anything is created.
@@ -268,6 +275,7 @@ pub fn run(mut opts: RunOptions, signals: &Signals) -> Result<i32> {
         user_mounts,
         fresh: true,
         attach_first: !detach,
+        storage: Some(storage),
     };
     let started = crate::monitor::start(&state, rec, launch, &[lock.as_raw_fd()])?;
     drop(lock);

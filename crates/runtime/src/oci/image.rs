@@ -5,17 +5,22 @@ use proto::{StorageReply, StorageRequest};
 
 use super::config::ImageMeta;
 use crate::error::{Error, Result};
-use crate::helpers::{call_once, Helper};
+use crate::helpers::{call_once, Helper, HelperProcess, HelperStdio};
 use crate::run::RunOptions;
 
 /// The metadata kept with an image (`None` for a root filesystem import).
 pub fn meta(key: &str) -> Result<Option<ImageMeta>> {
-    let reply: StorageReply = call_once(
-        Helper::Storage,
-        &StorageRequest::GetImageMeta {
-            name: key.to_string(),
-        },
-    )?;
+    meta_with(
+        &mut HelperProcess::spawn(Helper::Storage, HelperStdio::default())?,
+        key,
+    )
+}
+
+/// [`meta`], asked of a storage helper session of the caller's.
+fn meta_with(storage: &mut HelperProcess, key: &str) -> Result<Option<ImageMeta>> {
+    let reply: StorageReply = storage.call(&StorageRequest::GetImageMeta {
+        name: key.to_string(),
+    })?;
     let StorageReply::ImageMeta(bytes) = reply else {
         return Err(Error::user("storage: unexpected reply to GetImageMeta"));
     };
@@ -36,7 +41,16 @@ pub enum Stored {
 
 /// Look image `key` up: presence and metadata with one helper call.
 pub fn lookup(key: &str) -> Result<Stored> {
-    match meta(key) {
+    lookup_with(
+        &mut HelperProcess::spawn(Helper::Storage, HelperStdio::default())?,
+        key,
+    )
+}
+
+/// [`lookup`], asked of a storage helper session of the caller's (`run`
+/// hands the same session on to the container's monitor: issue 11).
+pub fn lookup_with(storage: &mut HelperProcess, key: &str) -> Result<Stored> {
+    match meta_with(storage, key) {
         Ok(meta) => Ok(Stored::Image(meta.map(Box::new))),
         Err(e) if e.remote_kind() == Some(proto::ErrorKind::NotFound) => Ok(Stored::Missing),
         Err(e) => Err(e),
