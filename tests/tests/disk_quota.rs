@@ -427,3 +427,89 @@ fn disk_quota_a_root_whose_mount_is_held_is_not_removed() {
     let _ = holder.wait();
     e.run_ok(&["rm", "quota-held"]);
 }
+
+/// The options of the mount at `/` in process `pid`'s mount namespace.
+fn root_mount_options(pid: u64) -> String {
+    let info = std::fs::read_to_string(format!("/proc/{pid}/mountinfo")).expect("mountinfo");
+    let line = info
+        .lines()
+        .find(|l| l.split(' ').nth(4) == Some("/"))
+        .unwrap_or_else(|| panic!("no mount at / in:\n{info}"));
+    let (_, fs) = line.split_once(" - ").expect("mountinfo separator");
+    // "overlay <source> <super options>"
+    let mut words = fs.split(' ');
+    assert_eq!(words.next(), Some("overlay"), "{line}");
+    words.nth(1).unwrap_or_default().to_string()
+}
+
+/// Issue 11: a `--rm` container's root is a volatile overlay (its end syncs
+/// nothing: the root is discarded), a kept container's is not (`fsync` in
+/// it reaches the disk); the kept one starts again after it stopped, and
+/// neither leaves anything behind.
+#[test]
+#[ignore = "privileged end-to-end test: run by tests/run.sh (root, installed helpers)"]
+fn disk_quota_a_transient_root_is_volatile_and_a_kept_one_is_not() {
+    let e = env();
+    for name in ["root-transient", "root-kept"] {
+        let _ = e.tupper(&["rm", "-f", name]).output();
+    }
+    let pid_of = |name: &str| {
+        let v: serde_json::Value =
+            serde_json::from_str(&e.run_ok(&["inspect", name])).expect("inspect JSON");
+        v[0]["state"]["pid"].as_u64().expect("init pid")
+    };
+    e.run_ok(&[
+        "run",
+        "-d",
+        "--rm",
+        "--network",
+        "none",
+        "--name",
+        "root-transient",
+        "busybox",
+        "sleep",
+        "60",
+    ]);
+    e.run_ok(&[
+        "run",
+        "-d",
+        "--network",
+        "none",
+        "--name",
+        "root-kept",
+        "busybox",
+        "sleep",
+        "60",
+    ]);
+    let transient = root_mount_options(pid_of("root-transient"));
+    let kept = root_mount_options(pid_of("root-kept"));
+    assert!(
+        transient.split(',').any(|o| o == "volatile"),
+        "--rm root: {transient}"
+    );
+    assert!(
+        !kept.split(',').any(|o| o == "volatile"),
+        "kept root: {kept}"
+    );
+    assert!(
+        kept.split(',').any(|o| o == "index=on"),
+        "kept root: {kept}"
+    );
+    // The kept container stops and starts again (its root mounted anew).
+    e.run_ok(&["stop", "-t", "1", "root-kept"]);
+    e.run_ok(&["start", "root-kept"]);
+    assert!(!root_mount_options(pid_of("root-kept"))
+        .split(',')
+        .any(|o| o == "volatile"));
+    // The transient one is removed when it ends: nothing of it is left.
+    e.run_ok(&["stop", "-t", "1", "root-transient"]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while e.run_ok(&["ps", "-a"]).contains("root-transient") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the --rm container was not removed"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    e.run_ok(&["rm", "-f", "root-kept"]);
+}
