@@ -92,6 +92,9 @@ pub fn ensure(settings: &Settings) -> Result<()> {
         Ok(observe(NFPROTO_IPV4, ruleset::TABLE))
     })?
     .ok();
+    // A table without chains (none, or flushed) is written from nothing:
+    // its set `uplinks` is empty, no need to read it.
+    let fresh_set = seen.as_ref().map_or(true, |s| s.chains.is_empty());
     match seen {
         Some(seen) if shape.holds_in(&seen) => {}
         Some(seen) => apply(&rewrite(msgs, &shape, &seen))?,
@@ -100,18 +103,67 @@ pub fn ensure(settings: &Settings) -> Result<()> {
     crate::sysctl::set_ipv4(&settings.bridge, "forwarding", "1")?;
     // Connections to a port published on 127.0.0.1 leave through the bridge.
     crate::sysctl::set_ipv4(&settings.bridge, "route_localnet", "1")?;
-    for uplink in uplinks()? {
-        if uplink == settings.bridge {
-            continue;
-        }
-        if crate::sysctl::get_ipv4(&uplink, "forwarding")?.trim() == "1" {
-            continue;
-        }
-        // Into the set first: forwarding never runs unrestricted.
-        apply(&[ruleset::add_uplink(&uplink)])?;
-        crate::sysctl::set_ipv4(&uplink, "forwarding", "1")?;
+    // The uplinks tupper-net turned on, back into the set if it lost them
+    // (`nft flush ruleset`); the uplinks found off, turned on.
+    let record = crate::uplinks::Record::new(crate::state_dir::StateDir::open(
+        &settings.state_dir,
+    )?);
+    let boot = crate::leases::boot_id()?;
+    crate::uplinks::ensure(
+        &mut Kernel {
+            bridge: &settings.bridge,
+        },
+        &record,
+        &boot,
+        &settings.bridge,
+        fresh_set,
+    )
+}
+
+/// [`crate::uplinks::System`] as the kernel of the calling thread's network
+/// namespace has it: routes and links over rtnetlink, the set over the
+/// invocation's netfilter socket, forwarding in `/proc/sys`.
+struct Kernel<'a> {
+    bridge: &'a str,
+}
+
+impl crate::uplinks::System for Kernel<'_> {
+    fn uplinks(&mut self) -> Result<Vec<String>> {
+        let mut names = uplinks()?;
+        names.retain(|n| n != self.bridge);
+        Ok(names)
     }
-    Ok(())
+
+    fn set_members(&mut self) -> Option<Vec<String>> {
+        with_caps(&[CAP_NET_ADMIN], || {
+            Ok(set_members(NFPROTO_IPV4, ruleset::TABLE, ruleset::UPLINKS))
+        })
+        .ok()?
+        .ok()
+    }
+
+    fn add_to_set(&mut self, names: &[String]) -> Result<()> {
+        let msgs: Vec<Message> = names.iter().map(|n| ruleset::add_uplink(n)).collect();
+        apply(&msgs)
+    }
+
+    fn enable_forwarding(&mut self, name: &str) -> Result<()> {
+        crate::sysctl::set_ipv4(name, "forwarding", "1")
+    }
+
+    fn index_of(&mut self, name: &str) -> Option<u32> {
+        crate::uplinks::index_of(name)
+    }
+
+    fn name_of(&mut self, index: u32) -> Option<String> {
+        crate::uplinks::name_of(index)
+    }
+
+    fn forwarding(&mut self, name: &str) -> Option<bool> {
+        crate::sysctl::get_ipv4(name, "forwarding")
+            .ok()
+            .map(|v| v.trim() == "1")
+    }
 }
 
 /// The setup batch, with the base chains whose hook, priority or type
@@ -203,6 +255,60 @@ pub(crate) fn observe(family: u8, table: &str) -> std::result::Result<ruleset::S
         }
     }
     Ok(shape)
+}
+
+const NFT_MSG_GETSETELEM: u16 = 13;
+const NFTA_SET_ELEM_LIST_TABLE: u16 = 1;
+const NFTA_SET_ELEM_LIST_SET: u16 = 2;
+const NFTA_SET_ELEM_LIST_ELEMENTS: u16 = 3;
+const NFTA_LIST_ELEM: u16 = 1;
+const NFTA_SET_ELEM_KEY: u16 = 1;
+const NFTA_DATA_VALUE: u16 = 1;
+
+/// The interface names held by the `ifname` set `set` of table `table`.
+/// Needs CAP_NET_ADMIN.
+pub(crate) fn set_members(
+    family: u8,
+    table: &str,
+    set: &str,
+) -> std::result::Result<Vec<String>, FilterError> {
+    use crate::filter::nfnl::{parse_attrs, Attrs};
+    let malformed = || FilterError::Protocol("a malformed nf_tables set element".into());
+    let mut filter = Attrs::new();
+    filter
+        .put_str(NFTA_SET_ELEM_LIST_TABLE, table)
+        .put_str(NFTA_SET_ELEM_LIST_SET, set);
+    let mut names = Vec::new();
+    for (fam, body) in dump(NFT_MSG_GETSETELEM, family, filter.bytes())? {
+        let attrs = parse_attrs(&body).ok_or_else(malformed)?;
+        let get = |t: u16| attrs.iter().find(|(ty, _)| *ty == t).map(|(_, v)| *v);
+        if fam != family
+            || get(NFTA_SET_ELEM_LIST_TABLE).map(attr_str).as_deref() != Some(table)
+            || get(NFTA_SET_ELEM_LIST_SET).map(attr_str).as_deref() != Some(set)
+        {
+            continue;
+        }
+        let Some(list) = get(NFTA_SET_ELEM_LIST_ELEMENTS) else {
+            continue;
+        };
+        for (ty, elem) in parse_attrs(list).ok_or_else(malformed)? {
+            if ty != NFTA_LIST_ELEM {
+                continue;
+            }
+            let elem = parse_attrs(elem).ok_or_else(malformed)?;
+            let key = elem
+                .iter()
+                .find(|(t, _)| *t == NFTA_SET_ELEM_KEY)
+                .ok_or_else(malformed)?;
+            let value = parse_attrs(key.1).ok_or_else(malformed)?;
+            let value = value
+                .iter()
+                .find(|(t, _)| *t == NFTA_DATA_VALUE)
+                .ok_or_else(malformed)?;
+            names.push(attr_str(value.1));
+        }
+    }
+    Ok(names)
 }
 
 /// DNAT `port` to `container`, replacing whatever the port's chain held.
