@@ -254,8 +254,8 @@ fn look(
         _ => &[],
     };
     // The set only matters for what may be ours: read it when something is.
-    let wants_set = !recorded_entries.is_empty()
-        || matches!(recorded, Recorded::Missing | Recorded::Corrupt);
+    let wants_set =
+        !recorded_entries.is_empty() || matches!(recorded, Recorded::Missing | Recorded::Corrupt);
     let members = if fresh_set || !wants_set {
         Some(Vec::new())
     } else {
@@ -406,10 +406,13 @@ mod tests {
             &Recorded::Entries(vec![entry("eth0", 2)]),
             &[seen("eth0", 2, true, true, true)],
         );
-        assert_eq!(p, Plan {
-            record: vec![entry("eth0", 2)],
-            ..Plan::default()
-        });
+        assert_eq!(
+            p,
+            Plan {
+                record: vec![entry("eth0", 2)],
+                ..Plan::default()
+            }
+        );
         // No longer an uplink (the default route moved), forwarding still on:
         // still restricted.
         let p = plan(
@@ -455,7 +458,10 @@ mod tests {
             &[seen("eth0", 2, false, false, true)],
         );
         assert!(p.record.is_empty() && p.enable.is_empty() && p.rewrite);
-        let p = plan(&Recorded::Entries(vec![]), &[seen("eth0", 2, true, false, true)]);
+        let p = plan(
+            &Recorded::Entries(vec![]),
+            &[seen("eth0", 2, true, false, true)],
+        );
         assert_eq!(p, Plan::default());
         // Still an uplink and off: tupper-net turns it on again itself, and
         // records it again.
@@ -562,7 +568,10 @@ mod tests {
             self.links.iter().find(|l| l.0 == name).map(|l| l.1)
         }
         fn name_of(&mut self, index: u32) -> Option<String> {
-            self.links.iter().find(|l| l.1 == index).map(|l| l.0.clone())
+            self.links
+                .iter()
+                .find(|l| l.1 == index)
+                .map(|l| l.0.clone())
         }
         fn forwarding(&mut self, name: &str) -> Option<bool> {
             self.links.iter().find(|l| l.0 == name).map(|l| l.2)
