@@ -73,7 +73,7 @@ fn forwarded_elsewhere(e: &Env) -> u64 {
     // No reply ever comes (no one answers behind tuoth0): the status is not looked at.
     let _ = Command::new("ip")
         .args(["netns", "exec", &outside()])
-        .args(["busybox", "ping", "-q", "-c", "3", "-w", "4", ELSEWHERE])
+        .args(["busybox", "ping", "-q", "-c", "3", "-w", "3", ELSEWHERE])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -100,6 +100,7 @@ fn elsewhere(e: &Env) -> Elsewhere<'_> {
     let ns = e.netns.as_str();
     let _ = Command::new("ip")
         .args(["-n", ns, "link", "del", OTHER])
+        .stderr(Stdio::null())
         .status();
     let guard = Elsewhere(e);
     in_ns(

@@ -9,6 +9,8 @@
 //! table's forward chain drops what comes in there for anything but the
 //! bridge, so the host forwards for the containers and nothing else. An
 //! uplink whose forwarding the administrator had turned on is left as it was.
+//! Which uplinks tupper-net turned on is recorded (`crate::uplinks`), so that
+//! they go back into the set when it lost them (`nft flush ruleset`).
 
 pub mod ruleset;
 
@@ -94,7 +96,7 @@ pub fn ensure(settings: &Settings) -> Result<()> {
     .ok();
     // A table without chains (none, or flushed) is written from nothing:
     // its set `uplinks` is empty, no need to read it.
-    let fresh_set = seen.as_ref().map_or(true, |s| s.chains.is_empty());
+    let fresh_set = seen.as_ref().is_none_or(|s| s.chains.is_empty());
     match seen {
         Some(seen) if shape.holds_in(&seen) => {}
         Some(seen) => apply(&rewrite(msgs, &shape, &seen))?,
