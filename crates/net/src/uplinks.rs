@@ -270,9 +270,10 @@ fn look(
             s.uplink |= uplink;
             return;
         }
-        let Some(forwarding) = sys.forwarding(&name) else {
-            return;
-        };
+        // Failing closed: a flag that cannot be read counts as on (a
+        // recorded interface stays recorded and in the set; an uplink is
+        // not turned on, nor claimed, on a guess).
+        let forwarding = sys.forwarding(&name).unwrap_or(true);
         // Unknown members: assume missing (an add is idempotent).
         let in_set = members.as_ref().is_some_and(|m| m.contains(&name));
         seen.push(Seen {
@@ -613,6 +614,47 @@ mod tests {
         sys.set.sort();
         assert_eq!(sys.set, ["eth0", "eth1"]);
         assert!(matches!(record.read("b").unwrap(), Recorded::Entries(e) if e.len() == 2));
+    }
+
+    #[test]
+    fn hostile_an_unreadable_flag_keeps_a_recorded_uplink_restricted() {
+        let dir = tempfile::tempdir().unwrap();
+        let record = Record::new(StateDir::open_unprivileged(dir.path()).unwrap());
+        record.write(&[entry("eth0", 2)], "b").unwrap();
+        struct Unreadable(Fake);
+        impl System for Unreadable {
+            fn uplinks(&mut self) -> Result<Vec<String>> {
+                self.0.uplinks()
+            }
+            fn set_members(&mut self) -> Option<Vec<String>> {
+                self.0.set_members()
+            }
+            fn add_to_set(&mut self, names: &[String]) -> Result<()> {
+                self.0.add_to_set(names)
+            }
+            fn enable_forwarding(&mut self, name: &str) -> Result<()> {
+                self.0.enable_forwarding(name)
+            }
+            fn index_of(&mut self, name: &str) -> Option<u32> {
+                self.0.index_of(name)
+            }
+            fn name_of(&mut self, index: u32) -> Option<String> {
+                self.0.name_of(index)
+            }
+            fn forwarding(&mut self, _: &str) -> Option<bool> {
+                None
+            }
+        }
+        let mut sys = Unreadable(Fake {
+            links: vec![("eth0".into(), 2, true)],
+            ..Fake::default()
+        });
+        ensure(&mut sys, &record, "b", "tupper0", true).unwrap();
+        assert_eq!(sys.0.set, ["eth0"]);
+        assert_eq!(
+            record.read("b").unwrap(),
+            Recorded::Entries(vec![entry("eth0", 2)])
+        );
     }
 
     #[test]
