@@ -73,7 +73,9 @@ fn forwarded_elsewhere(e: &Env) -> u64 {
     // No reply ever comes (no one answers behind tuoth0): the status is not looked at.
     let _ = Command::new("ip")
         .args(["netns", "exec", &outside()])
-        .args(["busybox", "ping", "-q", "-c", "3", "-w", "3", ELSEWHERE])
+        .args([
+            "timeout", "5", "busybox", "ping", "-q", "-c", "3", "-W", "1", ELSEWHERE,
+        ])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
