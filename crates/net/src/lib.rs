@@ -27,6 +27,7 @@ mod state_dir;
 // Issue 11: released host ends left to the kernel, and orphans.
 mod sweep;
 mod sysctl;
+mod uplinks;
 
 use proto::{Caller, NetReply, NetRequest, RemoteError};
 use tupper_helper::{CoreLimit, Served, ToRemote};
