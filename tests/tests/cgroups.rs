@@ -503,9 +503,39 @@ fn cgroup_helper_refuses_foreign_pids_and_bad_ids() {
         "1000",
     ]);
     let mine = init_pid(&e, "mine").to_string();
+    // Issue 11: `Place` (the monitor's second step) takes what `Create`
+    // takes: a container init of the caller's, into the caller's own
+    // container cgroups.
+    let mine_id = {
+        let v: serde_json::Value =
+            serde_json::from_str(&e.run_ok(&["inspect", "mine"])).expect("inspect JSON");
+        v[0]["id"].as_str().expect("the container's id").to_string()
+    };
+    for pid in [
+        their_init.to_string(),
+        "1".into(),
+        "-5".into(),
+        std::process::id().to_string(),
+    ] {
+        let out = e.drive(&e.user, &["cgroup-place", &pid, &mine_id]);
+        let text = output_text(&out);
+        assert!(
+            text.contains(&format!(
+                "PermissionDenied: pid {pid} is not a container of yours"
+            )),
+            "place pid {pid}: {text}"
+        );
+    }
+    let out = e.drive(&e.user, &["cgroup-place", &mine, id]);
+    assert!(
+        output_text(&out).contains("has no cgroup"),
+        "place into no cgroups: {}",
+        output_text(&out)
+    );
     for bad in ["../user-0", "..", "0123456789abcdef0123456789abcde/", "x"] {
         for args in [
             vec!["cgroup-create", &mine, bad],
+            vec!["cgroup-place", &mine, bad],
             vec!["cgroup-remove", bad],
         ] {
             let out = e.drive(&e.user, &args);

@@ -9,8 +9,13 @@
 //!   checked, `<parent>/user-<uid>` (carrying the user's totals) and
 //!   `<parent>/user-<uid>/<id>` are made in every hierarchy, the limits
 //!   written, and the pid moved in. Anything made is removed again on failure.
-//! - `Join`: the pid (verified the same way) is moved into the container's
-//!   existing cgroups (`exec`).
+//! - `Prepare` then `Place` (issue 11; what the monitor asks): `Create` in
+//!   two steps, the cgroups made and limited before the container init
+//!   exists, then the init (verified as for `Create`) moved in while it sets
+//!   itself up: a move waits for an RCU grace period in the kernel, which
+//!   then overlaps the init's own work.
+//! - `Join`: the pid (a container process, or an `exec` joiner of the
+//!   caller's own) is moved into the container's existing cgroups.
 //! - `Remove`: the OOM kill count is read, what is left in the container is
 //!   killed (`cgroup.kill` where the v2 tree has one), and its cgroups (and
 //!   the user's, when it was the last) are removed.
@@ -74,7 +79,21 @@ fn handle(caller: Caller, request: &CgroupRequest) -> Result<CgroupReply> {
             // Act.
             tree::as_root(caller.uid, || {
                 let _lock = lock_user(&cfg, caller.uid)?;
-                create(&layout, &paths, &policy, container, &limits, &process)
+                create(&layout, &paths, &policy, container, &limits, Some(&process))
+            })?;
+            // Report.
+            Ok(CgroupReply::Created { limits })
+        }
+        CgroupRequest::Prepare { container, limits } => {
+            // Validate.
+            proto::validate::container_id(container)?;
+            check_cpuset(limits)?;
+            let policy = tupper_config::policy::Policy::load()?.cgroup_limits_for_current(caller);
+            let limits = policy.resolve(limits)?;
+            // Act.
+            tree::as_root(caller.uid, || {
+                let _lock = lock_user(&cfg, caller.uid)?;
+                create(&layout, &paths, &policy, container, &limits, None)
             })?;
             // Report.
             Ok(CgroupReply::Created { limits })
@@ -82,21 +101,12 @@ fn handle(caller: Caller, request: &CgroupRequest) -> Result<CgroupReply> {
         CgroupRequest::Join { container, pid } => {
             proto::validate::container_id(container)?;
             let process = ownership::verify_joiner(*pid, caller.uid)?;
-            tree::as_root(caller.uid, || {
-                let dirs: Vec<_> = paths.iter().map(|p| p.container(container)).collect();
-                if dirs.is_empty() || dirs.iter().any(|d| !d.is_dir()) {
-                    return Err(Error::NoCgroup {
-                        container: container.clone(),
-                    });
-                }
-                for d in &dirs {
-                    tree::place(d, process.pid)?;
-                }
-                if !process.is_alive() {
-                    return Err(Error::NotYourContainer { pid: *pid });
-                }
-                Ok(CgroupReply::Joined)
-            })
+            tree::as_root(caller.uid, || join(&paths, container, &process))
+        }
+        CgroupRequest::Place { container, pid } => {
+            proto::validate::container_id(container)?;
+            let process = ownership::verify(*pid, caller.uid)?;
+            tree::as_root(caller.uid, || join(&paths, container, &process))
         }
         CgroupRequest::Remove { container } => {
             proto::validate::container_id(container)?;
@@ -106,6 +116,23 @@ fn handle(caller: Caller, request: &CgroupRequest) -> Result<CgroupReply> {
             })
         }
     }
+}
+
+/// Move `process` into the container's existing cgroups.
+fn join(paths: &[Paths], container: &str, process: &ownership::Process) -> Result<CgroupReply> {
+    let dirs: Vec<_> = paths.iter().map(|p| p.container(container)).collect();
+    if dirs.is_empty() || dirs.iter().any(|d| !d.is_dir()) {
+        return Err(Error::NoCgroup {
+            container: container.to_string(),
+        });
+    }
+    for d in &dirs {
+        tree::place(d, process.pid)?;
+    }
+    if !process.is_alive() {
+        return Err(Error::NotYourContainer { pid: process.pid });
+    }
+    Ok(CgroupReply::Joined)
 }
 
 /// `--cpuset-cpus`: digits, commas and dashes (the kernel checks the CPUs).
@@ -166,13 +193,15 @@ fn totals(policy: &CgroupPolicy) -> CgroupLimits {
     }
 }
 
+/// The container's cgroups (and the user's), their limits, and with
+/// `process` that process in them; what was made goes again on failure.
 fn create(
     layout: &Layout,
     paths: &[Paths],
     policy: &CgroupPolicy,
     id: &str,
     limits: &CgroupLimits,
-    process: &ownership::Process,
+    process: Option<&ownership::Process>,
 ) -> Result<()> {
     let Some(primary) = paths.first() else {
         return Err(Error::Unsupported(
@@ -232,11 +261,13 @@ fn create(
             )?;
             writers::apply(&dir, &w)?;
         }
-        for p in paths {
-            tree::place(&p.container(id), process.pid)?;
-        }
-        if !process.is_alive() {
-            return Err(Error::NotYourContainer { pid: process.pid });
+        if let Some(process) = process {
+            for p in paths {
+                tree::place(&p.container(id), process.pid)?;
+            }
+            if !process.is_alive() {
+                return Err(Error::NotYourContainer { pid: process.pid });
+            }
         }
         Ok(())
     })();

@@ -48,6 +48,18 @@ pub enum CgroupRequest {
     /// Kill what is left in the container's cgroups and remove them; report
     /// whether the kernel's OOM killer struck there.
     Remove { container: String },
+    /// Issue 11: `Create` in two steps, so that the cgroups are made before
+    /// the container init exists: the caller's container cgroups (the
+    /// per-user one too, if missing) with the limits written, no process
+    /// in them yet. Answered with `Created`.
+    Prepare {
+        container: String,
+        limits: CgroupLimits,
+    },
+    /// Issue 11: the second step: move `pid` (a container init of the
+    /// caller, checked through a pidfd, as for `Create`) into the cgroups
+    /// `Prepare` made. Answered with `Joined`.
+    Place { container: String, pid: i32 },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

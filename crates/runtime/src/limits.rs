@@ -126,27 +126,39 @@ pub fn start() -> Result<HelperProcess> {
     HelperProcess::start(Helper::Cgroup, HelperStdio::default())
 }
 
-/// Ask `helper` to put the container init `pid` into its cgroups; the
-/// answer is read by [`created`], so the kernel's work (a move between
-/// cgroups waits for an RCU grace period) overlaps the init's own setup.
-pub fn ask_create(
-    helper: &mut HelperProcess,
-    id: &str,
-    pid: i32,
-    flags: &LimitFlags,
-) -> Result<()> {
-    helper.send(&CgroupRequest::Create {
+/// Ask `helper` to make container `id`'s cgroups with their limits, before
+/// its init exists; the answer is read by [`prepared`].
+pub fn ask_prepare(helper: &mut HelperProcess, id: &str, flags: &LimitFlags) -> Result<()> {
+    helper.send(&CgroupRequest::Prepare {
         container: id.to_string(),
-        pid,
         limits: flags.request(),
     })
 }
 
-/// The answer to [`ask_create`]: the limits in force.
-pub fn created(helper: &mut HelperProcess) -> Result<CgroupLimits> {
+/// The answer to [`ask_prepare`]: the limits in force.
+pub fn prepared(helper: &mut HelperProcess) -> Result<CgroupLimits> {
     match helper.recv_reply::<CgroupReply>()? {
         CgroupReply::Created { limits } => Ok(limits),
-        _ => Err(Error::user("cgroup: unexpected reply to Create")),
+        _ => Err(Error::user("cgroup: unexpected reply to Prepare")),
+    }
+}
+
+/// Ask `helper` to move the container init `pid` into the cgroups
+/// [`ask_prepare`] made; the answer is read by [`placed`], so the kernel's
+/// work (a move between cgroups waits for an RCU grace period) overlaps the
+/// init's own setup.
+pub fn ask_place(helper: &mut HelperProcess, id: &str, pid: i32) -> Result<()> {
+    helper.send(&CgroupRequest::Place {
+        container: id.to_string(),
+        pid,
+    })
+}
+
+/// The answer to [`ask_place`].
+pub fn placed(helper: &mut HelperProcess) -> Result<()> {
+    match helper.recv_reply::<CgroupReply>()? {
+        CgroupReply::Joined => Ok(()),
+        _ => Err(Error::user("cgroup: unexpected reply to Place")),
     }
 }
 

@@ -293,10 +293,16 @@ fn ns_err(e: proto::Error) -> Error {
 impl Monitor<'_> {
     fn set_up(&mut self, rec: &mut Record, launch: Launch, report: &mut Report) -> Result<()> {
         let opts = &launch.opts;
-        // Issue 11: the cgroup helper starts first; it is asked once the
-        // init exists, and works while the init sets itself up.
+        // Issue 9: the init is in its cgroups before it executes anything.
+        // Issue 11: the cgroup helper starts first and makes them while the
+        // root is mounted; the init is moved in while it sets itself up.
         let mut cgroup = if crate::limits::enabled() {
-            Some(crate::limits::start()?)
+            rec.cgroups = true;
+            rec.oom_killed = None;
+            self.save(rec)?;
+            let mut helper = crate::limits::start()?;
+            crate::limits::ask_prepare(&mut helper, &rec.id, &opts.limits)?;
+            Some(helper)
         } else {
             None
         };
@@ -370,13 +376,9 @@ impl Monitor<'_> {
             return Err(Error::user("ns: unexpected reply to Spawn"));
         };
         rec.init = ProcessId::of(pid);
-        // Issue 9: the init joins its cgroups before it executes anything;
-        // issue 11: asked now, done while the init sets itself up.
         if let Some(helper) = cgroup.as_mut() {
-            rec.cgroups = true;
-            rec.oom_killed = None;
-            self.save(rec)?;
-            crate::limits::ask_create(helper, &rec.id, pid, &opts.limits)?;
+            rec.limits = Some(Box::new(crate::limits::prepared(helper)?));
+            crate::limits::ask_place(helper, &rec.id, pid)?;
         }
         match ns.recv_reply()? {
             NsReply::Spawned { pid: spawned } if spawned == pid => {}
@@ -416,7 +418,7 @@ impl Monitor<'_> {
 
         // Issue 9: in its cgroups before `Start`.
         if let Some(mut helper) = cgroup.take() {
-            rec.limits = Some(Box::new(crate::limits::created(&mut helper)?));
+            crate::limits::placed(&mut helper)?;
             self.save(rec)?;
         }
 

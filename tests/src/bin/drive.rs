@@ -112,6 +112,20 @@ fn main() -> ExitCode {
             let _ = child.wait();
             report(r)
         }
+        // Issue 11: the second step of the monitor's `Prepare`, `Place`.
+        ["cgroup-place", pid, id] => {
+            let (mut ch, mut child) = spawn(libexec, "cgroup");
+            let pid: i32 = pid.parse().unwrap_or(-1);
+            let r = ch.handshake().and_then(|_| {
+                ch.call::<_, proto::cgroup::CgroupReply>(&proto::cgroup::CgroupRequest::Place {
+                    container: id.to_string(),
+                    pid,
+                })
+            });
+            drop(ch);
+            let _ = child.wait();
+            report(r)
+        }
         ["cgroup-remove", id] => {
             let (mut ch, mut child) = spawn(libexec, "cgroup");
             let r = ch.handshake().and_then(|_| {
