@@ -61,7 +61,8 @@ pub struct HelperProcess {
     channel: Option<Channel>,
     /// Whether the helper's `Hello` was read (see [`HelperProcess::start`]).
     greeted: bool,
-    child: Child,
+    /// `None` only once reaped or let go (see `Drop`).
+    child: Option<Child>,
 }
 
 impl HelperProcess {
@@ -94,7 +95,7 @@ impl HelperProcess {
             helper,
             channel: Some(channel),
             greeted: false,
-            child,
+            child: Some(child),
         })
     }
 
@@ -161,8 +162,8 @@ impl HelperProcess {
     }
 
     /// Issue 11: close our end of the channel, which a forked process of
-    /// ours goes on using (the helper stays our child: dropping this waits
-    /// for it to end, which it does when that process is done with it).
+    /// ours goes on using (the helper stays our child, reaped as any other
+    /// let go: it ends when that process is done with it).
     pub fn hand_over(&mut self) {
         self.channel = None;
     }
@@ -170,9 +171,11 @@ impl HelperProcess {
     /// Wait for the helper to exit and keep our end of the channel: the
     /// container init started by the ns helper goes on talking on it.
     pub fn into_channel(mut self) -> Result<Channel> {
-        let status = self
-            .child
-            .wait()
+        let waited = match self.child.take() {
+            Some(mut child) => child.wait(),
+            None => Err(std::io::Error::from_raw_os_error(libc::ECHILD)),
+        };
+        let status = waited
             .map_err(|e| Error::io(format!("waiting for the {} helper", self.helper.name()), e))?;
         if !status.success() {
             return Err(Error::user(format!(
@@ -190,10 +193,38 @@ impl HelperProcess {
 impl Drop for HelperProcess {
     fn drop(&mut self) {
         // Close the channel first: the helper exits when it sees the end of it.
-        // Then reap it, so no zombie is left.
         drop(self.channel.take());
-        let _ = self.child.wait();
+        // Issue 11: its exit is not waited for here (a helper's exit can
+        // take milliseconds: sockets closed after nf_tables work wait for
+        // the kernel); it is reaped by `reap_finished`, or its zombie by
+        // whoever reaps this process's children when it ends.
+        if let Some(mut child) = self.child.take() {
+            if let Ok(None) = child.try_wait() {
+                if let Ok(mut pending) = ENDING.lock() {
+                    pending.push(child);
+                }
+            }
+        }
     }
+}
+
+/// Helpers whose channel was closed and that may still be exiting.
+static ENDING: std::sync::Mutex<Vec<Child>> = std::sync::Mutex::new(Vec::new());
+
+/// Reap the helpers let go so far: those that ended, or with `wait` all of
+/// them (the monitor reaps as it goes, and waits once it is done).
+pub fn reap_finished(wait: bool) {
+    let Ok(mut pending) = ENDING.lock() else {
+        return;
+    };
+    pending.retain_mut(|child| {
+        if wait {
+            let _ = child.wait();
+            false
+        } else {
+            matches!(child.try_wait(), Ok(None))
+        }
+    });
 }
 
 pub fn wrap(helper: Helper, source: proto::Error) -> Error {

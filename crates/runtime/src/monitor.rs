@@ -544,6 +544,8 @@ impl Monitor<'_> {
             for cl in &c.clients {
                 fds.push(p(cl.stream.as_raw_fd()));
             }
+            // Issue 11: helpers let go during the set-up, reaped once ended.
+            crate::helpers::reap_finished(false);
             let timeout = if code.is_some() { 100 } else { -1 };
             // SAFETY: `fds` is a valid array of pollfd.
             let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout) };
@@ -657,6 +659,9 @@ impl Monitor<'_> {
                 send_blocking(&cl.stream, &f);
             }
         }
+        // Issue 11: the helpers of the teardown are reaped once the clients
+        // were told (their exits are not on the way to `run`'s return).
+        crate::helpers::reap_finished(true);
     }
 }
 

@@ -279,6 +279,9 @@ pub fn run(mut opts: RunOptions, signals: &Signals) -> Result<i32> {
     };
     let started = crate::monitor::start(&state, rec, launch, &[lock.as_raw_fd()])?;
     drop(lock);
+    // The storage session the monitor went on with ended before it started
+    // the container: reap it.
+    crate::helpers::reap_finished(true);
     if detach {
         println!("{id}");
         return Ok(0);
