@@ -212,10 +212,11 @@ impl Drop for HelperProcess {
 static ENDING: std::sync::Mutex<Vec<Child>> = std::sync::Mutex::new(Vec::new());
 
 /// Reap the helpers let go so far: those that ended, or with `wait` all of
-/// them (the monitor reaps as it goes, and waits once it is done).
-pub fn reap_finished(wait: bool) {
+/// them (the monitor reaps as it goes, and waits once it is done). Whether
+/// none is left.
+pub fn reap_finished(wait: bool) -> bool {
     let Ok(mut pending) = ENDING.lock() else {
-        return;
+        return true;
     };
     pending.retain_mut(|child| {
         if wait {
@@ -225,6 +226,7 @@ pub fn reap_finished(wait: bool) {
             matches!(child.try_wait(), Ok(None))
         }
     });
+    pending.is_empty()
 }
 
 pub fn wrap(helper: Helper, source: proto::Error) -> Error {

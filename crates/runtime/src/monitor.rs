@@ -510,8 +510,15 @@ impl Monitor<'_> {
         let mut code = None;
         let mut deadline = None;
         let mut buf = vec![0u8; attach::MAX_FRAME];
-        trim_resident_set();
+        // Issue 11: the set-up's helpers were let go without waiting for
+        // their exits; once all are reaped, the pages touched so far are
+        // given back (until then the loop looks every few milliseconds).
+        let mut settled = false;
         loop {
+            if !settled && crate::helpers::reap_finished(false) {
+                trim_resident_set();
+                settled = true;
+            }
             if code.is_some()
                 && (c.outputs.is_empty() || deadline.is_some_and(|d| Instant::now() > d))
             {
@@ -544,9 +551,11 @@ impl Monitor<'_> {
             for cl in &c.clients {
                 fds.push(p(cl.stream.as_raw_fd()));
             }
-            // Issue 11: helpers let go during the set-up, reaped once ended.
-            crate::helpers::reap_finished(false);
-            let timeout = if code.is_some() { 100 } else { -1 };
+            let timeout = match (code, settled) {
+                (Some(_), _) => 100,
+                (None, false) => 5,
+                (None, true) => -1,
+            };
             // SAFETY: `fds` is a valid array of pollfd.
             let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout) };
             if n < 0 {
