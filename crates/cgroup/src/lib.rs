@@ -69,34 +69,9 @@ fn handle(caller: Caller, request: &CgroupRequest) -> Result<CgroupReply> {
             container,
             pid,
             limits,
-        } => {
-            // Validate.
-            proto::validate::container_id(container)?;
-            check_cpuset(limits)?;
-            let policy = tupper_config::policy::Policy::load()?.cgroup_limits_for_current(caller);
-            let limits = policy.resolve(limits)?;
-            let process = ownership::verify(*pid, caller.uid)?;
-            // Act.
-            tree::as_root(caller.uid, || {
-                let _lock = lock_user(&cfg, caller.uid)?;
-                create(&layout, &paths, &policy, container, &limits, Some(&process))
-            })?;
-            // Report.
-            Ok(CgroupReply::Created { limits })
-        }
+        } => make(caller, &cfg, &layout, &paths, container, limits, Some(*pid)),
         CgroupRequest::Prepare { container, limits } => {
-            // Validate.
-            proto::validate::container_id(container)?;
-            check_cpuset(limits)?;
-            let policy = tupper_config::policy::Policy::load()?.cgroup_limits_for_current(caller);
-            let limits = policy.resolve(limits)?;
-            // Act.
-            tree::as_root(caller.uid, || {
-                let _lock = lock_user(&cfg, caller.uid)?;
-                create(&layout, &paths, &policy, container, &limits, None)
-            })?;
-            // Report.
-            Ok(CgroupReply::Created { limits })
+            make(caller, &cfg, &layout, &paths, container, limits, None)
         }
         CgroupRequest::Join { container, pid } => {
             proto::validate::container_id(container)?;
@@ -116,6 +91,34 @@ fn handle(caller: Caller, request: &CgroupRequest) -> Result<CgroupReply> {
             })
         }
     }
+}
+
+/// `Create` (with `pid`) and `Prepare` (without): the container's cgroups
+/// with their limits, and the process (verified first) moved in.
+fn make(
+    caller: Caller,
+    cfg: &SystemConfig,
+    layout: &Layout,
+    paths: &[Paths],
+    container: &str,
+    limits: &CgroupLimits,
+    pid: Option<i32>,
+) -> Result<CgroupReply> {
+    // Validate.
+    proto::validate::container_id(container)?;
+    check_cpuset(limits)?;
+    let policy = tupper_config::policy::Policy::load()?.cgroup_limits_for_current(caller);
+    let limits = policy.resolve(limits)?;
+    let process = pid
+        .map(|pid| ownership::verify(pid, caller.uid))
+        .transpose()?;
+    // Act.
+    tree::as_root(caller.uid, || {
+        let _lock = lock_user(cfg, caller.uid)?;
+        create(layout, paths, &policy, container, &limits, process.as_ref())
+    })?;
+    // Report.
+    Ok(CgroupReply::Created { limits })
 }
 
 /// Move `process` into the container's existing cgroups.
