@@ -82,14 +82,14 @@ impl HelperProcess {
             .stdin(stdio.stdin)
             .stdout(stdio.stdout)
             .stderr(stdio.stderr);
-        let (channel, child) = proto::spawn::spawn_with_channel(&mut cmd).map_err(|e| match e {
-            proto::Error::Io(e) => Error::io(
-                format!("cannot start helper {}", helper.binary().display()),
-                e,
-            ),
-            e => wrap(helper, e),
-        })?;
-        let mut channel = channel;
+        let (mut channel, child) =
+            proto::spawn::spawn_with_channel(&mut cmd).map_err(|e| match e {
+                proto::Error::Io(e) => Error::io(
+                    format!("cannot start helper {}", helper.binary().display()),
+                    e,
+                ),
+                e => wrap(helper, e),
+            })?;
         channel.greet().map_err(|e| wrap(helper, e))?;
         Ok(HelperProcess {
             helper,

@@ -151,15 +151,17 @@ fn resolve_image(
     opts: &mut RunOptions,
     storage: &mut HelperProcess,
 ) -> Result<Option<Box<crate::oci::config::ImageMeta>>> {
-    use crate::oci::{lookup, lookup_with, Stored};
+    use crate::oci::{lookup_with, Stored};
     // The helpers enforce this; said first, before anything is looked up or
     // created, it is the clearest message.
     tupper_config::subid::mapping_for(proto::Caller::current())
         .map_err(|e| crate::helpers::wrap(Helper::Ns, proto::Error::Remote(e.to_remote())))?;
     // A name that is no valid reference is refused here, as `validate` would.
     let key = proto::reference::key_of(&opts.image)?;
-    let meta_of = |key: &str| -> Result<Option<Box<crate::oci::config::ImageMeta>>> {
-        Ok(match lookup(key)? {
+    let meta_of = |storage: &mut HelperProcess,
+                   key: &str|
+     -> Result<Option<Box<crate::oci::config::ImageMeta>>> {
+        Ok(match lookup_with(storage, key)? {
             Stored::Image(meta) => meta,
             Stored::Missing => None,
         })
@@ -170,7 +172,7 @@ fn resolve_image(
         }
         // A default image's name is its key (`validate::name` ⊂ keys).
         if crate::default_image::import_missing(&opts.image)? {
-            return meta_of(&key);
+            return meta_of(storage, &key);
         }
     }
     let registries = tupper_config::SystemConfig::load()
@@ -193,7 +195,7 @@ fn resolve_image(
     }
     // A missing image is reported where `run` always reported it, after its
     // own checks.
-    meta_of(&proto::reference::key_of(&opts.image)?)
+    meta_of(storage, &proto::reference::key_of(&opts.image)?)
 }
 
 /// Run a container: its monitor does the work (see `monitor.rs`); in the

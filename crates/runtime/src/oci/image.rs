@@ -39,16 +39,9 @@ pub enum Stored {
     Image(Option<Box<ImageMeta>>),
 }
 
-/// Look image `key` up: presence and metadata with one helper call.
-pub fn lookup(key: &str) -> Result<Stored> {
-    lookup_with(
-        &mut HelperProcess::spawn(Helper::Storage, HelperStdio::default())?,
-        key,
-    )
-}
-
-/// [`lookup`], asked of a storage helper session of the caller's (`run`
-/// hands the same session on to the container's monitor: issue 11).
+/// Look image `key` up: presence and metadata with one call to a storage
+/// helper session of the caller's (`run` hands the same session on to the
+/// container's monitor: issue 11).
 pub fn lookup_with(storage: &mut HelperProcess, key: &str) -> Result<Stored> {
     match meta_with(storage, key) {
         Ok(meta) => Ok(Stored::Image(meta.map(Box::new))),
@@ -57,7 +50,7 @@ pub fn lookup_with(storage: &mut HelperProcess, key: &str) -> Result<Stored> {
     }
 }
 
-/// Apply the image's config (`meta`, from [`lookup`]) to `run`, as podman
+/// Apply the image's config (`meta`, from [`lookup_with`]) to `run`, as podman
 /// does: a command given replaces `Cmd`; `--entrypoint` replaces
 /// `Entrypoint` and drops `Cmd`; the image's `Env` comes first and `-e`
 /// wins; `-w` and `-u` win over `WorkingDir` and `User` (a `-w /` is the

@@ -12,7 +12,5 @@ mod image;
 mod load;
 mod source;
 
-pub use image::{
-    apply_to_run, inspect, list, lookup, lookup_with, meta as image_meta, prune, tag, Stored,
-};
+pub use image::{apply_to_run, inspect, list, lookup_with, meta as image_meta, prune, tag, Stored};
 pub use load::load;
