@@ -65,6 +65,19 @@ fn report<T: std::fmt::Debug>(r: Result<T, proto::Error>) -> ExitCode {
     }
 }
 
+/// One request to a fresh helper, its answer reported; the helper reaped.
+fn call_once<Req: serde::Serialize, Rep: serde::de::DeserializeOwned + std::fmt::Debug>(
+    libexec: &str,
+    helper: &str,
+    req: &Req,
+) -> ExitCode {
+    let (mut ch, mut child) = spawn(libexec, helper);
+    let r = ch.handshake().and_then(|_| ch.call::<_, Rep>(req));
+    drop(ch);
+    let _ = child.wait();
+    report(r)
+}
+
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().collect();
     let Some(libexec) = args.get(1) else {
@@ -73,70 +86,47 @@ fn main() -> ExitCode {
     };
     let rest: Vec<&str> = args[2..].iter().map(String::as_str).collect();
     match rest.as_slice() {
-        ["net-attach", pid, id] => {
-            let (mut ch, mut child) = spawn(libexec, "net");
-            let pid: i32 = pid.parse().unwrap_or(-1);
-            let r = ch.handshake().and_then(|_| {
-                ch.call::<_, NetReply>(&NetRequest::Attach {
-                    pid,
-                    container: id.to_string(),
-                })
-            });
-            drop(ch);
-            let _ = child.wait();
-            report(r)
-        }
-        ["net-release", id] => {
-            let (mut ch, mut child) = spawn(libexec, "net");
-            let r = ch.handshake().and_then(|_| {
-                ch.call::<_, NetReply>(&NetRequest::Release {
-                    container: id.to_string(),
-                })
-            });
-            drop(ch);
-            let _ = child.wait();
-            report(r)
-        }
+        ["net-attach", pid, id] => call_once::<_, NetReply>(
+            libexec,
+            "net",
+            &NetRequest::Attach {
+                pid: pid.parse().unwrap_or(-1),
+                container: id.to_string(),
+            },
+        ),
+        ["net-release", id] => call_once::<_, NetReply>(
+            libexec,
+            "net",
+            &NetRequest::Release {
+                container: id.to_string(),
+            },
+        ),
         // Issue 9: tupper-cgroup, as a hostile caller would use it.
-        ["cgroup-create", pid, id] => {
-            let (mut ch, mut child) = spawn(libexec, "cgroup");
-            let pid: i32 = pid.parse().unwrap_or(-1);
-            let r = ch.handshake().and_then(|_| {
-                ch.call::<_, proto::cgroup::CgroupReply>(&proto::cgroup::CgroupRequest::Create {
-                    container: id.to_string(),
-                    pid,
-                    limits: Default::default(),
-                })
-            });
-            drop(ch);
-            let _ = child.wait();
-            report(r)
-        }
+        ["cgroup-create", pid, id] => call_once::<_, proto::cgroup::CgroupReply>(
+            libexec,
+            "cgroup",
+            &proto::cgroup::CgroupRequest::Create {
+                container: id.to_string(),
+                pid: pid.parse().unwrap_or(-1),
+                limits: Default::default(),
+            },
+        ),
         // Issue 11: the second step of the monitor's `Prepare`, `Place`.
-        ["cgroup-place", pid, id] => {
-            let (mut ch, mut child) = spawn(libexec, "cgroup");
-            let pid: i32 = pid.parse().unwrap_or(-1);
-            let r = ch.handshake().and_then(|_| {
-                ch.call::<_, proto::cgroup::CgroupReply>(&proto::cgroup::CgroupRequest::Place {
-                    container: id.to_string(),
-                    pid,
-                })
-            });
-            drop(ch);
-            let _ = child.wait();
-            report(r)
-        }
-        ["cgroup-remove", id] => {
-            let (mut ch, mut child) = spawn(libexec, "cgroup");
-            let r = ch.handshake().and_then(|_| {
-                ch.call::<_, proto::cgroup::CgroupReply>(&proto::cgroup::CgroupRequest::Remove {
-                    container: id.to_string(),
-                })
-            });
-            drop(ch);
-            let _ = child.wait();
-            report(r)
-        }
+        ["cgroup-place", pid, id] => call_once::<_, proto::cgroup::CgroupReply>(
+            libexec,
+            "cgroup",
+            &proto::cgroup::CgroupRequest::Place {
+                container: id.to_string(),
+                pid: pid.parse().unwrap_or(-1),
+            },
+        ),
+        ["cgroup-remove", id] => call_once::<_, proto::cgroup::CgroupReply>(
+            libexec,
+            "cgroup",
+            &proto::cgroup::CgroupRequest::Remove {
+                container: id.to_string(),
+            },
+        ),
         [what @ ("absurd-frame" | "garbage-frame"), helper] => {
             let bytes: Vec<u8> = if *what == "absurd-frame" {
                 // Claims 4 GiB.
