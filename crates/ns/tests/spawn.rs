@@ -393,6 +393,15 @@ fn missing_workdir_is_refused() {
         Some("some"),
         "the killed init is left for the supervisor to reap"
     );
+    // That init can still be ending (its mounts going) when the next start
+    // of the same container comes: the start waits for the root to be free
+    // rather than being refused as "still mounted".
+    for _ in 0..5 {
+        let o = drive(Some(&setup().user), OK, "/nonexistent", &["true"]);
+        assert!(o.error().starts_with("System working directory"), "{o:#?}");
+        let o = user_run("true");
+        assert_eq!(o.exit(), Some(0), "{o:#?}");
+    }
 }
 
 #[test]

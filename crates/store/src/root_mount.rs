@@ -20,6 +20,7 @@
 //! process runs in this container.
 
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::time::{Duration, Instant};
 
 use caps::Capability;
 use nix::errno::Errno;
@@ -37,12 +38,14 @@ use crate::layout::MOUNT_XATTR;
 pub fn mount(store: &Store, uid: u32, container: &str, transient: bool) -> Result<OwnedFd> {
     let upper = open_upper(store, uid, container)?;
     let mnt =
-        overlay(store, uid, container, &upper, transient)?.map_err(|e| match e.raw_os_error() {
-            Some(libc::EBUSY) => Error::Busy(format!(
-                "the root of container {container:?} is still mounted for an earlier start \
-             (a process of it may still be running); try again when it has ended"
-            )),
-            _ => Error::io("cannot mount the container root (overlay)")(e),
+        overlay_when_free(store, uid, container, &upper, transient, MOUNT_WAIT)?.map_err(|e| {
+            match e.raw_os_error() {
+                Some(libc::EBUSY) => Error::Busy(format!(
+                    "the root of container {container:?} is still mounted for an earlier start \
+                 (a process of it may still be running); try again when it has ended"
+                )),
+                _ => Error::io("cannot mount the container root (overlay)")(e),
+            }
         })?;
     let id = unique_mount_id(mnt.as_raw_fd(), c"", libc::AT_EMPTY_PATH)
         .map_err(Error::io("cannot name the container root's mount"))?
@@ -68,30 +71,49 @@ pub fn ensure_unused(store: &Store, uid: u32, container: &str) -> Result<()> {
     let Ok(upper) = open_upper(store, uid, container) else {
         return Ok(());
     };
-    let deadline = std::time::Instant::now() + IN_USE_WAIT;
-    loop {
-        // Volatile: this probe's end must not sync the store either.
-        match overlay(store, uid, container, &upper, true)? {
-            Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {
-                if std::time::Instant::now() >= deadline {
-                    return Err(Error::Busy(format!(
-                        "the root of container {container:?} is still in use (a process of \
-                         yours holds it, or one of the container's is still running); end it \
-                         and remove again"
-                    )));
-                }
-                std::thread::sleep(std::time::Duration::from_millis(25));
-            }
-            // Made and, with its only descriptor, gone again; or not
-            // makeable for another reason, which does not keep a removal
-            // from going on.
-            _ => return Ok(()),
-        }
+    // Volatile: this probe's end must not sync the store either.
+    match overlay_when_free(store, uid, container, &upper, true, IN_USE_WAIT)? {
+        Err(e) if e.raw_os_error() == Some(libc::EBUSY) => Err(Error::Busy(format!(
+            "the root of container {container:?} is still in use (a process of yours holds \
+             it, or one of the container's is still running); end it and remove again"
+        ))),
+        // Made and, with its only descriptor, gone again; or not makeable
+        // for another reason, which does not keep a removal from going on.
+        _ => Ok(()),
     }
 }
 
 /// How long a removal waits for a root's last overlay to go.
-const IN_USE_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
+const IN_USE_WAIT: Duration = Duration::from_secs(3);
+
+/// How long a start waits for the overlay of the container's previous run
+/// to go. The kernel can drop a detached mount after the last process that
+/// held it has been reaped (its last reference put from a work queue, as
+/// for a descriptor that was in flight in a socket), so a start that
+/// follows an end at once can find it still there for a moment.
+const MOUNT_WAIT: Duration = Duration::from_secs(1);
+
+/// [`overlay`], asked again while the kernel answers that the root is in
+/// use (EBUSY), for at most `wait`; after that its answer is returned as
+/// it is.
+fn overlay_when_free(
+    store: &Store,
+    uid: u32,
+    container: &str,
+    upper: &OwnedFd,
+    volatile: bool,
+    wait: Duration,
+) -> Result<std::io::Result<OwnedFd>> {
+    let deadline = Instant::now() + wait;
+    loop {
+        match overlay(store, uid, container, upper, volatile)? {
+            Err(e) if e.raw_os_error() == Some(libc::EBUSY) && Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            answer => return Ok(answer),
+        }
+    }
+}
 
 fn open_upper(store: &Store, uid: u32, container: &str) -> Result<OwnedFd> {
     crate::copy_in::open_root(store, uid, container)
