@@ -9,11 +9,15 @@ package_installed() {
 }
 
 package_install() {
-    trap package_cleanup EXIT
     step "build the .deb and the .rpm (packaging/build-packages.sh)"
+    # An installation found here is not the suite's: it is refused before
+    # the exit trap that purges the suite's own is set, so it is never
+    # purged.
     if package_installed || [ -e /etc/tupperware ] || [ -e /usr/libexec/tupperware ]; then
         die "TUPPER_TEST_INSTALL=deb installs into /usr and /etc/tupperware, which already hold tupperware; remove it first"
     fi
+    PACKAGE_OURS=1
+    trap package_cleanup EXIT
     rm -f "$PKG_OUT"/tupperware*.deb "$PKG_OUT"/tupperware*.rpm
     "$repo/packaging/build-packages.sh" "$PKG_OUT"
     local deb rpmfile
@@ -86,7 +90,7 @@ package_purge_and_check() {
 
 # On any exit: never leave the package installed on the machine.
 package_cleanup() {
-    if package_installed; then
+    if [ "${PACKAGE_OURS:-0}" = 1 ] && package_installed; then
         umount "$STORE" 2>/dev/null || true
         DEBIAN_FRONTEND=noninteractive apt-get purge -y -q tupperware >/dev/null 2>&1 || true
     fi

@@ -197,7 +197,17 @@ cgroup_leftovers() {
         find "$d" -mindepth 1 -type d
     done
 }
-trap cgroup_cleanup EXIT
+# One exit trap from here on, for everything set up so far and later (the
+# package's purge too: a run that fails in between must not leave the
+# suite's .deb installed for the next run to trip over).
+cleanup() {
+    cgroup_cleanup
+    ip netns del "$NETNS" 2>/dev/null || true
+    ip netns del "${NETNS}-out" 2>/dev/null || true
+    umount "$STORE" 2>/dev/null || true
+    if [ "$INSTALL_MODE" = deb ]; then package_cleanup; fi
+}
+trap cleanup EXIT
 
 step "README capability table = each helper's --print-caps"
 # The one list of capabilities is in the code; install.sh installs what
@@ -253,14 +263,6 @@ if [ "$QUICK" != 1 ]; then
 fi
 
 step "network namespace $NETNS"
-cleanup() {
-    cgroup_cleanup
-    ip netns del "$NETNS" 2>/dev/null || true
-    ip netns del "${NETNS}-out" 2>/dev/null || true
-    umount "$STORE" 2>/dev/null || true
-    if [ "$INSTALL_MODE" = deb ]; then package_cleanup; fi
-}
-trap cleanup EXIT
 ip netns del "$NETNS" 2>/dev/null || true
 ip netns add "$NETNS"
 ip -n "$NETNS" link set lo up
