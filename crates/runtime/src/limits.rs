@@ -132,8 +132,8 @@ pub fn overlay(base: &CgroupLimits, new: &CgroupLimits) -> CgroupLimits {
 /// configuration for its next start. Either way the record's limits (what
 /// `inspect` shows) and the configuration are updated after success, so a
 /// later `start` keeps them. Prints each container updated; an error per
-/// container goes to stderr, and the first is returned.
-pub fn update(keys: &[String], flags: &LimitFlags) -> Result<()> {
+/// container goes to stderr, and the exit status is the first one's.
+pub fn update(keys: &[String], flags: &LimitFlags) -> Result<i32> {
     if !flags.any() {
         return Err(Error::user(
             "update: give at least one limit (--memory, --memory-swap, --pids-limit, --cpus, \
@@ -148,17 +148,19 @@ pub fn update(keys: &[String], flags: &LimitFlags) -> Result<()> {
     let asked = flags.request();
     let state = crate::records::Records::open()?;
     crate::cleanup::collect_garbage(&state);
-    let mut failed = None;
+    let mut status = 0;
     for key in keys {
         match update_one(&state, key, &asked) {
             Ok(()) => println!("{key}"),
             Err(e) => {
                 eprintln!("tupper: {key}: {e}");
-                failed = Some(e);
+                if status == 0 {
+                    status = e.exit_code();
+                }
             }
         }
     }
-    failed.map_or(Ok(()), Err)
+    Ok(status)
 }
 
 fn update_one(state: &crate::records::Records, key: &str, asked: &CgroupLimits) -> Result<()> {
@@ -180,10 +182,12 @@ fn update_one(state: &crate::records::Records, key: &str, asked: &CgroupLimits) 
                 _ => return Err(Error::user("cgroup: unexpected reply to Update")),
             }
         }
-        State::Running => return Err(Error::user(format!(
+        State::Running => {
+            return Err(Error::user(format!(
             "container {} runs without cgroups: its limits cannot change until it is started again",
             rec.name
-        ))),
+        )))
+        }
         State::Created => {
             return Err(Error::user(format!(
                 "container {} is starting; try again in a moment",

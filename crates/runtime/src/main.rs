@@ -292,7 +292,7 @@ fn main() {
         Command::Rm { force, containers } => containers::rm(&containers, force).map(|_| 0),
         Command::Gc => containers::gc().map(|_| 0),
         Command::Update { limits, containers } => {
-            tupper_runtime::limits::update(&containers, &limits).map(|_| 0)
+            tupper_runtime::limits::update(&containers, &limits)
         }
         Command::Commit { container, image } => files::commit(&container, &image).map(|_| 0),
         Command::Export { output, container } => {
