@@ -733,6 +733,21 @@ fn cgroup_update_of_a_running_container_applies_at_once() {
     );
     assert_eq!(read(&pids.join("pids.max")), "60");
 
+    // The monitor records the end without undoing the update, and the
+    // next start asks for the updated limits.
+    e.run_ok(&["kill", "-s", "KILL", "upd"]);
+    e.run_ok(&["wait", "upd"]);
+    let v = inspect(&e, "upd");
+    assert_eq!(v["limits"]["memory"], 32 << 20, "{v}");
+    assert_eq!(v["limits"]["pids"], 60, "{v}");
+    e.run_ok(&["start", "upd"]);
+    let dirs = cgroups_of(init_pid(&e, "upd"));
+    assert_eq!(
+        read(&dir_of(&dirs, "memory").join("memory.limit_in_bytes")),
+        "33554432"
+    );
+    assert_eq!(read(&dir_of(&dirs, "pids").join("pids.max")), "60");
+
     e.run_ok(&["rm", "-f", "upd"]);
     wait_for("the cgroups to go", || {
         dirs.iter().all(|(_, d)| !d.exists())
