@@ -22,6 +22,11 @@ pub enum Error {
     #[error("container {container} has no cgroup")]
     NoCgroup { container: String },
 
+    /// A request that cannot be carried out as asked (an `update` whose
+    /// memory limit would exceed the memory plus swap limit).
+    #[error("{0}")]
+    Invalid(String),
+
     /// A limit this host's cgroups cannot enforce.
     #[error("{0}")]
     Unsupported(String),
@@ -59,7 +64,9 @@ impl ToRemote for Error {
             Error::Helper(e) => return e.to_remote(),
             Error::NotYourContainer { .. } => ErrorKind::PermissionDenied,
             Error::NoCgroup { .. } => ErrorKind::NotFound,
-            Error::Unsupported(_) | Error::Rejected { .. } => ErrorKind::InvalidRequest,
+            Error::Invalid(_) | Error::Unsupported(_) | Error::Rejected { .. } => {
+                ErrorKind::InvalidRequest
+            }
             Error::Sys { .. } => ErrorKind::System,
         };
         RemoteError::new(kind, self.to_string())

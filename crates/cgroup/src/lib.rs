@@ -16,6 +16,14 @@
 //!   then overlaps the init's own work.
 //! - `Join`: the pid (a container process, or an `exec` joiner of the
 //!   caller's own) is moved into the container's existing cgroups.
+//! - `Update` (`update`): the id is checked, the limits asked are bounded
+//!   by `policy.toml` as for `Create` (without defaults: what is not asked
+//!   keeps its value); then, with effective uid 0, under the user's lock:
+//!   the container's cgroups must exist under the caller's own cgroup, the
+//!   writes of every hierarchy are planned (and refused) before the first,
+//!   ordered so v1's memory limit never exceeds memory plus swap, and a
+//!   failed write restores the ones before it. The user's cgroup (their
+//!   totals) is never written.
 //! - `Remove`: the OOM kill count is read, what is left in the container is
 //!   killed (`cgroup.kill` where the v2 tree has one), and its cgroups (and
 //!   the user's, when it was the last) are removed.
@@ -83,6 +91,9 @@ fn handle(caller: Caller, request: &CgroupRequest) -> Result<CgroupReply> {
             let process = ownership::verify(*pid, caller.uid)?;
             tree::as_root(caller.uid, || join(&paths, container, &process))
         }
+        CgroupRequest::Update { container, limits } => {
+            update(caller, &cfg, &layout, &paths, container, limits)
+        }
         CgroupRequest::Remove { container } => {
             proto::validate::container_id(container)?;
             tree::as_root(caller.uid, || {
@@ -119,6 +130,83 @@ fn make(
     })?;
     // Report.
     Ok(CgroupReply::Created { limits })
+}
+
+/// `Update`: new limits for the caller's container whose cgroups exist.
+/// Only the limits asked are written; the others keep what the kernel
+/// holds. Every write is planned before the first (a refusal writes
+/// nothing), and what was written is restored if a later write fails.
+fn update(
+    caller: Caller,
+    cfg: &SystemConfig,
+    layout: &Layout,
+    paths: &[Paths],
+    container: &str,
+    limits: &CgroupLimits,
+) -> Result<CgroupReply> {
+    // Validate.
+    proto::validate::container_id(container)?;
+    if *limits == CgroupLimits::default() {
+        return Err(Error::Invalid(
+            "nothing to update: give at least one limit".into(),
+        ));
+    }
+    check_cpuset(limits)?;
+    let policy = tupper_config::policy::Policy::load()?.cgroup_limits_for_current(caller);
+    policy.check_update(limits)?;
+    // Act (the cgroups are looked for under the user's lock: a `Remove`
+    // cannot take them away meanwhile).
+    tree::as_root(caller.uid, || {
+        let _lock = lock_user(cfg, caller.uid)?;
+        let dirs = existing(paths, container)?;
+        let mut plan = Vec::new();
+        for (p, dir) in paths.iter().zip(&dirs) {
+            let h = &p.hierarchy;
+            // A hybrid host's v2 tree holds no limits (see `create`).
+            if h.v2 && layout.mode != mode::Mode::Unified {
+                continue;
+            }
+            let has = |f: &str| dir.join(f).exists();
+            let current = |f: &str| tree::read_trim(&dir.join(f));
+            plan.push((dir, writers::update_writes(h, limits, &has, &current)?));
+        }
+        let mut undo = writers::Undo::default();
+        for (dir, w) in &plan {
+            if let Err(e) = writers::apply_undoable(dir, w, &mut undo) {
+                let failed = undo.restore();
+                if !failed.is_empty() {
+                    return Err(Error::Invalid(format!(
+                        "{e}; restoring the old limits failed too: {}",
+                        failed
+                            .iter()
+                            .map(|f| f.display().to_string())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )));
+                }
+                return Err(e);
+            }
+        }
+        Ok(())
+    })?;
+    // Report.
+    Ok(CgroupReply::Updated {
+        limits: limits.clone(),
+    })
+}
+
+/// The container's cgroup in every hierarchy, each a real directory (not
+/// followed through a symbolic link) under the caller's own cgroup; else
+/// the one "no cgroup" answer `Join` and `Place` give too.
+fn existing(paths: &[Paths], container: &str) -> Result<Vec<std::path::PathBuf>> {
+    let dirs: Vec<_> = paths.iter().map(|p| p.container(container)).collect();
+    let real_dir = |d: &Path| std::fs::symlink_metadata(d).is_ok_and(|m| m.is_dir());
+    if dirs.is_empty() || !dirs.iter().all(|d| real_dir(d)) {
+        return Err(Error::NoCgroup {
+            container: container.to_string(),
+        });
+    }
+    Ok(dirs)
 }
 
 /// Move `process` into the container's existing cgroups.

@@ -132,6 +132,148 @@ pub fn apply(dir: &Path, writes: &[Write]) -> Result<()> {
     Ok(())
 }
 
+/// `update`: the writes of `asked` (only its `Some` fields) into one
+/// existing container cgroup, checked and ordered against what the files
+/// hold now (`current(file)`). v1: the memory limit may never exceed the
+/// memory plus swap limit, so when the new memory limit is above the
+/// current `memory.memsw.limit_in_bytes`, memsw is written first; else
+/// memory first. v2: `memory.swap.max` is swap alone, so `--memory-swap`
+/// without `--memory` is taken relative to the current `memory.max`.
+pub fn update_writes(
+    h: &Hierarchy,
+    asked: &CgroupLimits,
+    has: &dyn Fn(&str) -> bool,
+    current: &dyn Fn(&str) -> Option<String>,
+) -> Result<Vec<Write>> {
+    let number = |file: &str| current(file).and_then(|v| v.parse::<u64>().ok());
+    let mut l = asked.clone();
+    if let (Some(m), Some(s)) = (l.memory, l.memory_swap) {
+        if s < m {
+            return Err(Error::Invalid(format!(
+                "--memory-swap {s} is less than --memory {m}: it counts memory and swap together"
+            )));
+        }
+    }
+    let mut drop_memory = false;
+    if h.v2 {
+        if let (None, Some(s)) = (l.memory, l.memory_swap) {
+            if s != u64::MAX {
+                let Some(m) = number("memory.max") else {
+                    return Err(Error::Invalid(
+                        "--memory-swap needs a memory limit: give --memory too".into(),
+                    ));
+                };
+                if s < m {
+                    return Err(Error::Invalid(format!(
+                        "--memory-swap {s} is less than the container's memory limit {m}: \
+                         it counts memory and swap together"
+                    )));
+                }
+                // Only to compute swap alone; memory.max is not written.
+                l.memory = Some(m);
+                drop_memory = true;
+            }
+        }
+    }
+    let cpuset = l
+        .cpuset_cpus
+        .is_some()
+        .then(|| (String::new(), String::new()));
+    let mut w = writes(h, &l, has, cpuset)?;
+    // Only the CPUs change; the memory nodes keep theirs.
+    w.retain(|(f, _)| *f != "cpuset.mems" && !(drop_memory && *f == "memory.max"));
+    if !h.v2 && has("memory.memsw.limit_in_bytes") {
+        let memsw = |v: u64| if v == u64::MAX { None } else { Some(v) };
+        let (m0, s0) = (
+            number("memory.limit_in_bytes"),
+            number("memory.memsw.limit_in_bytes"),
+        );
+        match (asked.memory, asked.memory_swap.map(memsw)) {
+            (Some(m1), None) => {
+                if let Some(s0) = s0.filter(|s0| m1 > *s0) {
+                    return Err(Error::Invalid(format!(
+                        "--memory {m1} is above the container's memory plus swap limit {s0}: \
+                         give --memory-swap too"
+                    )));
+                }
+            }
+            (None, Some(Some(s1))) => {
+                if let Some(m0) = m0.filter(|m0| s1 < *m0) {
+                    return Err(Error::Invalid(format!(
+                        "--memory-swap {s1} is less than the container's memory limit {m0}: \
+                         it counts memory and swap together"
+                    )));
+                }
+            }
+            (Some(m1), Some(_)) if s0.is_some_and(|s0| m1 > s0) => {
+                // Raise memsw first, so memory never exceeds it.
+                let first = |f: &&str| *f == "memory.memsw.limit_in_bytes";
+                if let Some(i) = w.iter().position(|(f, _)| first(f)) {
+                    let memsw = w.remove(i);
+                    let at = w
+                        .iter()
+                        .position(|(f, _)| *f == "memory.limit_in_bytes")
+                        .unwrap_or(0);
+                    w.insert(at, memsw);
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(w)
+}
+
+/// Files written by [`apply_undoable`] with the values they held before.
+#[derive(Debug, Default)]
+pub struct Undo(Vec<(std::path::PathBuf, String)>);
+
+impl Undo {
+    /// Write the old values back, last written first; the files that could
+    /// not be restored are returned.
+    pub fn restore(self) -> Vec<std::path::PathBuf> {
+        let mut failed = Vec::new();
+        for (file, old) in self.0.into_iter().rev() {
+            if std::fs::write(&file, &old).is_err() {
+                failed.push(file);
+            }
+        }
+        failed
+    }
+}
+
+/// [`apply`], remembering each file's old value in `undo` before it is
+/// overwritten. A memory limit the kernel cannot reclaim down to (`EBUSY`)
+/// is reported as such.
+pub fn apply_undoable(dir: &Path, writes: &[Write], undo: &mut Undo) -> Result<()> {
+    for (file, value) in writes {
+        let path = dir.join(file);
+        let old = std::fs::read_to_string(&path)
+            .map(|s| s.trim().to_string())
+            .map_err(|e| Error::sys(format!("read {}", path.display()), e))?;
+        match std::fs::write(&path, value) {
+            Ok(()) => undo.0.push((path, old)),
+            Err(source)
+                if source.raw_os_error() == Some(libc::EBUSY) && file.starts_with("memory.") =>
+            {
+                return Err(Error::Rejected {
+                    what: format!(
+                        "set {file} to {value}: the container uses more memory than that now \
+                         and the kernel could not reclaim enough"
+                    ),
+                    source,
+                })
+            }
+            Err(source) => {
+                return Err(Error::Rejected {
+                    what: format!("set {file} to {value}"),
+                    source,
+                })
+            }
+        }
+    }
+    Ok(())
+}
+
 /// The number after `key` in a flat-keyed file (`memory.events`,
 /// `memory.oom_control`, `cpu.stat`).
 pub fn keyed(text: &str, key: &str) -> Option<u64> {
@@ -304,6 +446,163 @@ mod tests {
         let d = fake(&[]);
         let d2 = d.path().join("gone");
         assert!(apply(&d2, &[("pids.max", "1".into())]).is_err());
+    }
+
+    /// A fake cgroup directory with files holding values.
+    fn fake_with(files: &[(&str, &str)]) -> tempfile::TempDir {
+        let d = tempfile::tempdir().unwrap();
+        for (f, v) in files {
+            std::fs::write(d.path().join(f), v).unwrap();
+        }
+        d
+    }
+
+    fn now(d: &tempfile::TempDir) -> impl Fn(&str) -> Option<String> + '_ {
+        move |f| crate::tree::read_trim(&d.path().join(f))
+    }
+
+    fn mem(m: u64, s: Option<u64>) -> CgroupLimits {
+        CgroupLimits {
+            memory: Some(m),
+            memory_swap: s,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn v1_update_orders_memory_and_memsw() {
+        let d = fake_with(&[
+            ("memory.limit_in_bytes", "67108864\n"),
+            ("memory.memsw.limit_in_bytes", "134217728\n"),
+            ("pids.max", "max\n"),
+        ]);
+        let h = v1(&["memory"]);
+        let files = ["memory.limit_in_bytes", "memory.memsw.limit_in_bytes"];
+        let order = |l: &CgroupLimits| {
+            update_writes(&h, l, &all, &now(&d))
+                .unwrap()
+                .into_iter()
+                .map(|(f, _)| f)
+                .collect::<Vec<_>>()
+        };
+        // Lowering both: memory first; raising memory above the current
+        // memsw: memsw first.
+        assert_eq!(order(&mem(32 << 20, Some(32 << 20))), files);
+        assert_eq!(
+            order(&mem(256 << 20, Some(512 << 20))),
+            [files[1], files[0]]
+        );
+        // Unlimited swap with more memory: memsw (-1) first.
+        assert_eq!(order(&mem(256 << 20, Some(u64::MAX))), [files[1], files[0]]);
+        // Memory alone above the current memsw, memsw alone below the
+        // current memory, memsw below memory: refused, nothing written.
+        for bad in [
+            mem(256 << 20, None),
+            CgroupLimits {
+                memory_swap: Some(32 << 20),
+                ..Default::default()
+            },
+            mem(64 << 20, Some(32 << 20)),
+        ] {
+            let e = update_writes(&h, &bad, &all, &now(&d)).unwrap_err();
+            assert!(matches!(e, Error::Invalid(_)), "{e}");
+        }
+        // Memory alone within memsw: just memory.
+        assert_eq!(order(&mem(100 << 20, None)), [files[0]]);
+        // Without swap accounting: memory alone, any size.
+        let no_memsw = |f: &str| !f.starts_with("memory.memsw");
+        let w = update_writes(&h, &mem(256 << 20, None), &no_memsw, &now(&d)).unwrap();
+        assert_eq!(w, [("memory.limit_in_bytes", (256u64 << 20).to_string())]);
+        // Only what is asked is written (pids alone touches no memory file).
+        let p = CgroupLimits {
+            pids: Some(50),
+            ..Default::default()
+        };
+        assert!(update_writes(&h, &p, &all, &now(&d)).unwrap().is_empty());
+        assert_eq!(
+            update_writes(&v1(&["pids"]), &p, &all, &now(&d)).unwrap(),
+            [("pids.max", "50".to_string())]
+        );
+        // cpuset: the CPUs only, the memory nodes are left alone.
+        let c = CgroupLimits {
+            cpuset_cpus: Some("0".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            update_writes(&v1(&["cpuset"]), &c, &all, &now(&d)).unwrap(),
+            [("cpuset.cpus", "0".to_string())]
+        );
+    }
+
+    #[test]
+    fn v2_update_against_a_fake_tree() {
+        let d = fake_with(&[
+            ("memory.max", "67108864\n"),
+            ("memory.swap.max", "max\n"),
+            ("pids.max", "100\n"),
+            ("cpu.max", "max 100000\n"),
+            ("cpu.weight", "100\n"),
+            ("cpuset.cpus", "\n"),
+        ]);
+        let h = v2();
+        // Swap alone is relative to the current memory.max, which stays.
+        let w = update_writes(
+            &h,
+            &CgroupLimits {
+                memory_swap: Some(96 << 20),
+                ..Default::default()
+            },
+            &all,
+            &now(&d),
+        )
+        .unwrap();
+        assert_eq!(w, [("memory.swap.max", (32u64 << 20).to_string())]);
+        // Below the current memory: refused.
+        assert!(update_writes(
+            &h,
+            &CgroupLimits {
+                memory_swap: Some(32 << 20),
+                ..Default::default()
+            },
+            &all,
+            &now(&d),
+        )
+        .is_err());
+        // Memory, pids and CPUs; applied, then undone.
+        let l = CgroupLimits {
+            memory: Some(32 << 20),
+            pids: Some(50),
+            millicpus: Some(500),
+            ..Default::default()
+        };
+        let w = update_writes(&h, &l, &all, &now(&d)).unwrap();
+        assert_eq!(
+            w,
+            [
+                ("memory.max", (32u64 << 20).to_string()),
+                ("pids.max", "50".to_string()),
+                ("cpu.max", "50000 100000".to_string()),
+            ]
+        );
+        let mut undo = Undo::default();
+        apply_undoable(d.path(), &w, &mut undo).unwrap();
+        assert_eq!(read(&d, "pids.max"), "50");
+        assert_eq!(read(&d, "cpu.max"), "50000 100000");
+        assert!(undo.restore().is_empty());
+        assert_eq!(read(&d, "memory.max"), "67108864");
+        assert_eq!(read(&d, "pids.max"), "100");
+        assert_eq!(read(&d, "cpu.max"), "max 100000");
+        // A write that fails midway: the ones before it are restored by
+        // the caller through the undo list.
+        let mut undo = Undo::default();
+        let w = vec![
+            ("pids.max", "10".to_string()),
+            ("cpu.weight.nonexistent", "1".to_string()),
+        ];
+        assert!(apply_undoable(d.path(), &w, &mut undo).is_err());
+        assert_eq!(read(&d, "pids.max"), "10");
+        assert!(undo.restore().is_empty());
+        assert_eq!(read(&d, "pids.max"), "100");
     }
 
     #[test]

@@ -241,6 +241,22 @@ fn resolve_one(
     default: &Bound,
     total: Option<&Bound>,
 ) -> Result<Option<u64>, Error> {
+    bound_one(asked, flag, unit, max, total)?;
+    // Without a flag: the default, bounded by the maximum; else the maximum.
+    Ok(asked.or(match (default.value, max.value) {
+        (Some(d), Some(m)) => Some(d.min(m)),
+        (d, m) => d.or(m),
+    }))
+}
+
+/// One asked limit against the per-container maximum and the user's total.
+fn bound_one(
+    asked: Option<u64>,
+    flag: &str,
+    unit: Unit,
+    max: &Bound,
+    total: Option<&Bound>,
+) -> Result<(), Error> {
     if let (Some(a), Some(m)) = (asked, max.value) {
         if a > m {
             return Err(max.exceeded(
@@ -264,14 +280,45 @@ fn resolve_one(
             ));
         }
     }
-    // Without a flag: the default, bounded by the maximum; else the maximum.
-    Ok(asked.or(match (default.value, max.value) {
-        (Some(d), Some(m)) => Some(d.min(m)),
-        (d, m) => d.or(m),
-    }))
+    Ok(())
 }
 
 impl CgroupPolicy {
+    /// `update`: the limits asked (`None`: not changed) against the same
+    /// maxima and totals as [`CgroupPolicy::resolve`], without defaults
+    /// (what is not asked keeps its value). Unlimited swap (`-1`) is
+    /// allowed only where no swap maximum is set.
+    pub fn check_update(&self, asked: &CgroupLimits) -> Result<(), Error> {
+        bound_one(
+            asked.memory,
+            "--memory",
+            Unit::Bytes,
+            &self.memory,
+            Some(&self.total_memory),
+        )?;
+        bound_one(
+            asked.memory_swap,
+            "--memory-swap",
+            Unit::Bytes,
+            &self.memory_swap,
+            None,
+        )?;
+        bound_one(
+            asked.pids,
+            "--pids-limit",
+            Unit::Count,
+            &self.pids,
+            Some(&self.total_pids),
+        )?;
+        bound_one(
+            asked.millicpus,
+            "--cpus",
+            Unit::MilliCpus,
+            &self.cpus,
+            Some(&self.total_cpus),
+        )
+    }
+
     /// The limits a container gets: `asked` completed by the defaults, each
     /// checked against the per-container maximum and the user's total.
     /// Supervisor and helper both call it (the helper's answer counts).
@@ -431,6 +478,42 @@ mod tests {
             "--cpus 1.5 is above the total of all your containers (limit 1 set by \
              /etc/tupperware/policy.toml [default]; ask an administrator to raise it)"
         );
+    }
+
+    #[test]
+    fn an_update_is_bounded_without_defaults() {
+        let p = policy(
+            "[default]\nmemory = \"1G\"\nmemory_default = \"256M\"\npids = 100\n\
+             memory_swap = \"2G\"\n",
+        );
+        // Nothing asked: nothing to check (no defaults are filled in).
+        p.check_update(&CgroupLimits::default()).unwrap();
+        p.check_update(&CgroupLimits {
+            memory: Some(1 << 30),
+            pids: Some(100),
+            ..Default::default()
+        })
+        .unwrap();
+        let e = p
+            .check_update(&CgroupLimits {
+                pids: Some(101),
+                ..Default::default()
+            })
+            .unwrap_err()
+            .to_remote();
+        assert_eq!(e.kind, ErrorKind::Exhausted);
+        assert_eq!(
+            e.message,
+            "--pids-limit 101 is above the most one container may have (limit 100 set by \
+             /etc/tupperware/policy.toml [default]; ask an administrator to raise it)"
+        );
+        // Unlimited swap where a swap maximum is set is refused, as for run.
+        assert!(p
+            .check_update(&CgroupLimits {
+                memory_swap: Some(u64::MAX),
+                ..Default::default()
+            })
+            .is_err());
     }
 
     #[test]

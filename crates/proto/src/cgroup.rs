@@ -60,6 +60,16 @@ pub enum CgroupRequest {
     /// caller, checked through a pidfd, as for `Create`) into the cgroups
     /// `Prepare` made. Answered with `Joined`.
     Place { container: String, pid: i32 },
+    /// `update`: change the limits of the caller's container whose cgroups
+    /// exist. Only the fields that are `Some` are written (the others keep
+    /// what the kernel holds); each is checked against the policy as for
+    /// `Create`, nothing is written when one is refused, and what was
+    /// written is restored when a later write fails. Never touches the
+    /// user's cgroup (their totals). Answered with `Updated`.
+    Update {
+        container: String,
+        limits: CgroupLimits,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -74,5 +84,10 @@ pub enum CgroupReply {
     Removed {
         oom_kills: u64,
         existed: bool,
+    },
+    /// The limits `Update` wrote, now in force: the fields asked (the
+    /// others kept their values).
+    Updated {
+        limits: CgroupLimits,
     },
 }

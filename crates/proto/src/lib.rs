@@ -32,7 +32,7 @@ pub use mount_spec::{BindSource, MountKind, MountSpec, MAX_MOUNTS, MAX_TMPFS_SIZ
 pub use security::{BpfInstruction, SpawnSecurity};
 
 /// Version of the protocol spoken by this build. Bump on any message change.
-pub const PROTOCOL_VERSION: u32 = 8;
+pub const PROTOCOL_VERSION: u32 = 9;
 
 /// The file descriptor on which every helper finds its control channel.
 pub const CONTROL_FD: i32 = 3;

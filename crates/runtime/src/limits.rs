@@ -86,6 +86,130 @@ impl LimitFlags {
     fn any(&self) -> bool {
         self.request() != CgroupLimits::default()
     }
+
+    /// The flags with the limits `new` asks laid over them (`update`).
+    pub fn overlaid(&self, new: &CgroupLimits) -> LimitFlags {
+        let l = overlay(&self.request(), new);
+        LimitFlags {
+            memory: l.memory,
+            memory_swap: l.memory_swap,
+            pids_limit: l.pids,
+            cpus: l.millicpus,
+            cpu_shares: l.cpu_shares,
+            cpu_weight: l.cpu_weight,
+            cpuset_cpus: l.cpuset_cpus,
+        }
+    }
+}
+
+/// `base` with every limit `new` asks replacing its own; `--cpu-shares`
+/// and `--cpu-weight` are two spellings of one weight, so either replaces
+/// both.
+pub fn overlay(base: &CgroupLimits, new: &CgroupLimits) -> CgroupLimits {
+    let weight_asked = new.cpu_shares.is_some() || new.cpu_weight.is_some();
+    CgroupLimits {
+        memory: new.memory.or(base.memory),
+        memory_swap: new.memory_swap.or(base.memory_swap),
+        pids: new.pids.or(base.pids),
+        millicpus: new.millicpus.or(base.millicpus),
+        cpu_shares: if weight_asked {
+            new.cpu_shares
+        } else {
+            base.cpu_shares
+        },
+        cpu_weight: if weight_asked {
+            new.cpu_weight
+        } else {
+            base.cpu_weight
+        },
+        cpuset_cpus: new.cpuset_cpus.clone().or(base.cpuset_cpus.clone()),
+    }
+}
+
+/// `update`: new limits for each container. A running one gets them in its
+/// cgroups at once (`tupper-cgroup` checks them against the policy and
+/// writes only those asked); a created or exited one keeps them in its
+/// configuration for its next start. Either way the record's limits (what
+/// `inspect` shows) and the configuration are updated after success, so a
+/// later `start` keeps them. Prints each container updated; an error per
+/// container goes to stderr, and the exit status is the first one's.
+pub fn update(keys: &[String], flags: &LimitFlags) -> Result<i32> {
+    if !flags.any() {
+        return Err(Error::user(
+            "update: give at least one limit (--memory, --memory-swap, --pids-limit, --cpus, \
+             --cpu-shares, --cpu-weight, --cpuset-cpus)",
+        ));
+    }
+    if !enabled() {
+        return Err(Error::user(
+            "resource limits need cgroups, which this host's tupperware.toml disables ([cgroups] enabled = false)",
+        ));
+    }
+    let asked = flags.request();
+    let state = crate::records::Records::open()?;
+    crate::cleanup::collect_garbage(&state);
+    let mut status = 0;
+    for key in keys {
+        match update_one(&state, key, &asked) {
+            Ok(()) => println!("{key}"),
+            Err(e) => {
+                eprintln!("tupper: {key}: {e}");
+                if status == 0 {
+                    status = e.exit_code();
+                }
+            }
+        }
+    }
+    Ok(status)
+}
+
+fn update_one(state: &crate::records::Records, key: &str, asked: &CgroupLimits) -> Result<()> {
+    use crate::lifecycle::State;
+    let rec = state.find(key)?;
+    let _lock = state.lock_container(&rec.id)?;
+    let opts = state.load_config(&rec.id)?;
+    let flags = opts.limits.overlaid(asked);
+    let written = match State::of(&rec) {
+        State::Running if rec.cgroups => {
+            match call_once::<_, CgroupReply>(
+                Helper::Cgroup,
+                &CgroupRequest::Update {
+                    container: rec.id.clone(),
+                    limits: asked.clone(),
+                },
+            )? {
+                CgroupReply::Updated { limits } => limits,
+                _ => return Err(Error::user("cgroup: unexpected reply to Update")),
+            }
+        }
+        State::Running => {
+            return Err(Error::user(format!(
+            "container {} runs without cgroups: its limits cannot change until it is started again",
+            rec.name
+        )))
+        }
+        State::Created => {
+            return Err(Error::user(format!(
+                "container {} is starting; try again in a moment",
+                rec.name
+            )))
+        }
+        // Its next start asks for the new limits: checked now as it will be.
+        State::Stopped => {
+            check_early(&flags)?;
+            asked.clone()
+        }
+        State::Removed => return Err(Error::user(format!("no such container: {key}"))),
+    };
+    let mut opts = opts;
+    opts.limits = opts.limits.overlaid(&written);
+    state.save_config(&rec.id, &opts)?;
+    // The monitor may have saved the record meanwhile: read it again.
+    let _l = state.lock()?;
+    let mut rec = state.find(&rec.id)?;
+    let base = rec.limits.as_deref().cloned().unwrap_or_default();
+    rec.limits = Some(Box::new(overlay(&base, &written)));
+    state.save(&rec)
 }
 
 /// Whether containers get cgroups on this host (`[cgroups] enabled`).
@@ -255,6 +379,37 @@ mod tests {
         assert!(T::try_parse_from(["t", "--pids-limit", "0"]).is_err());
         assert!(T::try_parse_from(["t", "--cpu-weight", "0"]).is_err());
         assert!(T::try_parse_from(["t", "--cpu-shares", "1"]).is_err());
+    }
+
+    #[test]
+    fn an_update_overlays_the_limits_asked() {
+        let base = CgroupLimits {
+            memory: Some(64 << 20),
+            pids: Some(100),
+            cpu_weight: Some(300),
+            cpuset_cpus: Some("0".into()),
+            ..Default::default()
+        };
+        let new = CgroupLimits {
+            memory: Some(32 << 20),
+            cpu_shares: Some(512),
+            ..Default::default()
+        };
+        let l = overlay(&base, &new);
+        assert_eq!(l.memory, Some(32 << 20));
+        assert_eq!(l.pids, Some(100));
+        // One weight, two spellings: the new one replaces both.
+        assert_eq!((l.cpu_shares, l.cpu_weight), (Some(512), None));
+        assert_eq!(l.cpuset_cpus.as_deref(), Some("0"));
+        let flags = LimitFlags {
+            pids_limit: Some(100),
+            ..Default::default()
+        };
+        let f = flags.overlaid(&new);
+        assert_eq!(
+            (f.memory, f.pids_limit, f.cpu_shares),
+            (Some(32 << 20), Some(100), Some(512))
+        );
     }
 
     #[test]

@@ -49,6 +49,14 @@ enum Command {
     },
     /// Reclaim what crashed or killed supervisors left behind.
     Gc,
+    /// Change the resource limits of containers: a running one at once, a
+    /// stopped one at its next start. Limits not given keep their values.
+    Update {
+        #[command(flatten)]
+        limits: tupper_runtime::limits::LimitFlags,
+        #[arg(required = true)]
+        containers: Vec<String>,
+    },
 
     // --- files in and out of containers ---
     /// Make a new image from a container's root filesystem (a read-only
@@ -283,6 +291,9 @@ fn main() {
         } => containers::ps(all, format, &filter).map(|_| 0),
         Command::Rm { force, containers } => containers::rm(&containers, force).map(|_| 0),
         Command::Gc => containers::gc().map(|_| 0),
+        Command::Update { limits, containers } => {
+            tupper_runtime::limits::update(&containers, &limits)
+        }
         Command::Commit { container, image } => files::commit(&container, &image).map(|_| 0),
         Command::Export { output, container } => {
             files::export(&container, output.as_deref()).map(|_| 0)

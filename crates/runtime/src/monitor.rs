@@ -648,7 +648,13 @@ impl Monitor<'_> {
         rec.finished_at = Some(crate::run::now());
         rec.status = Status::Exited(code);
         rec.address = None;
-        let _ = self.save(rec);
+        if let Ok(_lock) = self.state.lock() {
+            // `update` may have changed the limits in force meanwhile.
+            if let Ok(on_disk) = self.state.find(&rec.id) {
+                rec.limits = on_disk.limits;
+            }
+            let _ = self.state.save(rec);
+        }
         if let Ok(_lock) = self.state.lock() {
             let _ = crate::cleanup::settle(self.state, rec, self.snapshot, code);
         }

@@ -6,6 +6,7 @@
 //! tupper-drive LIBEXECDIR net-release CONTAINER_ID
 //! tupper-drive LIBEXECDIR cgroup-create PID CONTAINER_ID
 //! tupper-drive LIBEXECDIR cgroup-remove CONTAINER_ID
+//! tupper-drive LIBEXECDIR cgroup-update CONTAINER_ID [memory=N] [pids=N]
 //! tupper-drive LIBEXECDIR absurd-frame (storage|ns|net)
 //! tupper-drive LIBEXECDIR garbage-frame (storage|ns|net)
 //! tupper-drive LIBEXECDIR hold-hostile (storage|ns|net)
@@ -120,6 +121,30 @@ fn main() -> ExitCode {
                 pid: pid.parse().unwrap_or(-1),
             },
         ),
+        // `update`'s request with the limits given as KEY=VALUE.
+        ["cgroup-update", id, limits @ ..] => {
+            let mut l = proto::cgroup::CgroupLimits::default();
+            for kv in limits {
+                let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
+                let n = v.parse().ok();
+                match k {
+                    "memory" => l.memory = n,
+                    "pids" => l.pids = n,
+                    _ => {
+                        eprintln!("tupper-drive: unknown limit {kv}");
+                        std::process::exit(2);
+                    }
+                }
+            }
+            call_once::<_, proto::cgroup::CgroupReply>(
+                libexec,
+                "cgroup",
+                &proto::cgroup::CgroupRequest::Update {
+                    container: id.to_string(),
+                    limits: l,
+                },
+            )
+        }
         ["cgroup-remove", id] => call_once::<_, proto::cgroup::CgroupReply>(
             libexec,
             "cgroup",
