@@ -14,6 +14,7 @@
 pub mod auth;
 pub mod cache;
 pub mod client;
+pub mod login;
 pub mod manifest;
 pub mod progress;
 pub mod reference;
@@ -164,7 +165,7 @@ pub fn pull_for_run(reference: &Reference, name: &str, quiet: bool) -> Result<St
     pull_image(reference, name, tls_verify, &cache, &Progress::new(quiet))
 }
 
-fn registries_config() -> Result<RegistriesConfig> {
+pub(crate) fn registries_config() -> Result<RegistriesConfig> {
     tupper_config::SystemConfig::load()
         .map(|c| c.registries)
         .map_err(|e| Error::user(e.to_string()))
