@@ -269,6 +269,12 @@ mod tests {
         assert!(e.contains("--privileged"), "{e}");
         o.privileged = false;
         o.env = vec!["TUPPER_SURELY_UNSET_1234".into(), "PATH".into()];
+        let mut detached = o.clone();
+        detached.detach = true;
+        detached.clone().validate().unwrap();
+        detached.tty = true;
+        let e = detached.validate().unwrap_err().to_string();
+        assert!(e.contains("-d"), "{e}");
         o.validate().unwrap();
         assert_eq!(o.env.len(), 1);
         assert!(o.env[0].starts_with("PATH="), "{:?}", o.env);
