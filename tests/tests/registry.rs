@@ -918,3 +918,83 @@ fn registry_login_refuses_an_auth_file_that_is_a_link_or_readable() {
     let out = login();
     assert_success(&out, &good);
 }
+
+#[test]
+#[ignore = "privileged end-to-end test: run by tests/run.sh (root, installed helpers)"]
+fn registry_login_on_a_terminal_asks_for_the_password_without_echo() {
+    use std::io::Read;
+    use std::sync::{Arc, Mutex};
+    let e = env();
+    let reg = Registry::start(&e, "login-tty", 5005, true, false);
+    let dirs = user_dirs(&e, "login-tty");
+    // `script` gives the supervisor a terminal; its output is the terminal's.
+    let cmd = format!(
+        "exec /usr/bin/env XDG_CONFIG_HOME={} XDG_CACHE_HOME={} {} login --tls-verify=false {}",
+        dirs.config.display(),
+        dirs.cache.display(),
+        e.supervisor().display(),
+        reg.host()
+    );
+    let mut c = e.as_user(&e.user, "/usr/bin/env");
+    c.args([
+        "SHELL=/bin/sh",
+        "script",
+        "-q",
+        "-e",
+        "-c",
+        &cmd,
+        "/dev/null",
+    ])
+    .stdin(Stdio::piped())
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
+    let mut child = c.spawn().expect("spawn script");
+    let mut stdin = child.stdin.take().expect("stdin");
+    let mut terminal = child.stdout.take().expect("stdout");
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let reader = {
+        let seen = seen.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 256];
+            while let Ok(n) = terminal.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                seen.lock().expect("lock").extend_from_slice(&buf[..n]);
+            }
+        })
+    };
+    let wait_for = |needle: &str| {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let text = String::from_utf8_lossy(&seen.lock().expect("lock")).into_owned();
+            if text.contains(needle) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no {needle:?} on the terminal: {text:?}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    wait_for("Username: ");
+    stdin.write_all(b"puller\n").expect("type the user name");
+    wait_for("Password: ");
+    stdin.write_all(b"s3cret\n").expect("type the password");
+    let status = child.wait().expect("wait script");
+    drop(stdin);
+    let _ = reader.join();
+    let text = String::from_utf8_lossy(&seen.lock().expect("lock")).into_owned();
+    assert!(status.success(), "{status:?}: {text:?}");
+    assert!(text.contains("Login Succeeded"), "{text:?}");
+    // The user name is echoed, the password is not.
+    assert!(text.contains("Username: puller"), "{text:?}");
+    assert!(
+        !text.contains("s3cret"),
+        "the password was echoed: {text:?}"
+    );
+    let out = tupper_as_user(&e, &dirs, &["login", "--get-login", &reg.host()], None);
+    assert_success(&out, &["login", "--get-login"]);
+    assert_eq!(stdout(&out).trim(), "puller");
+}

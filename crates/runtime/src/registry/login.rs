@@ -93,10 +93,11 @@ pub fn login(opts: &LoginOptions) -> Result<()> {
         };
     }
     // The file is checked before the registry is asked: a file that would
-    // be refused is refused at once.
-    let store = AuthStore::open(&path, true)?
-        .ok_or_else(|| Error::user(format!("{} cannot be created", path.display())))?;
-    store.read()?;
+    // be refused is refused at once. Nothing is created before the
+    // registry accepted the credentials.
+    if let Some(store) = AuthStore::open(&path, false)? {
+        store.read()?;
+    }
     let credentials = read_credentials(opts)?;
     let config = super::registries_config()?;
     let tls_verify = opts.tls_verify.unwrap_or(!config.is_insecure(&registry));
@@ -106,6 +107,8 @@ pub fn login(opts: &LoginOptions) -> Result<()> {
         tls_verify,
         credentials.clone(),
     )?;
+    let store = AuthStore::open(&path, true)?
+        .ok_or_else(|| Error::user(format!("{} cannot be created", path.display())))?;
     store.update(|doc| {
         auth::set_entry(doc, &key, &credentials);
         Ok(())
@@ -224,8 +227,8 @@ fn check_credentials(username: &str, password: &str) -> Result<()> {
 fn prompt(question: &str, echo: bool) -> Result<String> {
     use nix::sys::termios::{self, LocalFlags, SetArg};
     let stdin = std::io::stdin();
-    eprint!("{question}");
-    let _ = std::io::stderr().flush();
+    // Echo goes off before the question shows: what is typed once it
+    // shows is never echoed.
     let saved = if echo {
         None
     } else {
@@ -238,6 +241,8 @@ fn prompt(question: &str, echo: bool) -> Result<String> {
             .map_err(|e| Error::io("turn the terminal's echo off", e.into()))?;
         Some(saved)
     };
+    eprint!("{question}");
+    let _ = std::io::stderr().flush();
     let mut line = String::new();
     let read = stdin.lock().take(MAX_PASSWORD).read_line(&mut line);
     if let Some(s) = saved {
