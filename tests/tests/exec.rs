@@ -323,3 +323,103 @@ fn exec_forwards_signals_to_the_command() {
     assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGTERM) }, 0);
     assert_eq!(child.wait().unwrap().code(), Some(5));
 }
+
+/// Host pids whose command line starts with `args` (NUL-separated).
+fn pids_running(args: &[&str]) -> Vec<i32> {
+    let want: Vec<u8> = args
+        .iter()
+        .flat_map(|a| [a.as_bytes(), b"\0"].concat())
+        .collect();
+    std::fs::read_dir("/proc")
+        .expect("/proc")
+        .flatten()
+        .filter_map(|d| d.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .map(|c| c.windows(want.len()).any(|w| w == want.as_slice()))
+                .unwrap_or(false)
+        })
+        .collect()
+}
+
+/// The state letter and parent of a host pid, `None` once it is gone.
+fn state_of(pid: i32) -> Option<(char, i32)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let mut f = rest.split_whitespace();
+    let state = f.next()?.chars().next()?;
+    let ppid = f.next()?.parse().ok()?;
+    Some((state, ppid))
+}
+
+#[test]
+#[ignore = "privileged end-to-end test: run by tests/run.sh (root, installed helpers)"]
+fn exec_detached_returns_at_once_leaves_no_zombie_and_does_not_hold_up_stop() {
+    let e = env();
+    let c = Running::start(&e, &e.user, "ex-detach", &["--network", "none"]);
+
+    // Returns at once, printing nothing, while the command runs on.
+    let t = std::time::Instant::now();
+    let out = c.exec(&["-d"], &["sleep", "30"]);
+    let took = t.elapsed();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        (text(&out.stdout), text(&out.stderr)),
+        (String::new(), String::new())
+    );
+    assert!(
+        took < std::time::Duration::from_secs(5),
+        "exec -d took {took:?}"
+    );
+    let ps = c.exec_ok(&[], &["ps"]);
+    assert!(ps.contains("sleep 30"), "{ps}");
+
+    // A failure to start is still reported (the command's status).
+    let out = c.exec(&["-d"], &["no-such-command"]);
+    assert_eq!(out.status.code(), Some(127), "{}", text(&out.stderr));
+    let out = c.exec(&["-d", "-t"], &["true"]);
+    assert_eq!(out.status.code(), Some(125), "{}", text(&out.stderr));
+
+    // A short detached command is reaped: no zombie in the container.
+    c.exec_ok(&["-d"], &["true"]);
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let states = c.exec_ok(&[], &["sh", "-c", "cat /proc/[0-9]*/stat"]);
+    assert!(
+        !states.lines().any(|l| l
+            .rsplit_once(") ")
+            .is_some_and(|(_, rest)| rest.starts_with('Z'))),
+        "a zombie in the container: {states}"
+    );
+
+    // The joiner that waits for `sleep 30` is not the supervisor's child
+    // (which returned); `stop` is not held up by it, and it goes with the
+    // container.
+    let joiners = pids_running(&["exec", "-d", "ex-detach", "sleep", "30"]);
+    assert_eq!(joiners.len(), 1, "one detached joiner: {joiners:?}");
+    let t = std::time::Instant::now();
+    let mut stop = e.as_user(&e.user, &e.supervisor().to_string_lossy());
+    let out = stop
+        .args(["stop", "-t", "1", "ex-detach"])
+        .output()
+        .expect("stop");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let took = t.elapsed();
+    assert!(
+        took < std::time::Duration::from_secs(6),
+        "stop took {took:?}"
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        match state_of(joiners[0]) {
+            None => break,
+            // Ended; the machine's init reaps what it inherited in its time.
+            Some(('Z', 1)) => break,
+            Some(s) => assert!(
+                std::time::Instant::now() < deadline,
+                "the detached joiner {} outlived the container: {s:?}",
+                joiners[0]
+            ),
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}

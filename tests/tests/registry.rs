@@ -673,3 +673,328 @@ fn registry_tls_is_verified_unless_told_otherwise() {
     assert_success(&out, &["pull", "--tls-verify=false"]);
     assert_eq!(check_layout_with_skopeo(&e, &layout), digest);
 }
+
+/// `tupper-supervisor ARGS` as the test user with `dirs` as its XDG cache
+/// and config directories, `input` on standard input (or none).
+fn tupper_as_user(e: &Env, dirs: &UserDirs, args: &[&str], input: Option<&str>) -> Output {
+    let mut c = e.as_user(&e.user, "/usr/bin/env");
+    c.arg(format!("XDG_CACHE_HOME={}", dirs.cache.display()))
+        .arg(format!("XDG_CONFIG_HOME={}", dirs.config.display()))
+        .arg(e.supervisor())
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    if input.is_some() {
+        c.stdin(Stdio::piped());
+    }
+    let mut child = c.spawn().expect("spawn supervisor");
+    if let Some(text) = input {
+        let mut stdin = child.stdin.take().expect("stdin");
+        stdin.write_all(text.as_bytes()).expect("write stdin");
+    }
+    child.wait_with_output().expect("wait supervisor")
+}
+
+/// Write `text` as the test user's file `path` with `mode`.
+fn user_file(e: &Env, path: &Path, text: &str, mode: u32) {
+    fs::write(path, text).expect("write");
+    let uid = e.uid(&e.user);
+    std::os::unix::fs::chown(path, Some(uid), Some(uid)).expect("chown");
+    fs::set_permissions(path, fs::Permissions::from_mode(mode)).expect("chmod");
+}
+
+#[test]
+#[ignore = "privileged end-to-end test: run by tests/run.sh (root, installed helpers)"]
+fn registry_login_stores_checked_credentials_that_pull_uses() {
+    let e = env();
+    // htpasswd over TLS with a self-signed certificate.
+    let (reg, _, digest) = serve(&e, "login", 5003, true, true, "private/loginbox:latest");
+    let dirs = user_dirs(&e, "login");
+    let host = reg.host();
+    let reference = format!("{host}/private/loginbox");
+    let auth = dirs.config.join("tupperware/auth.json");
+    let layout = |n: &str| dirs.out.join(n).to_str().unwrap().to_string();
+    let login = |args: &[&str], input: Option<&str>| {
+        let mut a = vec!["login", "--tls-verify=false"];
+        a.extend_from_slice(args);
+        a.push(&host);
+        tupper_as_user(&e, &dirs, &a, input)
+    };
+    // Someone else's entry and a key this runtime does not know.
+    let theirs = r#"{"auths":{"other.example":{"auth":"b3RoZXI6cHc="}},"credHelpers":{"x.example":"helper"}}"#;
+    user_file(&e, &auth, theirs, 0o600);
+
+    // A wrong password: unauthorized, and the file not touched.
+    let out = login(&["-u", "puller", "-p", "wrong"], None);
+    assert_eq!(out.status.code(), Some(125), "{}", output_text(&out));
+    assert!(stderr(&out).contains("unauthorized"), "{}", stderr(&out));
+    assert_eq!(fs::read(&auth).expect("auth.json"), theirs.as_bytes());
+
+    // No password and no terminal: a clear error, nothing asked.
+    let out = login(&["-u", "puller"], None);
+    assert_eq!(out.status.code(), Some(125), "{}", output_text(&out));
+    assert!(stderr(&out).contains("no password"), "{}", stderr(&out));
+
+    // Right: stored (with docker's warning about -p), private, the rest kept.
+    let out = login(&["-u", "puller", "-p", "s3cret"], None);
+    assert_success(&out, &["login", "-p"]);
+    assert!(stderr(&out).contains("insecure"), "{}", stderr(&out));
+    assert!(stdout(&out).contains("Login Succeeded"), "{}", stdout(&out));
+    let meta = fs::symlink_metadata(&auth).expect("auth.json");
+    assert_eq!(
+        (meta.uid(), meta.mode() & 0o777, meta.is_file()),
+        (e.uid(&e.user), 0o600, true)
+    );
+    let doc: serde_json::Value =
+        serde_json::from_slice(&fs::read(&auth).expect("auth.json")).expect("json");
+    assert_eq!(doc["credHelpers"]["x.example"], "helper", "{doc}");
+    assert_eq!(
+        doc["auths"]["other.example"]["auth"], "b3RoZXI6cHc=",
+        "{doc}"
+    );
+    assert!(doc["auths"][&host]["auth"].is_string(), "{doc}");
+    let out = tupper_as_user(&e, &dirs, &["login", "--get-login", &host], None);
+    assert_success(&out, &["login", "--get-login"]);
+    assert_eq!(stdout(&out).trim(), "puller");
+
+    // pull finds them with no hand-written auth.json.
+    let out = pull_into(&e, &dirs, Path::new(&layout("pulled")), &reference);
+    assert_success(&out, &["pull", &reference]);
+    assert_eq!(
+        check_layout_with_skopeo(&e, Path::new(&layout("pulled"))),
+        digest
+    );
+
+    // run --tls-verify: the implicit pull verifies unless told otherwise.
+    let out = tupper_as_user(
+        &e,
+        &dirs,
+        &[
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "--pull",
+            "always",
+            &reference,
+            "true",
+        ],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(125), "{}", output_text(&out));
+    assert!(
+        stderr(&out).contains("--tls-verify=false"),
+        "{}",
+        stderr(&out)
+    );
+    let out = tupper_as_user(
+        &e,
+        &dirs,
+        &[
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "--pull",
+            "always",
+            "--tls-verify=false",
+            &reference,
+            "cat",
+            "/marker",
+        ],
+        None,
+    );
+    assert_success(&out, &["run", "--tls-verify=false"]);
+    assert!(stdout(&out).contains("login"), "{}", output_text(&out));
+    let removed = e
+        .tupper(&["image", "rm", "loginbox"])
+        .output()
+        .expect("spawn");
+    assert_success(&removed, &["image", "rm", "loginbox"]);
+
+    // logout: the entry goes, the rest stays; again: not logged in.
+    let out = tupper_as_user(&e, &dirs, &["logout", &host], None);
+    assert_success(&out, &["logout", &host]);
+    let doc: serde_json::Value =
+        serde_json::from_slice(&fs::read(&auth).expect("auth.json")).expect("json");
+    assert!(doc["auths"].get(&host).is_none(), "{doc}");
+    assert_eq!(
+        doc["auths"]["other.example"]["auth"], "b3RoZXI6cHc=",
+        "{doc}"
+    );
+    let out = tupper_as_user(&e, &dirs, &["logout", &host], None);
+    assert_eq!(out.status.code(), Some(125), "{}", output_text(&out));
+    assert!(stderr(&out).contains("not logged into"), "{}", stderr(&out));
+    let out = pull_into(&e, &dirs, Path::new(&layout("after-logout")), &reference);
+    assert_eq!(out.status.code(), Some(125), "{}", output_text(&out));
+    assert!(
+        stderr(&out).contains("wants credentials"),
+        "{}",
+        stderr(&out)
+    );
+
+    // --password-stdin (a trailing newline is not part of the password).
+    let out = login(&["-u", "puller", "--password-stdin"], Some("s3cret\n"));
+    assert_success(&out, &["login", "--password-stdin"]);
+    assert!(!stderr(&out).contains("insecure"), "{}", stderr(&out));
+    let out = pull_into(&e, &dirs, Path::new(&layout("stdin")), &reference);
+    assert_success(&out, &["pull", "after --password-stdin"]);
+
+    // logout --all: no entry left, the other keys kept.
+    let out = tupper_as_user(&e, &dirs, &["logout", "--all"], None);
+    assert_success(&out, &["logout", "--all"]);
+    let doc: serde_json::Value =
+        serde_json::from_slice(&fs::read(&auth).expect("auth.json")).expect("json");
+    assert_eq!(doc["auths"], serde_json::json!({}), "{doc}");
+    assert_eq!(doc["credHelpers"]["x.example"], "helper", "{doc}");
+    assert_eq!(
+        fs::metadata(&auth).expect("auth.json").mode() & 0o777,
+        0o600
+    );
+}
+
+#[test]
+#[ignore = "privileged end-to-end test: run by tests/run.sh (root, installed helpers)"]
+fn registry_login_refuses_an_auth_file_that_is_a_link_or_readable() {
+    let e = env();
+    let reg = Registry::start(&e, "login-hostile", 5004, true, false);
+    let dirs = user_dirs(&e, "login-hostile");
+    let host = reg.host();
+    let auth = dirs.config.join("tupperware/auth.json");
+    let good = [
+        "login",
+        "--tls-verify=false",
+        "-u",
+        "puller",
+        "-p",
+        "s3cret",
+    ];
+    let login = || {
+        let mut a = good.to_vec();
+        a.push(&host);
+        tupper_as_user(&e, &dirs, &a, None)
+    };
+
+    // A symlink at the file's path: refused; the link and its target stay.
+    let target = dirs.out.join("target.json");
+    let target_text = r#"{"auths":{}}"#;
+    user_file(&e, &target, target_text, 0o600);
+    std::os::unix::fs::symlink(&target, &auth).expect("symlink");
+    let out = login();
+    assert_eq!(out.status.code(), Some(125), "{}", output_text(&out));
+    assert!(stderr(&out).contains("symbolic link"), "{}", stderr(&out));
+    assert_eq!(fs::read(&target).expect("target"), target_text.as_bytes());
+    assert!(fs::symlink_metadata(&auth)
+        .expect("link")
+        .file_type()
+        .is_symlink());
+    let out = tupper_as_user(&e, &dirs, &["logout", "--all"], None);
+    assert_eq!(out.status.code(), Some(125), "{}", output_text(&out));
+    assert_eq!(fs::read(&target).expect("target"), target_text.as_bytes());
+    fs::remove_file(&auth).expect("remove the link");
+
+    // Readable by the group: refused as pull refuses it, the file unchanged.
+    let text = r#"{"auths":{"other.example":{"auth":"b3RoZXI6cHc="}}}"#;
+    user_file(&e, &auth, text, 0o640);
+    let out = login();
+    assert_eq!(out.status.code(), Some(125), "{}", output_text(&out));
+    assert!(stderr(&out).contains("chmod 600"), "{}", stderr(&out));
+    let meta = fs::metadata(&auth).expect("auth.json");
+    assert_eq!(meta.mode() & 0o777, 0o640);
+    assert_eq!(fs::read(&auth).expect("auth.json"), text.as_bytes());
+
+    // Another user's file (root's, private): refused, unchanged.
+    fs::remove_file(&auth).expect("remove");
+    fs::write(&auth, text).expect("write");
+    fs::set_permissions(&auth, fs::Permissions::from_mode(0o600)).expect("chmod");
+    let out = login();
+    assert_eq!(out.status.code(), Some(125), "{}", output_text(&out));
+    assert_eq!(fs::read(&auth).expect("auth.json"), text.as_bytes());
+    assert_eq!(fs::metadata(&auth).expect("auth.json").uid(), 0);
+
+    // The same credentials into a file of the user's own: accepted (the
+    // refusals above were the file's, not the registry's).
+    fs::remove_file(&auth).expect("remove");
+    let out = login();
+    assert_success(&out, &good);
+}
+
+#[test]
+#[ignore = "privileged end-to-end test: run by tests/run.sh (root, installed helpers)"]
+fn registry_login_on_a_terminal_asks_for_the_password_without_echo() {
+    use std::io::Read;
+    use std::sync::{Arc, Mutex};
+    let e = env();
+    let reg = Registry::start(&e, "login-tty", 5005, true, false);
+    let dirs = user_dirs(&e, "login-tty");
+    // `script` gives the supervisor a terminal; its output is the terminal's.
+    let cmd = format!(
+        "exec /usr/bin/env XDG_CONFIG_HOME={} XDG_CACHE_HOME={} {} login --tls-verify=false {}",
+        dirs.config.display(),
+        dirs.cache.display(),
+        e.supervisor().display(),
+        reg.host()
+    );
+    let mut c = e.as_user(&e.user, "/usr/bin/env");
+    c.args([
+        "SHELL=/bin/sh",
+        "script",
+        "-q",
+        "-e",
+        "-c",
+        &cmd,
+        "/dev/null",
+    ])
+    .stdin(Stdio::piped())
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
+    let mut child = c.spawn().expect("spawn script");
+    let mut stdin = child.stdin.take().expect("stdin");
+    let mut terminal = child.stdout.take().expect("stdout");
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let reader = {
+        let seen = seen.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 256];
+            while let Ok(n) = terminal.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                seen.lock().expect("lock").extend_from_slice(&buf[..n]);
+            }
+        })
+    };
+    let wait_for = |needle: &str| {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let text = String::from_utf8_lossy(&seen.lock().expect("lock")).into_owned();
+            if text.contains(needle) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no {needle:?} on the terminal: {text:?}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    wait_for("Username: ");
+    stdin.write_all(b"puller\n").expect("type the user name");
+    wait_for("Password: ");
+    stdin.write_all(b"s3cret\n").expect("type the password");
+    let status = child.wait().expect("wait script");
+    drop(stdin);
+    let _ = reader.join();
+    let text = String::from_utf8_lossy(&seen.lock().expect("lock")).into_owned();
+    assert!(status.success(), "{status:?}: {text:?}");
+    assert!(text.contains("Login Succeeded"), "{text:?}");
+    // The user name is echoed, the password is not.
+    assert!(text.contains("Username: puller"), "{text:?}");
+    assert!(
+        !text.contains("s3cret"),
+        "the password was echoed: {text:?}"
+    );
+    let out = tupper_as_user(&e, &dirs, &["login", "--get-login", &reg.host()], None);
+    assert_success(&out, &["login", "--get-login"]);
+    assert_eq!(stdout(&out).trim(), "puller");
+}

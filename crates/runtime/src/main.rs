@@ -146,6 +146,10 @@ enum Command {
     // --- images from registries (issue 10, engineer "pull") ---
     /// Pull an image from a registry: `[REGISTRY/]REPOSITORY[:TAG|@DIGEST]`.
     Pull(tupper_runtime::registry::PullOptions),
+    /// Check credentials against a registry and store them for `pull`.
+    Login(tupper_runtime::registry::login::LoginOptions),
+    /// Remove the stored credentials of a registry (or all).
+    Logout(tupper_runtime::registry::login::LogoutOptions),
     // Issue 9: resource use, from the containers' cgroups.
     /// Memory, CPU and pids of running containers (all, or those named).
     Stats {
@@ -327,6 +331,8 @@ fn main() {
         .map(|_| 0),
         Command::Inspect { containers } => control::inspect(&containers).map(|_| 0),
         Command::Pull(opts) => tupper_runtime::registry::pull(&opts).map(|_| 0),
+        Command::Login(opts) => tupper_runtime::registry::login::login(&opts).map(|_| 0),
+        Command::Logout(opts) => tupper_runtime::registry::login::logout(&opts).map(|_| 0),
         Command::Stats {
             no_stream,
             format,

@@ -71,6 +71,12 @@ pub struct RunOptions {
     #[arg(long, value_enum, default_value = "missing")]
     #[serde(default)]
     pub pull: crate::registry::PullPolicy,
+    /// Verify the registry's TLS certificate when the image is pulled
+    /// (`=false` for a local registry: HTTPS without checking the
+    /// certificate, else plain HTTP; default: `[registries] insecure`).
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    #[serde(default)]
+    pub tls_verify: Option<bool>,
     // Issue 9 (engineer "cg"): resource limits.
     #[command(flatten)]
     #[serde(default)]
@@ -185,12 +191,14 @@ fn resolve_image(
     let plan =
         crate::registry::plan_run_image(&opts.image, opts.pull, &registries.default, present)?;
     if let Some(reference) = &plan.pull {
-        crate::registry::pull_for_run(reference, &plan.local, false).map_err(|e| {
-            crate::error::Error::user(format!(
-                "image {:?} not found here, and pulling {reference} failed: {e}",
-                opts.image
-            ))
-        })?;
+        crate::registry::pull_for_run(reference, &plan.local, opts.tls_verify, false).map_err(
+            |e| {
+                crate::error::Error::user(format!(
+                    "image {:?} not found here, and pulling {reference} failed: {e}",
+                    opts.image
+                ))
+            },
+        )?;
         opts.image = plan.local;
     }
     // A missing image is reported where `run` always reported it, after its

@@ -6,6 +6,9 @@
 //!    non-dumpable process can be neither traced nor read through `/proc`
 //!    by them (the CVE-2019-5736 class). `execve` makes the command
 //!    dumpable again;
+//!    With `exec -d` it then forks again and its first process exits: the
+//!    joiner leaves the supervisor (a session of its own, `/dev/null` as its
+//!    standard streams) and lives as long as the command, which it reaps;
 //! 2. closes every descriptor but its standard streams, the report channel
 //!    and the pidfd (standard input is `/dev/null` without `-i` or `-t`);
 //! 3. joins the init's namespaces that differ from its own at once with
@@ -38,8 +41,9 @@ pub enum Report {
     Failed { error: RemoteError, code: i32 },
     // Issue 9: the joiner is in the container's namespaces and waits for
     // the supervisor to have it moved into the container's cgroups (the
-    // answer is one `bool` frame: go on or give up).
-    Joined,
+    // answer is one `bool` frame: go on or give up). `pid`: the joiner's
+    // own (`exec -d`: not the supervisor's child).
+    Joined { pid: i32 },
 }
 
 /// What the children do.
@@ -56,6 +60,9 @@ pub struct Plan {
     /// Issue 9: join the container's cgroups (through the supervisor) before
     /// forking the command.
     pub cgroups: bool,
+    /// `exec -d`: the joiner leaves the supervisor (its first process forks
+    /// it and exits) and its standard streams are `/dev/null`.
+    pub detach: bool,
 }
 
 const NAMESPACES: [(libc::c_int, &str); 7] = [
@@ -152,6 +159,38 @@ fn joiner(plan: &Plan, pidfd: RawFd, channel: OwnedFd) -> ! {
     if harden().is_err() {
         fail(&mut chan, os("make the joining process non-dumpable"), 125);
     }
+    // 1b. (`exec -d`) Leave the supervisor: this first process exits (the
+    // supervisor reaps it) and the joiner goes on in a session of its own,
+    // reparented to the system's reaper as podman's per-exec conmon is. It
+    // waits for the command, so the command is never a zombie of the
+    // container and the container's end (which waits for every process of
+    // its pid namespace to be reaped) is not held up.
+    if plan.detach {
+        // SAFETY: this process is single-threaded (a fork); the child goes on
+        // with this function, the parent only exits.
+        match unsafe { libc::fork() } {
+            -1 => fail(&mut chan, os("fork the detached joiner"), 125),
+            0 => {}
+            _ => exit(0),
+        }
+        // SAFETY: setsid has no arguments; a fresh child leads no group.
+        unsafe { libc::setsid() };
+        // Nothing is read or written through the supervisor's streams, which
+        // the caller may be waiting on (`$(tupper-supervisor exec -d ...)`).
+        let Ok(null) = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open("/dev/null")
+        else {
+            fail(&mut chan, os("open /dev/null"), 125)
+        };
+        for fd in 0..3 {
+            // SAFETY: dup2 onto a standard stream.
+            if unsafe { libc::dup2(null.as_raw_fd(), fd) } != fd {
+                fail(&mut chan, os("redirect to /dev/null"), 125);
+            }
+        }
+    }
     // 2.
     if !plan.interactive && !plan.tty {
         match std::fs::File::open("/dev/null") {
@@ -172,7 +211,9 @@ fn joiner(plan: &Plan, pidfd: RawFd, channel: OwnedFd) -> ! {
     unsafe { libc::close(pidfd) };
     // Issue 9: into the container's cgroups before anything is forked.
     if plan.cgroups {
-        if chan.send(&Report::Joined).is_err() {
+        // SAFETY: getpid has no arguments.
+        let pid = unsafe { libc::getpid() };
+        if chan.send(&Report::Joined { pid }).is_err() {
             exit(125);
         }
         match chan.recv_opt::<bool>() {

@@ -72,6 +72,10 @@ pub struct ExecOptions {
     /// or numbers (default: the container's user).
     #[arg(short, long, value_name = "USER[:GROUP]")]
     pub user: Option<String>,
+    /// Detached: start the command and return at once, printing nothing
+    /// (its output goes nowhere; it ends with the container).
+    #[arg(short, long)]
+    pub detach: bool,
     /// Refused: there is nothing privileged to give.
     #[arg(long)]
     pub privileged: bool,
@@ -88,6 +92,11 @@ impl ExecOptions {
             return Err(Error::user(
                 "--privileged is not supported: a container's root holds no privilege over \
                  the host to give (use --cap-add at run)",
+            ));
+        }
+        if self.detach && (self.tty || self.interactive) {
+            return Err(Error::user(
+                "exec -d runs the command without a terminal or input: drop -t and -i",
             ));
         }
         let mut env = Vec::with_capacity(self.env.len());
@@ -164,6 +173,7 @@ pub fn exec(mut opts: ExecOptions, signals: &Signals) -> Result<i32> {
         tty: opts.tty,
         interactive: opts.interactive,
         cgroups: rec.cgroups,
+        detach: opts.detach,
     };
     run_plan(&plan, pidfd, signals, &rec.id)
 }
@@ -185,6 +195,9 @@ fn run_plan(plan: &join::Plan, pidfd: PidFd, signals: &Signals, id: &str) -> Res
         };
         match report {
             (join::Report::Started { pid }, _) => {
+                if plan.detach {
+                    continue;
+                }
                 if let Ok(fd) = PidFd::open(pid) {
                     signals.forward_to(fd);
                 }
@@ -200,8 +213,11 @@ fn run_plan(plan: &join::Plan, pidfd: PidFd, signals: &Signals, id: &str) -> Res
             }
             (join::Report::Terminal, None) => {}
             // Issue 9: the joiner waits in the container's namespaces.
-            (join::Report::Joined, _) => {
-                let placed = crate::limits::join(id, child);
+            (join::Report::Joined { pid }, _) => {
+                // The joiner itself, or (detached) the one its first
+                // process forked before it went.
+                let joiner = if plan.detach { pid } else { child };
+                let placed = crate::limits::join(id, joiner);
                 let _ = channel.send(&placed.is_ok());
                 if let Err(e) = placed {
                     let _ = crate::run::wait_exit(child);
@@ -211,6 +227,8 @@ fn run_plan(plan: &join::Plan, pidfd: PidFd, signals: &Signals, id: &str) -> Res
             (join::Report::Failed { error, code }, _) => failure = Some((error, code)),
         }
     }
+    // Detached, this is the joiner's first process, which went as soon as
+    // the joiner was forked.
     let code = crate::run::wait_exit(child)?;
     signals.stop_forwarding();
     if let Some(out) = output {
@@ -218,6 +236,7 @@ fn run_plan(plan: &join::Plan, pidfd: PidFd, signals: &Signals, id: &str) -> Res
     }
     match failure {
         Some((error, _)) => Err(Error::Exec(error)),
+        None if plan.detach => Ok(0),
         None => Ok(code),
     }
 }
@@ -242,6 +261,7 @@ mod tests {
             workdir: None,
             user: None,
             privileged: true,
+            detach: false,
             container: "x".into(),
             command: vec!["true".into()],
         };
@@ -249,6 +269,12 @@ mod tests {
         assert!(e.contains("--privileged"), "{e}");
         o.privileged = false;
         o.env = vec!["TUPPER_SURELY_UNSET_1234".into(), "PATH".into()];
+        let mut detached = o.clone();
+        detached.detach = true;
+        detached.clone().validate().unwrap();
+        detached.tty = true;
+        let e = detached.validate().unwrap_err().to_string();
+        assert!(e.contains("-d"), "{e}");
         o.validate().unwrap();
         assert_eq!(o.env.len(), 1);
         assert!(o.env[0].starts_with("PATH="), "{:?}", o.env);

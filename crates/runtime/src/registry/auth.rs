@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 
 use base64::Engine;
 use serde::Deserialize;
+use serde_json::Value;
 
 use crate::error::{Error, Result};
 
@@ -164,6 +165,11 @@ impl AuthConfig {
         Ok(AuthConfig { entries })
     }
 
+    /// The credentials stored under exactly `key` (normalised).
+    pub fn get(&self, key: &str) -> Option<&Credentials> {
+        self.entries.get(&normalise_key(key))
+    }
+
     /// Credentials for `registry/repository`: the longest matching
     /// `REGISTRY/PATH` prefix first, then the registry alone.
     pub fn lookup(&self, registry: &str, repository: &str) -> Option<&Credentials> {
@@ -183,7 +189,7 @@ impl AuthConfig {
 
 /// `https://index.docker.io/v1/` (docker's legacy key) is `docker.io`;
 /// a scheme and a trailing slash are dropped.
-fn normalise_key(key: &str) -> String {
+pub fn normalise_key(key: &str) -> String {
     let k = key
         .strip_prefix("https://")
         .or_else(|| key.strip_prefix("http://"))
@@ -194,6 +200,89 @@ fn normalise_key(key: &str) -> String {
         "index.docker.io" | "registry-1.docker.io" => "docker.io".to_string(),
         _ => k.to_string(),
     }
+}
+
+/// What `login`/`logout` name: `REGISTRY[/NAMESPACE[/REPO]]`, with or
+/// without a scheme (`https://index.docker.io/v1/` is `docker.io`), as the
+/// key `pull` looks up, and the registry alone.
+pub fn login_key(arg: &str) -> Result<(String, String)> {
+    let key = normalise_key(arg.trim());
+    let bad = |why: String| Error::user(format!("invalid registry {arg:?}: {why}"));
+    if key.is_empty() || key.len() > 512 {
+        return Err(bad("empty or too long".into()));
+    }
+    let (registry, path) = match key.split_once('/') {
+        Some((r, p)) => (r, Some(p)),
+        None => (key.as_str(), None),
+    };
+    super::reference::check_registry(registry).map_err(bad)?;
+    if let Some(p) = path {
+        super::reference::check_repository(p).map_err(bad)?;
+    }
+    let registry = registry.to_string();
+    Ok((key, registry))
+}
+
+/// The auth file's JSON as an object (an empty file is an empty one);
+/// `auths`, if there, must be an object.
+pub fn parse_document(text: &str, origin: &str) -> Result<serde_json::Map<String, Value>> {
+    if text.trim().is_empty() {
+        return Ok(serde_json::Map::new());
+    }
+    let bad = |why: String| Error::user(format!("{origin}: not a valid auth.json file: {why}"));
+    let doc: Value = serde_json::from_str(text).map_err(|e| bad(e.to_string()))?;
+    let Value::Object(map) = doc else {
+        return Err(bad("not a JSON object".into()));
+    };
+    match map.get("auths") {
+        None | Some(Value::Object(_)) => Ok(map),
+        Some(_) => Err(bad("\"auths\" is not an object".into())),
+    }
+}
+
+/// Apply `change` to the `auths` object of `doc` (made if missing).
+fn with_auths<T>(
+    doc: &mut serde_json::Map<String, Value>,
+    change: impl FnOnce(&mut serde_json::Map<String, Value>) -> T,
+) -> T {
+    let mut auths = match doc.remove("auths") {
+        Some(Value::Object(m)) => m,
+        _ => serde_json::Map::new(),
+    };
+    let out = change(&mut auths);
+    doc.insert("auths".into(), Value::Object(auths));
+    out
+}
+
+/// Store `credentials` under `key` (normalised): every other entry and key
+/// stays; entries that name the same registry path another way (docker's
+/// `https://index.docker.io/v1/` for `docker.io`) go, so that none of them
+/// shadows the new one.
+pub fn set_entry(doc: &mut serde_json::Map<String, Value>, key: &str, credentials: &Credentials) {
+    let raw = format!("{}:{}", credentials.username, credentials.password);
+    let mut entry = serde_json::Map::new();
+    entry.insert(
+        "auth".into(),
+        Value::String(base64::engine::general_purpose::STANDARD.encode(raw)),
+    );
+    with_auths(doc, |auths| {
+        auths.retain(|k, _| normalise_key(k) != key);
+        auths.insert(key.to_string(), Value::Object(entry));
+    });
+}
+
+/// Remove every entry whose key is `key` once normalised; false if none was.
+pub fn remove_entry(doc: &mut serde_json::Map<String, Value>, key: &str) -> bool {
+    with_auths(doc, |auths| {
+        let before = auths.len();
+        auths.retain(|k, _| normalise_key(k) != key);
+        auths.len() != before
+    })
+}
+
+/// Remove every entry (`logout --all`); other keys stay.
+pub fn remove_all(doc: &mut serde_json::Map<String, Value>) {
+    with_auths(doc, |auths| auths.clear());
 }
 
 fn decode_auth(a: &str) -> Option<Credentials> {
@@ -407,5 +496,91 @@ mod tests {
         assert!(load(&p).is_err());
         std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
         assert!(load(&p).is_ok());
+    }
+
+    #[test]
+    fn login_keys_are_what_pull_looks_up() {
+        for (arg, key, registry) in [
+            ("docker.io", "docker.io", "docker.io"),
+            ("https://index.docker.io/v1/", "docker.io", "docker.io"),
+            ("index.docker.io", "docker.io", "docker.io"),
+            ("registry-1.docker.io", "docker.io", "docker.io"),
+            ("http://127.0.0.1:5000/", "127.0.0.1:5000", "127.0.0.1:5000"),
+            ("quay.io/team/app", "quay.io/team/app", "quay.io"),
+            ("localhost:5000", "localhost:5000", "localhost:5000"),
+        ] {
+            assert_eq!(
+                login_key(arg).unwrap(),
+                (key.to_string(), registry.to_string()),
+                "{arg}"
+            );
+        }
+        for bad in ["", "bad host", "quay.io/UPPER", "x:0", "a..b", "quay.io//x"] {
+            assert!(login_key(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn set_entry_keeps_everything_else_and_pull_finds_it() {
+        let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+        let text = format!(
+            r#"{{"auths": {{
+                "https://index.docker.io/v1/": {{"auth": "{}"}},
+                "quay.io": {{"auth": "{}", "email": "kept"}}
+            }}, "credHelpers": {{"gcr.io": "gcloud"}}, "unknown": [1, 2]}}"#,
+            b64("old:pw"),
+            b64("q:1")
+        );
+        let mut doc = parse_document(&text, "f").unwrap();
+        let creds = Credentials {
+            username: "new".into(),
+            password: "p:w".into(),
+        };
+        set_entry(&mut doc, "docker.io", &creds);
+        let out = serde_json::to_string(&Value::Object(doc.clone())).unwrap();
+        let again: Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(again["credHelpers"]["gcr.io"], "gcloud");
+        assert_eq!(again["unknown"], serde_json::json!([1, 2]));
+        assert_eq!(again["auths"]["quay.io"]["email"], "kept");
+        // docker's legacy key is replaced, not left to shadow the new entry.
+        assert!(again["auths"].get("https://index.docker.io/v1/").is_none());
+        let config = AuthConfig::parse(&out, "f").unwrap();
+        let got = config.lookup("docker.io", "library/busybox").unwrap();
+        assert_eq!(
+            (got.username.as_str(), got.password.as_str()),
+            ("new", "p:w")
+        );
+        assert_eq!(
+            config.get("https://index.docker.io/v1/").unwrap().username,
+            "new"
+        );
+        assert_eq!(config.lookup("quay.io", "x/y").unwrap().username, "q");
+
+        assert!(remove_entry(&mut doc, "docker.io"));
+        assert!(
+            !remove_entry(&mut doc, "docker.io"),
+            "nothing left to remove"
+        );
+        let config = AuthConfig::parse(
+            &serde_json::to_string(&Value::Object(doc.clone())).unwrap(),
+            "f",
+        )
+        .unwrap();
+        assert!(config.get("docker.io").is_none());
+        assert!(config.get("quay.io").is_some());
+        remove_all(&mut doc);
+        assert_eq!(doc["auths"], serde_json::json!({}));
+        assert_eq!(doc["credHelpers"]["gcr.io"], "gcloud");
+    }
+
+    #[test]
+    fn documents_that_are_not_auth_files_are_refused() {
+        assert!(parse_document("", "f").unwrap().is_empty());
+        assert!(parse_document("  \n", "f").unwrap().is_empty());
+        for bad in ["[]", "1", "{", r#"{"auths": []}"#] {
+            assert!(parse_document(bad, "f").is_err(), "{bad}");
+        }
+        let mut doc = parse_document("{}", "f").unwrap();
+        assert!(!remove_entry(&mut doc, "quay.io"));
     }
 }

@@ -34,6 +34,8 @@ pub struct Client {
     tls_verify: bool,
     /// The challenge of the last 401, to authenticate once on demand.
     challenge: Option<Challenge>,
+    /// The token server answered 401/403 to the credentials.
+    credentials_refused: std::cell::Cell<bool>,
 }
 
 /// A fetched manifest document.
@@ -73,16 +75,35 @@ impl Client {
         tls_verify: bool,
         credentials: Option<Credentials>,
     ) -> Result<Client> {
-        let host = reference.api_host().to_string();
+        Client::connect_host(
+            reference.api_host(),
+            &reference.registry,
+            &reference.repository,
+            tls_verify,
+            credentials,
+        )
+    }
+
+    /// [`Client::connect`] to the API at `host` of `registry`; an empty
+    /// `repository` is the registry itself (`login`: tokens without scope).
+    fn connect_host(
+        host: &str,
+        registry: &str,
+        repository: &str,
+        tls_verify: bool,
+        credentials: Option<Credentials>,
+    ) -> Result<Client> {
+        let host = host.to_string();
         let mut client = Client {
             agent: agent(tls_verify),
             base: format!("https://{host}"),
-            repository: reference.repository.clone(),
-            registry: reference.registry.clone(),
+            repository: repository.to_string(),
+            registry: registry.to_string(),
             authorization: None,
             credentials,
             tls_verify,
             challenge: None,
+            credentials_refused: std::cell::Cell::new(false),
         };
         let ping = match client.agent.get(format!("{}/v2/", client.base)).call() {
             Ok(r) => r,
@@ -121,6 +142,61 @@ impl Client {
             }
         }
         Ok(client)
+    }
+
+    /// `login`: check `credentials` against the registry whose API is at
+    /// `host`, as a pull would present them (a token of the challenge's
+    /// realm, else basic authentication), before they are stored. A
+    /// registry that needs no credentials accepts any; one that refuses
+    /// them is `unauthorized`.
+    pub fn check_login(
+        host: &str,
+        registry: &str,
+        tls_verify: bool,
+        credentials: Credentials,
+    ) -> Result<()> {
+        let mut client = Client::connect_host(host, registry, "", tls_verify, Some(credentials))?;
+        let unauthorized = |status: u16| {
+            Error::user(format!(
+                "unauthorized: the registry {registry} refused the user name and password                  ({status}); nothing was stored"
+            ))
+        };
+        let Some(challenge) = client.challenge.clone() else {
+            // `/v2/` answered without a challenge: nothing to check against.
+            return Ok(());
+        };
+        if matches!(challenge, Challenge::Basic)
+            && client.base.starts_with("http:")
+            && client.tls_verify
+        {
+            return Err(Error::user(format!(
+                "the registry {registry} asks for a password over plain HTTP: refusing \
+                 without --tls-verify=false"
+            )));
+        }
+        let authenticated = match client.authenticate() {
+            Ok(a) => a,
+            Err(_) if client.credentials_refused.get() => return Err(unauthorized(401)),
+            Err(e) => return Err(e),
+        };
+        if !authenticated {
+            return Err(unauthorized(401));
+        }
+        let url = format!("{}/v2/", client.base);
+        let mut req = client.agent.get(&url);
+        if let Some(a) = &client.authorization {
+            req = req.header("Authorization", a);
+        }
+        let resp = req
+            .call()
+            .map_err(|e| transport(&format!("GET {url}"), e))?;
+        match resp.status().as_u16() {
+            200..=299 => Ok(()),
+            s @ (401 | 403) => Err(unauthorized(s)),
+            s => Err(Error::user(format!(
+                "{registry}: GET /v2/ with the credentials answered {s}"
+            ))),
+        }
     }
 
     /// `http` or `https`, for messages and tests.
@@ -208,10 +284,13 @@ impl Client {
             )));
         }
         let own_scope = format!("repository:{}:pull", self.repository);
-        let mut req = self
-            .agent
-            .get(realm)
-            .query("scope", scope.unwrap_or(&own_scope));
+        let mut req = self.agent.get(realm);
+        match scope {
+            Some(s) => req = req.query("scope", s),
+            // `login` asks for a token of no scope: the credentials alone.
+            None if !self.repository.is_empty() => req = req.query("scope", &own_scope),
+            None => {}
+        }
         if let Some(s) = service {
             req = req.query("service", s);
         }
@@ -223,6 +302,7 @@ impl Client {
             .map_err(|e| transport(&format!("token request to {realm}"), e))?;
         let status = resp.status().as_u16();
         if status == 401 || status == 403 {
+            self.credentials_refused.set(true);
             return Err(self.denied(status));
         }
         if !(200..300).contains(&status) {
@@ -424,12 +504,16 @@ mod tests {
                         "WWW-Authenticate: Bearer realm=\"{realm}\",service=\"fake\"{scope}\r\n"
                     )
                 };
-                let reply = if path == "/v2/" {
+                let reply = if path == "/v2/" && auth == "Bearer tok-user" {
+                    respond(200, "", "{}")
+                } else if path == "/v2/" {
                     respond(401, &challenge(""), "")
                 } else if path.starts_with("/token?") {
                     let user = auth == "Basic dTpwdw==";
-                    if !path.contains("service=fake") || !path.contains("scope=repository%3Alib%2F")
-                    {
+                    // A login's token request has no scope.
+                    let scope_ok =
+                        path.contains("scope=repository%3Alib%2F") || !path.contains("scope=");
+                    if !path.contains("service=fake") || !scope_ok {
                         respond(400, "", "")
                     } else if !auth.is_empty() && !user {
                         respond(401, "", "")
@@ -541,6 +625,28 @@ mod tests {
             .unwrap()
             .to_string();
         assert!(e.contains("--tls-verify=false"), "{e}");
+    }
+
+    #[test]
+    fn login_checks_the_credentials_with_a_token() {
+        let (addr, server) = fake_registry();
+        let creds = |p: &str| Credentials {
+            username: "u".into(),
+            password: p.into(),
+        };
+        Client::check_login(&addr, &addr, false, creds("pw")).unwrap();
+        let e = Client::check_login(&addr, &addr, false, creds("no"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("unauthorized"), "{e}");
+        quit(&addr);
+        let seen = server.join().unwrap();
+        // The token was asked for without a scope, with the credentials.
+        assert!(
+            seen.iter()
+                .any(|l| l.starts_with("GET /token?service=fake ") && l.contains("Basic dTpwdw==")),
+            "{seen:#?}"
+        );
     }
 
     #[test]

@@ -14,6 +14,7 @@
 pub mod auth;
 pub mod cache;
 pub mod client;
+pub mod login;
 pub mod manifest;
 pub mod progress;
 pub mod reference;
@@ -156,15 +157,21 @@ pub fn pull(opts: &PullOptions) -> Result<()> {
     Ok(())
 }
 
-/// Pull `reference` and load it as `name` (what `run --pull` calls).
-pub fn pull_for_run(reference: &Reference, name: &str, quiet: bool) -> Result<String> {
+/// Pull `reference` and load it as `name` (what `run --pull` calls);
+/// `tls_verify` is `run --tls-verify`, else the configuration decides.
+pub fn pull_for_run(
+    reference: &Reference,
+    name: &str,
+    tls_verify: Option<bool>,
+    quiet: bool,
+) -> Result<String> {
     let config = registries_config()?;
-    let tls_verify = !config.is_insecure(&reference.registry);
+    let tls_verify = tls_verify.unwrap_or(!config.is_insecure(&reference.registry));
     let cache = Cache::open()?;
     pull_image(reference, name, tls_verify, &cache, &Progress::new(quiet))
 }
 
-fn registries_config() -> Result<RegistriesConfig> {
+pub(crate) fn registries_config() -> Result<RegistriesConfig> {
     tupper_config::SystemConfig::load()
         .map(|c| c.registries)
         .map_err(|e| Error::user(e.to_string()))

@@ -88,11 +88,7 @@ impl Reference {
 
     /// The host (and port) of the registry's API.
     pub fn api_host(&self) -> &str {
-        if self.registry == DOCKER_HUB {
-            DOCKER_HUB_API
-        } else {
-            &self.registry
-        }
+        api_host_of(&self.registry)
     }
 
     /// The image's local name: the repository's last component
@@ -126,6 +122,15 @@ impl fmt::Display for Reference {
     }
 }
 
+/// The host (and port) of `registry`'s API.
+pub fn api_host_of(registry: &str) -> &str {
+    if registry == DOCKER_HUB {
+        DOCKER_HUB_API
+    } else {
+        registry
+    }
+}
+
 /// docker's rule: the first component is a registry when it has a dot or a
 /// port, is `localhost`, or has upper case (repositories cannot).
 fn is_registry(first: &str) -> bool {
@@ -135,7 +140,7 @@ fn is_registry(first: &str) -> bool {
         || first.chars().any(|c| c.is_ascii_uppercase())
 }
 
-fn check_registry(r: &str) -> std::result::Result<(), String> {
+pub(super) fn check_registry(r: &str) -> std::result::Result<(), String> {
     let (host, port) = match r.rsplit_once(':') {
         Some((h, p)) => (h, Some(p)),
         None => (r, None),
@@ -162,7 +167,7 @@ fn check_registry(r: &str) -> std::result::Result<(), String> {
 }
 
 /// Path components `[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*`, joined by `/`.
-fn check_repository(repo: &str) -> std::result::Result<(), String> {
+pub(super) fn check_repository(repo: &str) -> std::result::Result<(), String> {
     if repo.len() > MAX_NAME {
         return Err(format!("repository name longer than {MAX_NAME} characters"));
     }
