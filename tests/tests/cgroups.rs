@@ -75,6 +75,11 @@ fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
     }
 }
 
+/// Wait until every cgroup of `dirs` is gone.
+fn wait_gone(what: &str, dirs: &[(String, PathBuf)]) {
+    wait_for(what, || dirs.iter().all(|(_, d)| !d.exists()));
+}
+
 fn all_gone(dirs: &[(String, PathBuf)]) {
     for (name, d) in dirs {
         assert!(!d.exists(), "{name} cgroup {} left behind", d.display());
@@ -175,9 +180,7 @@ fn cgroup_fork_bomb_is_contained_and_the_host_stays_responsive() {
         "host command took {worst:?}"
     );
     e.run_ok(&["rm", "-f", "bomb"]);
-    wait_for("the bomb's cgroups to go", || {
-        dirs.iter().all(|(_, d)| !d.exists())
-    });
+    wait_gone("the bomb's cgroups to go", &dirs);
 }
 
 #[test]
@@ -224,9 +227,7 @@ fn cgroup_cpus_half_a_core_is_measured() {
     let table = e.run_ok(&["stats", "--no-stream"]);
     assert!(table.contains("spin"), "{table}");
     e.run_ok(&["rm", "-f", "spin"]);
-    wait_for("the cgroups to go", || {
-        dirs.iter().all(|(_, d)| !d.exists())
-    });
+    wait_gone("the cgroups to go", &dirs);
 }
 
 #[test]
@@ -357,9 +358,7 @@ fn cgroup_containment_limits_cannot_be_raised_nor_processes_moved_out() {
         assert_eq!(md.uid(), 0, "{} is not root's", pids.join(f).display());
     }
     e.run_ok(&["rm", "-f", "box"]);
-    wait_for("the cgroups to go", || {
-        dirs.iter().all(|(_, d)| !d.exists())
-    });
+    wait_gone("the cgroups to go", &dirs);
     all_gone(&dirs);
 }
 
@@ -417,9 +416,7 @@ fn cgroup_v2_tree_of_this_host_places_freezes_and_kills() {
     });
     // rm -f: the helper's removal kills what is left through cgroup.kill.
     e.run_ok(&["rm", "-f", "v2"]);
-    wait_for("the cgroups to go", || {
-        dirs.iter().all(|(_, d)| !d.exists())
-    });
+    wait_gone("the cgroups to go", &dirs);
 }
 
 #[test]
@@ -572,9 +569,7 @@ fn cgroup_helper_refuses_foreign_pids_and_bad_ids() {
         .as_user(&e.second_user, &e.supervisor().to_string_lossy())
         .args(["rm", "-f", "theirs"])
         .output();
-    wait_for("the other user's cgroups to go", || {
-        their_dirs.iter().all(|(_, d)| !d.exists())
-    });
+    wait_gone("the other user's cgroups to go", &their_dirs);
 }
 
 #[test]
@@ -749,9 +744,7 @@ fn cgroup_update_of_a_running_container_applies_at_once() {
     assert_eq!(read(&dir_of(&dirs, "pids").join("pids.max")), "60");
 
     e.run_ok(&["rm", "-f", "upd"]);
-    wait_for("the cgroups to go", || {
-        dirs.iter().all(|(_, d)| !d.exists())
-    });
+    wait_gone("the cgroups to go", &dirs);
 }
 
 /// `update` of a stopped container: kept for its next start.
@@ -984,10 +977,6 @@ fn cgroup_update_hostile_requests_change_nothing() {
 
     e.run_ok(&["rm", "-f", "full"]);
     let _ = as_second(&["rm", "-f", "theirs-u"]);
-    wait_for("the other user's cgroups to go", || {
-        their_dirs.iter().all(|(_, d)| !d.exists())
-    });
-    wait_for("the cgroups to go", || {
-        dirs.iter().all(|(_, d)| !d.exists())
-    });
+    wait_gone("the other user's cgroups to go", &their_dirs);
+    wait_gone("the cgroups to go", &dirs);
 }
