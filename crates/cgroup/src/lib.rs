@@ -211,13 +211,7 @@ fn existing(paths: &[Paths], container: &str) -> Result<Vec<std::path::PathBuf>>
 
 /// Move `process` into the container's existing cgroups.
 fn join(paths: &[Paths], container: &str, process: &ownership::Process) -> Result<CgroupReply> {
-    let dirs: Vec<_> = paths.iter().map(|p| p.container(container)).collect();
-    if dirs.is_empty() || dirs.iter().any(|d| !d.is_dir()) {
-        return Err(Error::NoCgroup {
-            container: container.to_string(),
-        });
-    }
-    for d in &dirs {
+    for d in &existing(paths, container)? {
         tree::place(d, process.pid)?;
     }
     if !process.is_alive() {

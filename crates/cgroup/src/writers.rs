@@ -124,12 +124,25 @@ pub fn writes(
 /// Write `writes` into the cgroup directory `dir`, in order.
 pub fn apply(dir: &Path, writes: &[Write]) -> Result<()> {
     for (file, value) in writes {
-        std::fs::write(dir.join(file), value).map_err(|source| Error::Rejected {
-            what: format!("set {file} to {value}"),
-            source,
-        })?;
+        write_one(&dir.join(file), file, value)?;
     }
     Ok(())
+}
+
+/// One write of [`apply`] or [`apply_undoable`]. A memory limit the kernel
+/// cannot reclaim down to (`EBUSY`) is reported as such.
+fn write_one(path: &Path, file: &str, value: &str) -> Result<()> {
+    std::fs::write(path, value).map_err(|source| {
+        let what = if source.raw_os_error() == Some(libc::EBUSY) && file.starts_with("memory.") {
+            format!(
+                "set {file} to {value}: the container uses more memory than that now and the \
+                 kernel could not reclaim enough"
+            )
+        } else {
+            format!("set {file} to {value}")
+        };
+        Error::Rejected { what, source }
+    })
 }
 
 /// `update`: the writes of `asked` (only its `Some` fields) into one
@@ -242,34 +255,15 @@ impl Undo {
 }
 
 /// [`apply`], remembering each file's old value in `undo` before it is
-/// overwritten. A memory limit the kernel cannot reclaim down to (`EBUSY`)
-/// is reported as such.
+/// overwritten.
 pub fn apply_undoable(dir: &Path, writes: &[Write], undo: &mut Undo) -> Result<()> {
     for (file, value) in writes {
         let path = dir.join(file);
         let old = std::fs::read_to_string(&path)
             .map(|s| s.trim().to_string())
             .map_err(|e| Error::sys(format!("read {}", path.display()), e))?;
-        match std::fs::write(&path, value) {
-            Ok(()) => undo.0.push((path, old)),
-            Err(source)
-                if source.raw_os_error() == Some(libc::EBUSY) && file.starts_with("memory.") =>
-            {
-                return Err(Error::Rejected {
-                    what: format!(
-                        "set {file} to {value}: the container uses more memory than that now \
-                         and the kernel could not reclaim enough"
-                    ),
-                    source,
-                })
-            }
-            Err(source) => {
-                return Err(Error::Rejected {
-                    what: format!("set {file} to {value}"),
-                    source,
-                })
-            }
-        }
+        write_one(&path, file, value)?;
+        undo.0.push((path, old));
     }
     Ok(())
 }
