@@ -44,6 +44,12 @@ impl RegistriesConfig {
     pub fn is_insecure(&self, registry: &str) -> bool {
         self.insecure.iter().any(|r| r == registry)
     }
+
+    /// Whether `registry`'s TLS certificate is verified: as `asked`
+    /// (`--tls-verify`), else unless the registry is listed as insecure.
+    pub fn tls_verify(&self, registry: &str, asked: Option<bool>) -> bool {
+        asked.unwrap_or(!self.is_insecure(registry))
+    }
 }
 
 fn host_port(r: &str) -> bool {

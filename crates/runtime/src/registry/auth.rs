@@ -323,6 +323,14 @@ pub fn load(path: &Path) -> Result<AuthConfig> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(AuthConfig::default()),
         Err(e) => return Err(Error::io(format!("open {}", path.display()), e)),
     };
+    let text = read_private(file, path)?;
+    AuthConfig::parse(&text, &path.display().to_string())
+}
+
+/// The text of the credentials file `file`, opened from `path` (`pull`'s
+/// read and `login`'s): refused unless its owner's alone, and a regular
+/// file of at most 1 MiB.
+pub fn read_private(file: File, path: &Path) -> Result<String> {
     let meta = file
         .metadata()
         .map_err(|e| Error::io(format!("stat {}", path.display()), e))?;
@@ -342,7 +350,7 @@ pub fn load(path: &Path) -> Result<AuthConfig> {
     file.take(MAX_AUTH_FILE)
         .read_to_string(&mut text)
         .map_err(|e| Error::io(format!("read {}", path.display()), e))?;
-    AuthConfig::parse(&text, &path.display().to_string())
+    Ok(text)
 }
 
 /// A file holding passwords must be its owner's alone.

@@ -35,7 +35,7 @@ pub struct Client {
     /// The challenge of the last 401, to authenticate once on demand.
     challenge: Option<Challenge>,
     /// The token server answered 401/403 to the credentials.
-    credentials_refused: std::cell::Cell<bool>,
+    credentials_refused: bool,
 }
 
 /// A fetched manifest document.
@@ -103,7 +103,7 @@ impl Client {
             credentials,
             tls_verify,
             challenge: None,
-            credentials_refused: std::cell::Cell::new(false),
+            credentials_refused: false,
         };
         let ping = match client.agent.get(format!("{}/v2/", client.base)).call() {
             Ok(r) => r,
@@ -158,17 +158,15 @@ impl Client {
         let mut client = Client::connect_host(host, registry, "", tls_verify, Some(credentials))?;
         let unauthorized = |status: u16| {
             Error::user(format!(
-                "unauthorized: the registry {registry} refused the user name and password                  ({status}); nothing was stored"
+                "unauthorized: the registry {registry} refused the user name and password \
+                 ({status}); nothing was stored"
             ))
         };
         let Some(challenge) = client.challenge.clone() else {
             // `/v2/` answered without a challenge: nothing to check against.
             return Ok(());
         };
-        if matches!(challenge, Challenge::Basic)
-            && client.base.starts_with("http:")
-            && client.tls_verify
-        {
+        if matches!(challenge, Challenge::Basic) && client.basic_refused_over_http() {
             return Err(Error::user(format!(
                 "the registry {registry} asks for a password over plain HTTP: refusing \
                  without --tls-verify=false"
@@ -176,7 +174,7 @@ impl Client {
         }
         let authenticated = match client.authenticate() {
             Ok(a) => a,
-            Err(_) if client.credentials_refused.get() => return Err(unauthorized(401)),
+            Err(_) if client.credentials_refused => return Err(unauthorized(401)),
             Err(e) => return Err(e),
         };
         if !authenticated {
@@ -235,13 +233,19 @@ impl Client {
         Err(Error::user(format!("GET {url}: authentication failed")))
     }
 
+    /// A password is never sent in the clear (plain HTTP) unless
+    /// `--tls-verify=false` allowed it.
+    fn basic_refused_over_http(&self) -> bool {
+        self.base.starts_with("http:") && self.tls_verify
+    }
+
     /// Authenticate against the last challenge; false when there is
     /// nothing more to try.
     fn authenticate(&mut self) -> Result<bool> {
         match self.challenge.clone() {
             Some(Challenge::Basic) => match &self.credentials {
                 Some(c) if self.authorization.is_none() => {
-                    if self.base.starts_with("http:") && self.tls_verify {
+                    if self.basic_refused_over_http() {
                         return Ok(false);
                     }
                     self.authorization = Some(c.basic());
@@ -268,7 +272,7 @@ impl Client {
 
     /// Fetch a pull token from the challenge's realm, with the user's
     /// credentials if there are any (anonymous otherwise).
-    fn token(&self, realm: &str, service: Option<&str>, scope: Option<&str>) -> Result<String> {
+    fn token(&mut self, realm: &str, service: Option<&str>, scope: Option<&str>) -> Result<String> {
         let plain = realm.starts_with("http://");
         if !plain && !realm.starts_with("https://") {
             return Err(Error::user(format!(
@@ -302,7 +306,7 @@ impl Client {
             .map_err(|e| transport(&format!("token request to {realm}"), e))?;
         let status = resp.status().as_u16();
         if status == 401 || status == 403 {
-            self.credentials_refused.set(true);
+            self.credentials_refused = true;
             return Err(self.denied(status));
         }
         if !(200..300).contains(&status) {

@@ -23,8 +23,6 @@ use crate::error::{Error, Result};
 
 /// The file's name in its directory.
 const FILE_NAME: &str = "auth.json";
-/// At most this much is read of an existing file (as `pull` reads it).
-const MAX_AUTH_FILE: u64 = 1 << 20;
 /// A password read from standard input is at most this long.
 const MAX_PASSWORD: u64 = 64 << 10;
 
@@ -100,7 +98,7 @@ pub fn login(opts: &LoginOptions) -> Result<()> {
     }
     let credentials = read_credentials(opts)?;
     let config = super::registries_config()?;
-    let tls_verify = opts.tls_verify.unwrap_or(!config.is_insecure(&registry));
+    let tls_verify = config.tls_verify(&registry, opts.tls_verify);
     Client::check_login(
         api_host_of(&registry),
         &registry,
@@ -331,25 +329,7 @@ impl AuthStore {
             }
             Err(e) => return Err(Error::io(format!("open {shown}"), e.into())),
         };
-        let file = File::from(fd);
-        let meta = file
-            .metadata()
-            .map_err(|e| Error::io(format!("stat {shown}"), e))?;
-        if !meta.is_file() || meta.len() > MAX_AUTH_FILE {
-            return Err(Error::user(format!(
-                "{shown} is not a credentials file (a regular file of at most 1 MiB)"
-            )));
-        }
-        auth::check_private(
-            &self.path,
-            meta.mode(),
-            meta.uid(),
-            nix::unistd::geteuid().as_raw(),
-        )?;
-        let mut text = String::new();
-        file.take(MAX_AUTH_FILE)
-            .read_to_string(&mut text)
-            .map_err(|e| Error::io(format!("read {shown}"), e))?;
+        let text = auth::read_private(File::from(fd), &self.path)?;
         Ok(Some(text))
     }
 

@@ -125,9 +125,7 @@ pub fn pull(opts: &PullOptions) -> Result<()> {
     if let Some(n) = &opts.name {
         proto::validate::name(n)?;
     }
-    let tls_verify = opts
-        .tls_verify
-        .unwrap_or(!config.is_insecure(&reference.registry));
+    let tls_verify = config.tls_verify(&reference.registry, opts.tls_verify);
     let progress = Progress::new(opts.quiet);
     let cache = Cache::open()?;
     match &opts.layout {
@@ -166,7 +164,7 @@ pub fn pull_for_run(
     quiet: bool,
 ) -> Result<String> {
     let config = registries_config()?;
-    let tls_verify = tls_verify.unwrap_or(!config.is_insecure(&reference.registry));
+    let tls_verify = config.tls_verify(&reference.registry, tls_verify);
     let cache = Cache::open()?;
     pull_image(reference, name, tls_verify, &cache, &Progress::new(quiet))
 }
