@@ -167,8 +167,7 @@ fn update_one(state: &crate::records::Records, key: &str, asked: &CgroupLimits) 
     use crate::lifecycle::State;
     let rec = state.find(key)?;
     let _lock = state.lock_container(&rec.id)?;
-    let opts = state.load_config(&rec.id)?;
-    let flags = opts.limits.overlaid(asked);
+    let mut opts = state.load_config(&rec.id)?;
     let written = match State::of(&rec) {
         State::Running if rec.cgroups => {
             match call_once::<_, CgroupReply>(
@@ -196,12 +195,11 @@ fn update_one(state: &crate::records::Records, key: &str, asked: &CgroupLimits) 
         }
         // Its next start asks for the new limits: checked now as it will be.
         State::Stopped => {
-            check_early(&flags)?;
+            check_early(&opts.limits.overlaid(asked))?;
             asked.clone()
         }
         State::Removed => return Err(Error::user(format!("no such container: {key}"))),
     };
-    let mut opts = opts;
     opts.limits = opts.limits.overlaid(&written);
     state.save_config(&rec.id, &opts)?;
     // The monitor may have saved the record meanwhile: read it again.

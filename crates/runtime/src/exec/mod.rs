@@ -213,11 +213,10 @@ fn run_plan(plan: &join::Plan, pidfd: PidFd, signals: &Signals, id: &str) -> Res
             }
             (join::Report::Terminal, None) => {}
             // Issue 9: the joiner waits in the container's namespaces.
+            // `pid`: the joiner's own, our child or (detached) the one its
+            // first process forked before it went.
             (join::Report::Joined { pid }, _) => {
-                // The joiner itself, or (detached) the one its first
-                // process forked before it went.
-                let joiner = if plan.detach { pid } else { child };
-                let placed = crate::limits::join(id, joiner);
+                let placed = crate::limits::join(id, pid);
                 let _ = channel.send(&placed.is_ok());
                 if let Err(e) = placed {
                     let _ = crate::run::wait_exit(child);
